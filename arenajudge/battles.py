@@ -1,0 +1,133 @@
+"""Judgments -> battles.
+
+Each judged game is a battle between the baseline (model_a) and the judged model
+(model_b). In game 1 the baseline's answer is shown as Assistant A; game 2 swaps
+the positions, so its verdict is read mirrored. A strong verdict (`A>>B`, `B>>A`)
+counts `weight` times; a tie is its own outcome. This is arena-hard-auto's rule,
+kept exactly so that scores match arena-hard-local on the same judgments.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+
+# Mirrored spellings a judge may write; normalised when a new judgment is stored.
+_SYNONYMS = {"B<A": "A>B", "B<<A": "A>>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
+
+
+def clean_label(raw: Any) -> str | None:
+    """A stored score as one of LABELS, or None (no verdict).
+
+    Accepts what arena-hard-local wrote: `A>B`, `[A>B]`, any case. Only the five
+    labels count, as in the seed, so old files score exactly as before.
+    """
+    if not isinstance(raw, str):
+        return None
+    label = raw.replace("[", "").replace("]", "").strip().upper()
+    return label if label in LABELS else None
+
+
+def label_from_judge(raw: str) -> str | None:
+    """Like clean_label, but also reads mirrored spellings (`A<B` means `B>A`)."""
+    label = raw.replace("[", "").replace("]", "").strip().upper()
+    label = _SYNONYMS.get(label, label)
+    return label if label in LABELS else None
+
+
+# Outcome of a label from the point of view of (model_a=baseline, model_b=judged model),
+# for game 1 (baseline shown first) and game 2 (positions swapped).
+_GAME1 = {"A>>B": ("model_a", True), "A>B": ("model_a", False), "A=B": ("tie", False),
+          "B>A": ("model_b", False), "B>>A": ("model_b", True)}
+_FLIP = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
+
+
+def outcome(label: str, game_index: int) -> tuple[str, bool]:
+    """(winner, strong) for a clean label in game 0 (baseline is A) or game 1 (swapped)."""
+    winner, strong = _GAME1[label]
+    return (winner if game_index == 0 else _FLIP[winner]), strong
+
+
+@dataclass
+class BattleSet:
+    """Battles plus the bookkeeping users need to trust them."""
+
+    battles: pd.DataFrame  # one row per battle copy: question_id, model_a, model_b, winner, judge, game
+    games: Counter[str] = field(default_factory=Counter)  # model -> games read
+    missing: Counter[str] = field(default_factory=Counter)  # model -> games with no verdict
+
+    @property
+    def total_missing(self) -> int:
+        return sum(self.missing.values())
+
+    def missing_note(self) -> str | None:
+        if not self.total_missing:
+            return None
+        per_model = ", ".join(f"{m}: {n}" for m, n in sorted(self.missing.items()) if n)
+        return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict "
+                f"and were dropped ({per_model})")
+
+
+BATTLE_COLUMNS = ["question_id", "model_a", "model_b", "winner", "judge", "game"]
+
+
+def battles_from_judgments(
+    judgments: dict[str, list[dict[str, Any]]],
+    baseline: str,
+    judge: str,
+    *,
+    weight: int = 3,
+    first_game_only: bool = False,
+) -> BattleSet:
+    """Turn one judge's records ({model: [records]}) into battles against `baseline`."""
+    rows: list[tuple[Any, str, str, str, str, int]] = []
+    repeats: list[int] = []
+    result = BattleSet(battles=pd.DataFrame(columns=BATTLE_COLUMNS))
+    for file_model, records in judgments.items():
+        for record in records:
+            model = record.get("model") or file_model
+            games = record["games"][:1] if first_game_only else record["games"][:2]
+            for index, game in enumerate(games):
+                result.games[model] += 1
+                label = clean_label(game.get("score") if isinstance(game, dict) else None)
+                if label is None:
+                    result.missing[model] += 1
+                    continue
+                winner, strong = outcome(label, index)
+                rows.append((record["question_id"], baseline, model, winner, judge, index + 1))
+                repeats.append(weight if strong else 1)
+    if rows:
+        frame = pd.DataFrame(rows, columns=BATTLE_COLUMNS)
+        result.battles = frame.loc[np.repeat(np.arange(len(frame)), repeats)].reset_index(drop=True)
+    return result
+
+
+def save_battles(battles: pd.DataFrame, path: Path) -> None:
+    """The seed's battles cache: one JSON object per battle copy (extra columns are harmless)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    battles.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    tmp.replace(path)
+
+
+def load_battles(path: Path) -> pd.DataFrame:
+    from .storage import read_jsonl
+
+    records = read_jsonl(path)
+    for i, record in enumerate(records, start=1):
+        for key in ("model_a", "model_b", "winner"):
+            if key not in record:
+                raise UserError(f"{path}:{i}: battle is missing key {key!r}")
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        raise UserError(f"{path}: holds no battles")
+    return frame

@@ -1,0 +1,104 @@
+"""Ratings -> the leaderboard users read: lines, JSON, CSV."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .rating import RatingResult, win_rate
+
+
+@dataclass
+class BoardRow:
+    model: str
+    score: float  # win rate vs the baseline in percent (or Elo with show_elo)
+    lower: float
+    upper: float
+    avg_tokens: int
+    results: list[float] = field(default_factory=list)  # bootstrap samples (Elo), as the seed wrote them
+    battles: int = 0
+    games: int = 0
+    missing: int = 0
+
+
+def average_tokens(answers: dict[Any, dict[str, Any]] | None) -> int:
+    """Mean token_len of the first turn of the first choice over a model's answers (seed rule)."""
+    if not answers:
+        return 0
+    total = 0
+    for record in answers.values():
+        turn = record["choices"][0]["turns"][0]
+        total += turn.get("token_len", 0) if isinstance(turn, dict) else 0
+    return int(total / len(answers))
+
+
+def leaderboard(
+    result: RatingResult,
+    baseline: str,
+    answers: dict[str, dict[Any, dict[str, Any]]],
+    *,
+    show_elo: bool = False,
+    battle_counts: dict[str, int] | None = None,
+    games: dict[str, int] | None = None,
+    missing: dict[str, int] | None = None,
+) -> list[BoardRow]:
+    """One row per rated model, best first, numbers rounded as the seed rounds them."""
+    base_elo = float(result.point[baseline])
+    rows = []
+    for model in result.point.index:
+        elo = float(result.point[model])
+        lo, hi = result.lower(model), result.upper(model)
+        if show_elo:
+            score, lower, upper = float(int(elo)), float(int(lo)), float(int(hi))
+        else:
+            # the seed rounds the win rate to 2 decimals, then prints 1
+            score, lower, upper = (round(float(win_rate(x, base_elo)) * 100, 2) for x in (elo, lo, hi))
+        rows.append(BoardRow(
+            model=model, score=score, lower=lower, upper=upper,
+            avg_tokens=average_tokens(answers.get(model)),
+            results=[float(v) for v in result.samples[model]],
+            battles=(battle_counts or {}).get(model, 0),
+            games=(games or {}).get(model, 0),
+            missing=(missing or {}).get(model, 0),
+        ))
+    rows.sort(key=lambda r: (-r.score, r.model))
+    return rows
+
+
+def format_line(row: BoardRow, decimal: int) -> str:
+    """The seed's exact line, so scripts that grep it keep working."""
+    score = round(row.score, decimal)
+    interval = str((round(row.lower - row.score, decimal), round(row.upper - row.score, decimal)))
+    if decimal == 0:
+        score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
+    return f"{row.model : <50} | score: {score : ^5} | 95% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
+
+
+def write_outputs(rows: list[BoardRow], directory: Path, stem: str, meta: dict[str, Any]) -> list[Path]:
+    """`<stem>.json` (records with bootstrap samples, as the seed) and `<stem>.csv` (no samples)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    records = [asdict(r) for r in rows]
+    for record in records:
+        record.update(meta)
+    json_path = directory / f"{stem}.json"
+    csv_path = directory / f"{stem}.csv"
+    _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
+    frame = pd.DataFrame(records).drop(columns=["results"])
+    _replace(csv_path, frame.to_csv(index=False))
+    return [json_path, csv_path]
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def ci_half_width(rows: list[BoardRow]) -> float:
+    widths = [(r.upper - r.lower) / 2 for r in rows if r.upper != r.lower]
+    return float(np.mean(widths)) if widths else 0.0

@@ -1,0 +1,256 @@
+"""JSONL records on disk: the interface between the steps.
+
+Layout (the same as arena-hard-local's, so its data loads unchanged):
+
+    data/<bench>/question.jsonl
+    data/<bench>/model_answer/<model>.jsonl
+    data/<bench>/model_judgment/<judge>/<model>.jsonl
+
+Every file is UTF-8, one JSON object per line. Readers name the file and line of
+anything malformed; writers append one complete line per record and flush it, so a
+crash leaves at most one torn last line, which `repair_tail` removes on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from .errors import UserError
+
+
+class Turn(TypedDict, total=False):
+    content: str
+    token_len: int
+
+
+class Choice(TypedDict):
+    index: int
+    turns: list[Turn]
+
+
+class AnswerRecord(TypedDict, total=False):
+    question_id: str
+    answer_id: str
+    model_id: str
+    choices: list[Choice]
+    tstamp: float
+
+
+class Game(TypedDict, total=False):
+    user_prompt: str
+    judgment: str
+    score: str | None
+
+
+class JudgmentRecord(TypedDict, total=False):
+    question_id: str
+    model: str
+    judge: str
+    games: list[Game]
+
+
+@dataclass(frozen=True)
+class BenchPaths:
+    """Where one bench's files live under a data root (default `data/`)."""
+
+    bench: str
+    root: Path = Path("data")
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.root / self.bench
+
+    @property
+    def question_file(self) -> Path:
+        return self.bench_dir / "question.jsonl"
+
+    @property
+    def answer_dir(self) -> Path:
+        return self.bench_dir / "model_answer"
+
+    def answer_file(self, model: str) -> Path:
+        return self.answer_dir / f"{model}.jsonl"
+
+    @property
+    def judgment_root(self) -> Path:
+        return self.bench_dir / "model_judgment"
+
+    def judgment_dir(self, judge: str) -> Path:
+        return self.judgment_root / judge
+
+    def judgment_file(self, judge: str, model: str) -> Path:
+        return self.judgment_dir(judge) / f"{model}.jsonl"
+
+    @property
+    def runs_file(self) -> Path:
+        return self.bench_dir / "runs.jsonl"
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start} of the file)") from None
+
+
+def iter_jsonl(path: Path, *, allow_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a file, one per non-blank line.
+
+    A malformed line is a UserError naming file and line. With allow_torn_tail, a last
+    line without its newline that does not parse (a write cut by a crash) is skipped.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSONL file") from None
+    text = _decode(path, raw)
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            is_tail = number == len(lines) and not text.endswith("\n")
+            if allow_torn_tail and is_tail:
+                return
+            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        yield record
+
+
+def read_jsonl(path: Path, *, allow_torn_tail: bool = False) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path, allow_torn_tail=allow_torn_tail))
+
+
+def require_keys(path: Path, index: int, record: dict[str, Any], keys: Iterable[str]) -> None:
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise UserError(f"{path}: record {index}: missing key {missing[0]!r}")
+
+
+def load_questions(path: Path) -> list[dict[str, Any]]:
+    """Questions in file order. `turns` may be [{"content": ...}] or plain strings (MT-Bench)."""
+    questions = read_jsonl(path)
+    seen: set[Any] = set()
+    for i, q in enumerate(questions, start=1):
+        require_keys(path, i, q, ("question_id", "turns"))
+        if q["question_id"] in seen:
+            raise UserError(f"{path}: record {i}: duplicate question_id {q['question_id']!r}")
+        seen.add(q["question_id"])
+        if not isinstance(q["turns"], list) or not q["turns"]:
+            raise UserError(f"{path}: record {i}: 'turns' must be a non-empty list")
+    return questions
+
+
+def turn_text(turn: Any) -> str:
+    """The text of a turn written either as {"content": ...} or as a plain string."""
+    return turn["content"] if isinstance(turn, dict) else str(turn)
+
+
+def load_answer_file(path: Path) -> dict[Any, dict[str, Any]]:
+    """One model's answers keyed by question_id (a later line wins, as in the seed)."""
+    answers: dict[Any, dict[str, Any]] = {}
+    for i, record in enumerate(iter_jsonl(path, allow_torn_tail=True), start=1):
+        require_keys(path, i, record, ("question_id", "choices"))
+        choices = record["choices"]
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise UserError(f"{path}: record {i}: 'choices' must be a non-empty list of objects")
+        if not isinstance(choices[0].get("turns"), list) or not choices[0]["turns"]:
+            raise UserError(f"{path}: record {i}: 'choices[0].turns' must be a non-empty list")
+        answers[record["question_id"]] = record
+    return answers
+
+
+def load_answers(answer_dir: Path) -> dict[str, dict[Any, dict[str, Any]]]:
+    """All models' answers: {model: {question_id: record}}; model = file name without .jsonl."""
+    if not answer_dir.is_dir():
+        return {}
+    return {p.stem: load_answer_file(p) for p in sorted(answer_dir.glob("*.jsonl"))}
+
+
+def load_judgment_file(path: Path) -> list[dict[str, Any]]:
+    records = read_jsonl(path, allow_torn_tail=True)
+    for i, record in enumerate(records, start=1):
+        require_keys(path, i, record, ("question_id", "model", "games"))
+        if not isinstance(record["games"], list):
+            raise UserError(f"{path}: record {i}: 'games' must be a list")
+    return records
+
+
+def list_judges(paths: BenchPaths) -> list[str]:
+    if not paths.judgment_root.is_dir():
+        return []
+    return sorted(p.name for p in paths.judgment_root.iterdir() if p.is_dir())
+
+
+def load_judgments(paths: BenchPaths, judge: str) -> dict[str, list[dict[str, Any]]]:
+    """One judge's judgments: {model: [records]}. An unknown judge is a UserError."""
+    directory = paths.judgment_dir(judge)
+    if not directory.is_dir():
+        known = ", ".join(list_judges(paths)) or "none"
+        raise UserError(f"{directory}: no judgments by judge {judge!r} (judges found: {known})")
+    return {p.stem: load_judgment_file(p) for p in sorted(directory.glob("*.jsonl"))}
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One record as one line: UTF-8 kept readable (Cyrillic stays Cyrillic)."""
+    return json.dumps(record, ensure_ascii=False)
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut a torn last line (no trailing newline) left by a crash. Returns True if cut."""
+    if not path.exists():
+        return False
+    with path.open("rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        data_end = size
+        f.seek(0)
+        data = f.read()
+        cut = data.rfind(b"\n") + 1
+        f.truncate(cut)
+        return cut != data_end
+
+
+class JsonlAppender:
+    """Appends records to one file, one whole line per write, flushed at once."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(path)
+        self.path = path
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace a file's content in one step (write aside, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,76 @@
+"""Time show_result.py against the seed's way on judgments of realistic size, in one run.
+
+Generates 9 judged models (the baseline included, as arena-hard-local's configs do)
+x 500 questions x 2 games; runs the seed's way (battles built row by row, a logistic
+regression refitted per bootstrap round) in-process and our whole command as a
+subprocess (interpreter start-up and file loading included), both at the same rounds.
+
+    python bench/bench_show_result.py [--rounds 100] [--questions 500] [--models 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import seed_way  # noqa: E402
+from synth import make_bench  # noqa: E402
+
+from arenajudge.battles import battles_from_judgments  # noqa: E402
+from arenajudge.rating import rate  # noqa: E402
+from arenajudge.storage import BenchPaths, load_answers, load_judgments  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--questions", type=int, default=500)
+    parser.add_argument("--models", type=int, default=8)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        sb = make_bench(cwd / "data", n_questions=args.questions, n_models=args.models, missing_rate=0.01)
+        paths = BenchPaths(sb.bench, cwd / "data")
+
+        t0 = time.perf_counter()
+        load_answers(paths.answer_dir)
+        judgments = load_judgments(paths, "judge-a")
+        battles = seed_way.battles_row_by_row(judgments, sb.baseline)
+        point = seed_way.mle_elo(battles, sb.baseline)
+        samples = seed_way.bootstrap(battles, sb.baseline, args.rounds)
+        seed_way.win_rates(point, samples, sb.baseline)
+        seed_seconds = time.perf_counter() - t0
+
+        cmd = [sys.executable, str(ROOT / "show_result.py"), "--judge-name", "judge-a",
+               "--baseline", sb.baseline, "--num-rounds", str(args.rounds)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        ours_seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+
+        ours_battles = battles_from_judgments(judgments, sb.baseline, "judge-a").battles
+        t0 = time.perf_counter()
+        rate(ours_battles, sb.baseline, rounds=1000)
+        compute_1000 = time.perf_counter() - t0
+
+    n_judgments = sum(len(r) for r in judgments.values())
+    print(f"{n_judgments} judgments, {len(battles)} battles, {args.rounds} bootstrap rounds")
+    print(f"seed way (in-process, no start-up): {seed_seconds:.2f} s")
+    print(f"show_result.py (whole command):     {ours_seconds:.2f} s")
+    print(f"speed-up: {seed_seconds / ours_seconds:.1f}x  (goal: >= 10x)")
+    print(f"rating compute at 1000 rounds: {compute_1000:.3f} s  (goal: < 2 s)")
+
+
+if __name__ == "__main__":
+    main()
