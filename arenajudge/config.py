@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -133,6 +133,15 @@ class ModelEntry:
     system_prompt: str | None = None
     tokenizer: str | None = None
     server: dict[str, Any] | None = None
+    source: Path = Path("config/api_config.yaml")
+
+    def with_secrets(self) -> ModelEntry:
+        """The entry with ${ENV_VAR} keys expanded (done only for the models a run uses)."""
+        endpoints = tuple(
+            replace(ep, api_key=resolve_secret(ep.api_key, self.source, f"{self.name}.endpoints[{i}].api_key")
+                    if ep.api_key is not None else os.environ.get("OPENAI_API_KEY"))
+            for i, ep in enumerate(self.endpoints))
+        return replace(self, endpoints=endpoints)
 
 
 SUPPORTED_API_TYPES = ("openai",)
@@ -161,10 +170,8 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
                 if parsed.scheme not in ("http", "https") or not parsed.netloc:
                     raise ek.fail("api_base", f"not a well-formed http(s) URL: {base!r}")
             key = ek.get("api_key", (str, int), None)
-            key = resolve_secret(str(key) if key is not None else None, path, f"{name}.endpoints[{i}].api_key")
-            if key is None:
-                key = os.environ.get("OPENAI_API_KEY")
-            endpoints.append(Endpoint(base, key, ek.get("api_version", (str, int, float), None)))
+            endpoints.append(Endpoint(base, str(key) if key is not None else None,
+                                      ek.get("api_version", (str, int, float), None)))
         server = keys.get("server", dict, None)
         entries[name] = ModelEntry(
             name=name,
@@ -175,6 +182,7 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             system_prompt=keys.get("system_prompt", str, None),
             tokenizer=keys.get("tokenizer", str, None),
             server=server,
+            source=path,
         )
     return entries
 

@@ -1,0 +1,84 @@
+"""Answers: every question of a bench to every candidate model, one conversation per choice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .client import ModelClient
+from .config import AnswerConfig, ModelEntry
+from .storage import load_answer_file, turn_text, write_jsonl_atomic
+from .tokens import token_len
+
+# arena-hard-local sent this when the endpoint config names no system prompt;
+# `system_prompt: ""` sends none (for chat templates without a system role).
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+
+
+def split_thinking(content: str, reasoning: str | None) -> tuple[str, str | None]:
+    """(final answer, thinking). Thinking comes as a separate field or as a leading <think> block."""
+    match = _THINK.match(content)
+    if match:
+        inner = match.group(1).strip()
+        reasoning = f"{reasoning}\n{inner}" if reasoning else inner
+        content = content[match.end():]
+    elif "</think>" in content and "<think>" not in content:
+        # some chat templates open the block in the prompt, so only the closing tag comes back
+        head, content = content.split("</think>", 1)
+        reasoning = f"{reasoning}\n{head.strip()}" if reasoning else head.strip()
+        content = content.lstrip()
+    return content, reasoning
+
+
+def final_text(turn: Any) -> str:
+    """The text a judge should see: a stored turn without any thinking."""
+    return split_thinking(turn_text(turn), None)[0]
+
+
+async def answer_question(
+    client: ModelClient, entry: ModelEntry, question: dict[str, Any], config: AnswerConfig, max_tokens: int
+) -> dict[str, Any]:
+    """One answer record: `num_choices` conversations, each answering every turn in order."""
+    temperature = config.category_temperature.get(str(question.get("category")), config.temperature)
+    system = DEFAULT_SYSTEM_PROMPT if entry.system_prompt is None else entry.system_prompt
+
+    async def one_choice(index: int) -> dict[str, Any]:
+        messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+        turns = []
+        for turn in question["turns"]:
+            messages.append({"role": "user", "content": turn_text(turn)})
+            reply = await client.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            content, reasoning = split_thinking(reply.content, reply.reasoning)
+            # later turns see the answer only, as a chat UI would show it
+            messages.append({"role": "assistant", "content": content})
+            stored: dict[str, Any] = {"content": content, "token_len": token_len(content)}
+            if reasoning:
+                stored["reasoning"] = reasoning
+            stored["finish_reason"] = reply.finish_reason
+            stored["usage"] = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
+            turns.append(stored)
+        return {"index": index, "turns": turns}
+
+    choices = await asyncio.gather(*(one_choice(i) for i in range(config.num_choices)))
+    return {
+        "question_id": question["question_id"],
+        "answer_id": uuid.uuid4().hex,
+        "model_id": entry.name,
+        "choices": list(choices),
+        "tstamp": time.time(),
+    }
+
+
+def sort_answer_file(path: Path, question_order: list[Any]) -> None:
+    """Rewrite a model's answers in question order, one record per question (the last written wins)."""
+    if not path.exists():
+        return
+    answers = load_answer_file(path)
+    rank = {qid: i for i, qid in enumerate(question_order)}
+    ordered = sorted(answers.values(), key=lambda r: (rank.get(r["question_id"], len(rank)), str(r["question_id"])))
+    write_jsonl_atomic(path, ordered)

@@ -1,0 +1,54 @@
+"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..client import RetryPolicy
+from ..config import ModelEntry
+from ..errors import UserError
+from ..storage import JsonlAppender
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-file", type=Path, default=Path("config/api_config.yaml"),
+                        help="api config: where each model is served (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
+    parser.add_argument("--max-retries", type=int, default=5,
+                        help="retries per request on connection errors, timeouts, 429 and 5xx (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    if args.max_retries < 0:
+        raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    return RetryPolicy(attempts=args.max_retries + 1, timeout=args.timeout)
+
+
+def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
+    return entries[name].with_secrets()
+
+
+class Appenders:
+    """One open JSONL appender per output file, opened on first write."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, JsonlAppender] = {}
+
+    def write(self, path: Path, record: dict[str, Any]) -> None:
+        if path not in self._open:
+            self._open[path] = JsonlAppender(path)
+        self._open[path].write(record)
+
+    def close(self) -> None:
+        for appender in self._open.values():
+            appender.close()
+        self._open.clear()

@@ -1,0 +1,77 @@
+"""gen_answer.py: every model of the answer config answers every question of the bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..answering import answer_question, sort_answer_file
+from ..client import ModelClient
+from ..config import load_answer_config, load_api_config
+from ..engine import Lane, RunReport, log_run, run_lanes
+from ..errors import run_cli
+from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail
+from .common import Appenders, add_engine_flags, require_entry, retry_policy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gen_answer.py",
+        description="Ask each model of model_list every question of the bench; answers go to "
+                    "data/<bench>/model_answer/<model>.jsonl. Questions already answered are skipped, "
+                    "so a rerun completes an interrupted or partly failed run.")
+    p.add_argument("--setting-file", type=Path, default=Path("config/gen_answer_config.yaml"),
+                   help="answer config (default: %(default)s)")
+    add_engine_flags(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    policy = retry_policy(args)
+    config = load_answer_config(args.setting_file)
+    entries = load_api_config(args.endpoint_file)
+    models = [require_entry(entries, name, args.setting_file, f"model_list[{i}]", args.endpoint_file)
+              for i, name in enumerate(config.model_list)]
+    paths = BenchPaths(config.bench_name, args.data_dir)
+    questions = load_questions(paths.question_file)
+    order = [q["question_id"] for q in questions]
+
+    report = RunReport()
+    appenders = Appenders()
+    lanes: list[Lane[Any]] = []
+    for entry in models:
+        path = paths.answer_file(entry.name)
+        repair_tail(path)
+        done = load_answer_file(path) if path.exists() else {}
+        todo = [q for q in questions if q["question_id"] not in done]
+        report.skipped += len(questions) - len(todo)
+        client = ModelClient(entry, policy)
+
+        def work(question: dict[str, Any], client: ModelClient = client, entry=entry) -> Any:
+            return answer_question(client, entry, question, config, config.max_tokens)
+
+        def write(question: dict[str, Any], record: dict[str, Any], path: Path = path) -> None:
+            appenders.write(path, record)
+
+        lanes.append(Lane(name=entry.name, client=client, items=todo, work=work, write=write,
+                          describe=lambda q, name=entry.name: f"{name} / question {q['question_id']}",
+                          max_items=max(1, client.capacity // config.num_choices)))
+    print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
+          f"({report.skipped} already answered)", file=sys.stderr)
+    try:
+        asyncio.run(run_lanes(lanes, report, quiet=args.quiet))
+    finally:
+        appenders.close()
+        for entry in models:
+            sort_answer_file(paths.answer_file(entry.name), order)
+        log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name})
+    print(report.summary("answers"), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def run() -> None:
+    sys.exit(run_cli(main))

@@ -1,0 +1,130 @@
+"""gen_judgment.py: the judge compares each model's answers with the baseline's, twice."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..client import ModelClient
+from ..config import JudgeConfig, load_api_config, load_judge_config
+from ..engine import Lane, RunReport, log_run, run_lanes
+from ..errors import UserError, run_cli
+from ..judging import JudgeItem, judge_item, sort_judgment_file
+from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail
+from .common import Appenders, add_engine_flags, require_entry, retry_policy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gen_judgment.py",
+        description="Judge every model of model_list against the baseline on every question (two games, "
+                    "positions swapped); judgments go to data/<bench>/model_judgment/<judge>/<model>.jsonl. "
+                    "Existing judgments are kept and skipped, so a rerun completes an interrupted run.")
+    p.add_argument("--setting-file", type=Path, default=Path("config/judge_config.yaml"),
+                   help="judge config (default: %(default)s)")
+    add_engine_flags(p)
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="judge only a fixed random sample of N questions (the same for every model and judge); "
+                        "a later full run reuses these judgments and asks only for the rest")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--rejudge-missing", action="store_true",
+                   help="judge again the questions whose stored judgment has a game without a verdict")
+    return p
+
+
+def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """A sample that depends only on the question ids, n and the seed (not on file order or model)."""
+    if n < 1:
+        raise UserError(f"--sample must be at least 1, got {n}")
+    ids = sorted(str(q["question_id"]) for q in questions)
+    chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
+    return [q for q in questions if str(q["question_id"]) in chosen]
+
+
+def _answers_for(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]],
+                 role: str) -> dict[Any, dict[str, Any]]:
+    path = paths.answer_file(model)
+    if not path.exists():
+        raise UserError(f"{config.path}: {role} {model!r} has no answers ({path} is missing); run gen_answer.py first")
+    answers = load_answer_file(path)
+    absent = [q["question_id"] for q in questions if q["question_id"] not in answers]
+    if absent:
+        raise UserError(f"{config.path}: {role} {model!r} has no answers to {len(absent)} of {len(questions)} questions "
+                        f"in {path} (first: {absent[0]}); run gen_answer.py first")
+    return answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    policy = retry_policy(args)
+    config = load_judge_config(args.setting_file)
+    entries = load_api_config(args.endpoint_file)
+    judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
+    if not config.baseline or not config.baseline_model:
+        raise UserError(f"{args.setting_file}: key 'baseline': only judging against a baseline is supported here")
+    paths = BenchPaths(config.bench_name, args.data_dir)
+    questions = load_questions(paths.question_file)
+    order = [q["question_id"] for q in questions]
+    if args.sample is not None:
+        questions = sample_questions(questions, args.sample, args.sample_seed)
+
+    baseline = _answers_for(paths, config, config.baseline_model, questions, "baseline_model")
+    answers = {m: _answers_for(paths, config, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
+    references: list[dict[Any, dict[str, Any]]] = []
+    if config.reference:
+        if not config.ref_model:
+            raise UserError(f"{args.setting_file}: key 'ref_model': missing; reference is true")
+        ref_path = paths.bench_dir / "reference_answer" / f"{config.ref_model}.jsonl"
+        if not ref_path.exists():
+            raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
+        references.append(load_answer_file(ref_path))
+
+    report = RunReport()
+    done: dict[str, set[Any]] = {}
+    for model in config.model_list:
+        path = paths.judgment_file(config.judge_model, model)
+        repair_tail(path)
+        records = load_judgment_file(path) if path.exists() else []
+        done[model] = {r["question_id"] for r in records
+                       if not (args.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    # Question-major order: the prompts of one question (same system prompt, question and, in
+    # game 1, baseline answer first) reach the server together, which suits its prefix cache.
+    items = []
+    for q in questions:
+        for model in config.model_list:
+            if q["question_id"] in done[model]:
+                report.skipped += 1
+                continue
+            refs = [r[q["question_id"]] for r in references if q["question_id"] in r]
+            items.append(JudgeItem(q, model, answers[model][q["question_id"]], baseline[q["question_id"]], refs))
+
+    client = ModelClient(judge, policy)
+    appenders = Appenders()
+    lane: Lane[JudgeItem] = Lane(
+        name=config.judge_model, client=client, items=items,
+        work=lambda item: judge_item(client, config, item),
+        write=lambda item, record: appenders.write(paths.judgment_file(config.judge_model, item.model), record),
+        describe=lambda item: f"{item.model} / question {item.question_id}",
+        max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
+    )
+    print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
+          f"({report.skipped} already judged)", file=sys.stderr)
+    try:
+        asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+    finally:
+        appenders.close()
+        for model in config.model_list:
+            sort_judgment_file(paths.judgment_file(config.judge_model, model), order)
+        log_run(paths.runs_file, "gen_judgment", report,
+                {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
+                 "bench": config.bench_name, "sample": args.sample})
+    print(report.summary("judgments"), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def run() -> None:
+    sys.exit(run_cli(main))

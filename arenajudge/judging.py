@@ -1,0 +1,190 @@
+"""Pairwise judgments: the judge compares a model's answer with the baseline's, twice.
+
+Game 1 shows the baseline as Assistant A and the model as B; game 2 swaps them. Both
+games of a judgment run at once. A judgment record is written only when both games
+have a reply; a game whose reply has no readable verdict keeps the judge's text with
+`score: null` (counted as missing, never guessed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .answering import final_text, split_thinking
+from .battles import label_from_judge
+from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
+from .config import JudgeConfig
+from .storage import load_judgment_file, turn_text, write_jsonl_atomic
+
+FOLLOW_UP = "Finish your evaluation now: end with your final verdict as exactly one label, such as [[A>B]]."
+FOLLOW_UPS = 2  # extra asks for a verdict after the first reply
+TRUNCATION_MARK = "\n\n[... the rest of this answer was cut to fit the judge's context ...]"
+OVERFLOW_RETRIES = 3
+
+
+def parse_verdict(text: str, pattern: re.Pattern[str]) -> tuple[str | None, bool]:
+    """(label, found_any). Several different labels conflict and give no verdict."""
+    labels = {label_from_judge(m if isinstance(m, str) else m[0]) for m in pattern.findall(text)}
+    labels.discard(None)
+    if len(labels) == 1:
+        return labels.pop(), True
+    return None, bool(labels)
+
+
+@dataclass
+class JudgeItem:
+    question: dict[str, Any]
+    model: str
+    answer: dict[str, Any]
+    baseline_answer: dict[str, Any]
+    references: list[dict[str, Any]]
+
+    @property
+    def question_id(self) -> Any:
+        return self.question["question_id"]
+
+
+def _answer_turns(record: dict[str, Any]) -> list[str]:
+    return [final_text(t) for t in record["choices"][0]["turns"]]
+
+
+def build_messages(config: JudgeConfig, question: dict[str, Any], first: list[str], second: list[str],
+                   references: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """System prompt plus one user message per template, with {question_i}, {answer_i}, {ref_answer_i}."""
+    fields: dict[str, str] = {}
+    for i, turn in enumerate(question["turns"], start=1):
+        fields[f"question_{i}"] = turn_text(turn)
+    for i, text in enumerate([*first, *second], start=1):
+        fields[f"answer_{i}"] = text
+    for j, ref in enumerate(references):
+        for i, turn in enumerate(ref["choices"][0]["turns"], start=1):
+            fields[f"ref_answer_{i + j}"] = turn_text(turn)
+    messages = [{"role": "system", "content": config.system_prompt}]
+    for template in config.prompt_template:
+        messages.append({"role": "user", "content": template.format_map(_Missing(fields))})
+    return messages
+
+
+class _Missing(dict[str, str]):
+    """Leaves an unknown {placeholder} as it is instead of failing mid-run."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def shorten_evenly(answers: list[list[str]], keep_chars: int) -> list[list[str]]:
+    """Cut the longest answers first until all together hold `keep_chars` characters.
+
+    Every answer ends up at most the same length L (found by bisection); the shorter ones
+    stay whole. A cut answer ends with TRUNCATION_MARK so the judge knows.
+    """
+    lengths = [sum(len(t) for t in turns) for turns in answers]
+    if sum(lengths) <= keep_chars:
+        return answers
+    lo, hi = 0, max(lengths)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(min(n, mid) for n in lengths) <= keep_chars:
+            lo = mid
+        else:
+            hi = mid - 1
+    out = []
+    for turns, n in zip(answers, lengths, strict=True):
+        if n <= lo:
+            out.append(turns)
+            continue
+        budget, cut = lo, []
+        for t in turns:
+            part = t[: max(budget, 0)]
+            budget -= len(part)
+            cut.append(part + TRUNCATION_MARK if len(part) < len(t) else part)
+        out.append(cut)
+    return out
+
+
+async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, game: int) -> dict[str, Any]:
+    baseline_turns, model_turns = _answer_turns(item.baseline_answer), _answer_turns(item.answer)
+    answers = [baseline_turns, model_turns] if game == 0 else [model_turns, baseline_turns]
+    truncated = False
+    for _ in range(OVERFLOW_RETRIES + 1):
+        messages = build_messages(config, item.question, answers[0], answers[1], item.references)
+        try:
+            return await _ask_until_verdict(client, config, messages, truncated)
+        except ContextOverflow as exc:
+            total = sum(len(t) for turns in answers for t in turns)
+            prompt_chars = sum(len(m["content"]) for m in messages)
+            if exc.max_context and exc.prompt_tokens:
+                chars_per_token = prompt_chars / exc.prompt_tokens
+                excess = (exc.prompt_tokens + config.max_tokens - exc.max_context) * chars_per_token * 1.1
+                keep = int(total - excess)
+            else:
+                keep = int(total * 0.7)
+            if keep <= 0:
+                raise RequestFailed(f"judge prompt does not fit even without the answers: {exc}") from None
+            answers = shorten_evenly(answers, keep)
+            truncated = True
+    raise RequestFailed(f"judge prompt still too long after {OVERFLOW_RETRIES} shortenings")
+
+
+async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
+                             truncated: bool) -> dict[str, Any]:
+    conversation = list(messages)
+    texts: list[str] = []
+    reasonings: list[str] = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    label: str | None = None
+    for _ in range(1 + FOLLOW_UPS):
+        reply = await client.chat(conversation, temperature=config.temperature, max_tokens=config.max_tokens)
+        content, reasoning = split_thinking(reply.content, reply.reasoning)
+        texts.append(content)
+        if reasoning:
+            reasonings.append(reasoning)
+        usage["prompt_tokens"] += reply.prompt_tokens
+        usage["completion_tokens"] += reply.completion_tokens
+        label, found = parse_verdict("\n".join(texts), config.regex_pattern)
+        if found:
+            break  # one label, or conflicting labels (no verdict, and asking again will not settle it)
+        conversation += [{"role": "assistant", "content": content}, {"role": "user", "content": FOLLOW_UP}]
+    game: dict[str, Any] = {
+        "user_prompt": "\n\n".join(m["content"] for m in messages[1:]),
+        "judgment": "\n".join(texts),
+        "score": label,
+        "asks": len(texts),
+        "usage": usage,
+    }
+    if truncated:
+        game["truncated"] = True
+    if reasonings:
+        game["reasoning"] = "\n".join(reasonings)
+    return game
+
+
+async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem) -> dict[str, Any]:
+    games = 2 if config.pairwise else 1
+    results = await asyncio.gather(*(judge_game(client, config, item, g) for g in range(games)), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise next((e for e in errors if isinstance(e, FatalEndpointError)), errors[0])
+    return {
+        "question_id": item.question_id,
+        "model": item.model,
+        "judge": config.judge_model,
+        "baseline": config.baseline_model,
+        "games": list(results),
+        "tstamp": time.time(),
+    }
+
+
+def sort_judgment_file(path: Path, question_order: list[Any]) -> None:
+    """Rewrite one model's judgments in question order, one record per question (the last written wins)."""
+    if not path.exists():
+        return
+    by_question = {r["question_id"]: r for r in load_judgment_file(path)}
+    rank = {qid: i for i, qid in enumerate(question_order)}
+    ordered = sorted(by_question.values(), key=lambda r: (rank.get(r["question_id"], len(rank)), str(r["question_id"])))
+    write_jsonl_atomic(path, ordered)

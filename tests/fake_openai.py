@@ -1,0 +1,267 @@
+"""An OpenAI-compatible chat server of our own, on 127.0.0.1, that stands in for vLLM in tests.
+
+Real HTTP/1.1 with keep-alive on one asyncio event loop (a threaded server would make any
+client look slow). It scripts replies, injects faults (500, 429, timeouts, verdict-less
+replies, context overflow, 401/404 as vLLM words them) and records what it received.
+
+In tests: `with FakeServer(script) as server: server.base_url ...` (the server runs in a
+thread). For benchmarks and kill tests: `python tests/fake_openai.py --port 0 ...` prints
+`READY <port>` and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+JUDGE_MARK = "<|The Start of Assistant A's Answer|>"
+LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+
+
+def default_verdict(prompt: str) -> str:
+    """A verdict that depends only on the prompt, so reruns agree."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return LABELS[digest[0] % len(LABELS)]
+
+
+@dataclass
+class Script:
+    """What the server does. Every field has a harmless default."""
+
+    delay: float = 0.0  # seconds each request takes
+    concurrency: int = 1_000_000  # requests served at once; the rest wait
+    api_key: str | None = None  # when set, other keys get 401
+    models: tuple[str, ...] | None = None  # served names; others get 404 (None: any)
+    # fail the first N attempts of each distinct conversation with this status
+    fail_first: int = 0
+    fail_status: int = 500
+    # requests whose last user message contains one of these strings hang past any timeout
+    hang_on: tuple[str, ...] = ()
+    hang_seconds: float = 30.0
+    # context overflow: prompts longer than this many characters get vLLM's 400
+    max_context_chars: int | None = None
+    # judge replies: `verdict(prompt)` gives a label or None for a verdict-less reply
+    verdict: Callable[[str], str | None] = default_verdict
+    verdict_style: str = "[[{label}]]"
+    # answers: reply(messages) gives the assistant text
+    answer: Callable[[list[dict[str, Any]]], str] | None = None
+    reasoning_field: str | None = None  # e.g. "reasoning" or "reasoning_content"
+    think_tags: bool = False  # put thinking in <think> tags inside content
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    authorization: str | None
+    status: int
+    tstamp: float = field(default_factory=time.time)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class FakeServer:
+    def __init__(self, script: Script | None = None, port: int = 0) -> None:
+        self.script = script or Script()
+        self.port = port
+        self.received: list[Received] = []
+        self._attempts: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    # ----- lifecycle
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FakeServer:
+        self._thread = threading.Thread(target=self._run_thread, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop and self._server:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+        if self._loop:
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _run_thread(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def start(self) -> None:
+        self._sem = asyncio.Semaphore(self.script.concurrency)
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    # ----- queries for tests
+    def chat_requests(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if "messages" in r.body]
+
+    def ok_count(self) -> int:
+        return sum(1 for r in self.chat_requests() if r.status == 200)
+
+    # ----- HTTP
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(length) if length else b""
+                status, payload = await self._handle(method, path, headers, body)
+                data = json.dumps(payload).encode("utf-8")
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+        s = self.script
+        path = path.split("?", 1)[0]
+        if path in ("/health", "/v1/health"):
+            return 200, {}
+        if s.api_key is not None and headers.get("authorization") != f"Bearer {s.api_key}":
+            return self._record({}, headers, 401, {"error": {"message": "Unauthorized", "type": "Unauthorized", "code": 401}})
+        if path == "/v1/models":
+            names = s.models or ("any",)
+            return 200, {"object": "list", "data": [{"id": n, "object": "model", "max_model_len": 2048} for n in names]}
+        if path != "/v1/chat/completions" or method != "POST":
+            return 404, {"error": {"message": f"no route {path}"}}
+        body = json.loads(raw)
+        if s.models is not None and body.get("model") not in s.models:
+            return self._record(body, headers, 404, {"error": {
+                "message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError", "code": 404}})
+        messages = body["messages"]
+        key = json.dumps(messages, sort_keys=True)
+        with self._lock:
+            attempt = self._attempts.get(key, 0)
+            self._attempts[key] = attempt + 1
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        async with self._sem:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self._serve_time(last_user)
+            finally:
+                self.in_flight -= 1
+        if attempt < s.fail_first:
+            return self._record(body, headers, s.fail_status, {"error": {"message": f"injected {s.fail_status}"}})
+        prompt_chars = sum(len(m["content"]) for m in messages)
+        if s.max_context_chars is not None and prompt_chars > s.max_context_chars:
+            limit = _tokens("x" * s.max_context_chars)
+            return self._record(body, headers, 400, {"error": {"type": "BadRequestError", "code": 400, "message": (
+                f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+                f"{_tokens('x' * prompt_chars)} input tokens and for the completion 512 tokens. Please reduce the "
+                "length of the input prompt.")}})
+        content, reasoning = self._reply(messages)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning is not None and s.reasoning_field:
+            message[s.reasoning_field] = reasoning
+        elif reasoning is not None and s.think_tags:
+            message["content"] = f"<think>{reasoning}</think>\n\n{content}"
+        completion = _tokens(content)
+        payload = {
+            "id": f"chatcmpl-{len(self.received)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": _tokens("x" * prompt_chars), "completion_tokens": completion,
+                      "total_tokens": _tokens("x" * prompt_chars) + completion},
+        }
+        return self._record(body, headers, 200, payload)
+
+    async def _serve_time(self, last_user: str) -> None:
+        if any(h in last_user for h in self.script.hang_on):
+            await asyncio.sleep(self.script.hang_seconds)
+        if self.script.delay:
+            await asyncio.sleep(self.script.delay)
+
+    def _record(self, body: dict[str, Any], headers: dict[str, str], status: int, payload: dict[str, Any]):
+        with self._lock:
+            self.received.append(Received(body, headers.get("authorization"), status))
+        return status, payload
+
+    def _reply(self, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
+        s = self.script
+        first_user = next(m["content"] for m in messages if m["role"] == "user")
+        if JUDGE_MARK in first_user:
+            label = s.verdict(first_user)
+            if messages[-1]["role"] == "user" and len([m for m in messages if m["role"] == "assistant"]) > 0:
+                # a follow-up asking for the verdict
+                label = s.verdict(first_user + "\n#followup")
+            text = "The answers differ in detail." + (f" My final verdict: {s.verdict_style.format(label=label)}" if label else "")
+            return text, None
+        if s.answer is not None:
+            text = s.answer(messages)
+        else:
+            last = messages[-1]["content"]
+            text = f"Answer ({sum(1 for m in messages if m['role'] == 'user')}) to: {last[:60]}"
+        reasoning = f"thinking about {len(messages)} messages" if (s.reasoning_field or s.think_tags) else None
+        return text, reasoning
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible stand-in server for tests and benches")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--concurrency", type=int, default=1_000_000)
+    parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--verdict", default=None, help="always this label (default: a hash of the prompt)")
+    args = parser.parse_args()
+    script = Script(delay=args.delay, concurrency=args.concurrency, fail_first=args.fail_first)
+    if args.verdict:
+        script.verdict = lambda _prompt: args.verdict
+    server = FakeServer(script, args.port)
+
+    async def serve() -> None:
+        await server.start()
+        print(f"READY {server.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    _cli()
