@@ -81,10 +81,15 @@ def format_line(row: BoardRow, decimal: int) -> str:
 
 def write_outputs(rows: list[BoardRow], directory: Path, stem: str, meta: dict[str, Any]) -> list[Path]:
     """`<stem>.json` (records with bootstrap samples, as the seed) and `<stem>.csv` (no samples)."""
-    directory.mkdir(parents=True, exist_ok=True)
     records = [asdict(r) for r in rows]
     for record in records:
         record.update(meta)
+    return write_records(records, directory, stem)
+
+
+def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> list[Path]:
+    """`<stem>.json` with the records as they are, `<stem>.csv` without the bootstrap samples."""
+    directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{stem}.json"
     csv_path = directory / f"{stem}.csv"
     _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
@@ -102,3 +107,24 @@ def _replace(path: Path, text: str) -> None:
 def ci_half_width(rows: list[BoardRow]) -> float:
     widths = [(r.upper - r.lower) / 2 for r in rows if r.upper != r.lower]
     return float(np.mean(widths)) if widths else 0.0
+
+
+def _cell(row: BoardRow, decimal: int) -> str:
+    fmt = f"{{:.{decimal}f}}"
+    fmt_signed = f"{{:+.{decimal}f}}"
+    return f"{fmt.format(row.score)} ({fmt_signed.format(row.lower - row.score)}, {fmt_signed.format(row.upper - row.score)})"
+
+
+def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int) -> str:
+    """A model-card table: one row per model of the first board, its score with the 95% CI
+    offsets, average tokens, then one score column per further board (e.g. categories)."""
+    (first_title, first_rows), *others = boards
+    columns = ["Model", f"{first_title} (95% CI)", "Avg #tokens", *(title for title, _ in others)]
+    lookup = [{r.model: r for r in rows} for _, rows in others]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", "---:", "---:", *["---:"] * len(others)]) + "|"]
+    fmt = f"{{:.{decimal}f}}"
+    for row in first_rows:
+        cells = [row.model.replace("|", "\\|"), _cell(row, decimal), str(row.avg_tokens)]
+        cells += [fmt.format(board[row.model].score) if row.model in board else "" for board in lookup]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -5,16 +5,32 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..battles import battles_from_judgments, load_battles, save_battles
+from .. import diagnostics
+from ..battles import BattleSet, battles_from_judgments, load_battles, save_battles
 from ..config import load_judge_config
 from ..errors import UserError, run_cli
-from ..rating import RatingResult, rate
-from ..report import format_line, leaderboard, write_outputs
-from ..storage import BenchPaths, load_answers, load_judgments, read_jsonl
+from ..plots import write_plot
+from ..rating import FeatureRatingResult, RatingResult, mean_scores, rate, rate_with_features
+from ..report import BoardRow, format_line, leaderboard, markdown_table, write_outputs, write_records
+from ..storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl
+from ..style import (
+    LC_FEATURE_PREFIX,
+    STYLE_GROUPS,
+    StyleCache,
+    add_length_control_features,
+    add_style_features,
+    answer_styles,
+    parse_style_groups,
+)
 
 DESCRIPTION = """\
 Score every judged model against the baseline, as arena-hard-auto does: each game is a
@@ -24,7 +40,19 @@ win rate against the baseline in percent. The 95%% CI comes from a bootstrap.
 
 Output lines keep arena-hard-local's shape:
   <model> | score: <win rate> | 95%% CI: (<lower>, <upper>) | average #tokens: <n>
+
+Beyond the seed (all off by default; extra sections start with '## '):
+  --style-control length markdown   Bradley-Terry with style features, scores at equal style
+  --length-controlled               per-model length term, win rate at equal length (AlpacaEval 2 way)
+  --method mean                     mean battle score vs the baseline (arena-hard-auto v2's number)
+  --judge-names J1 J2 ...           pool several judges' battles
+  --category [FIELD]                one more board per question category (or cluster, ...)
+  --diagnostics                     position consistency, ties, agreement between judges, separability
+  --markdown, --plot FILE           a model-card table; a chart (.png or self-contained .html)
 """
+
+
+_STYLE_HELP = ", ".join(f"{group} = {'+'.join(names)}" for group, names in STYLE_GROUPS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-game-only", action="store_true", help="use only game 1 of each judgment")
     p.add_argument("--output", action="store_true", help="write the leaderboard as JSON and CSV")
     p.add_argument("--output-dir", type=Path, default=Path("."), help="where --output writes (default: current dir)")
+    p.add_argument("--judge-names", nargs="+", metavar="JUDGE",
+                   help="pool the battles of several judges (an ensemble); replaces --judge-name")
+    p.add_argument("--style-control", nargs="+", metavar="FEATURE",
+                   help=f"control for answer style: {' and/or '.join(STYLE_GROUPS)} ({_STYLE_HELP}); "
+                        "Bradley-Terry with standardised style differences as extra terms, scores from the model terms "
+                        "alone; prints the style coefficients")
+    p.add_argument("--length-controlled", action="store_true",
+                   help="length-controlled win rate: each model gets its own term in tanh(standardised length "
+                        "difference) and is scored at length difference 0 (AlpacaEval 2's idea)")
+    p.add_argument("--method", choices=("bt", "mean"), default="bt",
+                   help="'bt': Bradley-Terry (default); 'mean': mean battle score vs the baseline with a "
+                        "bootstrap per model (arena-hard-auto v2)")
+    p.add_argument("--category", nargs="?", const="category", metavar="FIELD",
+                   help="also print one board per value of this question field (default field: category; "
+                        "e.g. --category cluster)")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="judge diagnostics: position consistency, tie and no-verdict shares per model; with several "
+                        "judges their verdict agreement, Cohen's kappa and rank correlation; separability of the board")
+    p.add_argument("--markdown", action="store_true", help="also print the board as a markdown table (for a model card)")
+    p.add_argument("--plot", type=Path, metavar="FILE",
+                   help="draw scores with 95%% CIs (one panel per category): FILE.png or a self-contained FILE.html")
     return p
 
 
@@ -83,76 +132,272 @@ def _check_baseline(baseline: str, judgments: dict[str, list[dict]], answers: di
                         "and no judgments, so nothing was judged against it")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _check_flags(args: argparse.Namespace) -> None:
     if args.load_bootstrap and not args.load_battles:
         raise UserError("--load-bootstrap needs --load-battles (the samples must match the battles)")
     if args.num_rounds < 1:
         raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if args.weight < 1:
         raise UserError(f"--weight must be at least 1, got {args.weight}")
+    if args.judge_names and args.judge_name:
+        raise UserError("--judge-name and --judge-names: give one of them")
+    if args.judge_names and len(set(args.judge_names)) < len(args.judge_names):
+        raise UserError(f"--judge-names: a judge is named twice ({' '.join(args.judge_names)})")
+    if args.style_control:
+        parse_style_groups(args.style_control)
+    alternatives = [flag for flag, on in (("--style-control", bool(args.style_control)),
+                                          ("--length-controlled", args.length_controlled),
+                                          ("--method mean", args.method == "mean")) if on]
+    if len(alternatives) > 1:
+        raise UserError(f"{' and '.join(alternatives)}: choose one way of scoring")
+    if alternatives and args.load_bootstrap:
+        raise UserError(f"--load-bootstrap holds plain Bradley-Terry samples; it cannot be used with {alternatives[0]}")
+    if args.load_battles and (args.judge_names or args.diagnostics):
+        raise UserError(f"{'--judge-names' if args.judge_names else '--diagnostics'} reads judgments; "
+                        "it cannot be used with --load-battles")
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
+        raise UserError(f"--plot {args.plot}: unknown format {args.plot.suffix or '(none)'!r}, "
+                        "use a .png or .html file name")
+
+
+def _categories(paths: BenchPaths, field: str) -> dict[str, str]:
+    """question_id (as str) -> value of `field`; a field no question has is a UserError."""
+    questions = load_questions(paths.question_file)
+    if not any(field in q for q in questions):
+        raise UserError(f"{paths.question_file}: no question has a {field!r} field (--category {field})")
+    return {str(q["question_id"]): str(q.get(field, "(none)")) for q in questions}
+
+
+def _scoring_label(args: argparse.Namespace, features: list[str]) -> str | None:
+    if args.style_control:
+        return f"style-controlled Bradley-Terry ({', '.join(features)} at equal style)"
+    if args.length_controlled:
+        return "length-controlled win rate (per-model length term, scored at equal length)"
+    if args.method == "mean":
+        return "mean battle score vs the baseline, bootstrap per model"
+    return None
+
+
+def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
+    assert result.coefficients is not None and result.coefficient_samples is not None
+    lines = [title]
+    for name, value in result.coefficients.items():
+        lo, hi = np.percentile(result.coefficient_samples[name], [2.5, 97.5])
+        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | 95% CI: ({lo:+.3f}, {hi:+.3f})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_flags(args)
     _defaults_from_config(args)
+    judges = list(args.judge_names or [args.judge_name])
+    judge_label = ", ".join(judges)
     paths = BenchPaths(args.bench_name, args.data_dir)
     battles_file = args.battles_file or args.data_dir / "arena_hard_battles.jsonl"
     bootstrap_file = args.bootstrap_file or args.data_dir / "bootstrapping_results.jsonl"
 
     # Read and validate everything before writing anything.
     answers = load_answers(paths.answer_dir)
+    category_of = _categories(paths, args.category) if args.category else {}
     games: dict[str, int] = {}
     missing: dict[str, int] = {}
     notes: list[str] = []
+    judgments_by_judge: dict[str, dict[str, list[dict]]] = {}
     if args.load_battles:
         battles = load_battles(battles_file)
         source = f"{len(battles)} battles from {battles_file}"
     else:
-        judgments = load_judgments(paths, args.judge_name)
-        if not judgments:
-            raise UserError(f"{paths.judgment_dir(args.judge_name)}: holds no judgment files")
-        _check_baseline(args.baseline, judgments, answers, paths)
-        battle_set = battles_from_judgments(judgments, args.baseline, args.judge_name,
-                                            weight=args.weight, first_game_only=args.first_game_only)
+        for judge in judges:
+            judgments = load_judgments(paths, judge)
+            if not judgments:
+                raise UserError(f"{paths.judgment_dir(judge)}: holds no judgment files")
+            _check_baseline(args.baseline, judgments, answers, paths)
+            judgments_by_judge[judge] = judgments
+        battle_sets = [battles_from_judgments(judgments, args.baseline, judge,
+                                              weight=args.weight, first_game_only=args.first_game_only)
+                       for judge, judgments in judgments_by_judge.items()]
+        battle_set = battle_sets[0] if len(battle_sets) == 1 else BattleSet(
+            battles=pd.concat([b.battles for b in battle_sets], ignore_index=True),
+            games=sum((b.games for b in battle_sets), Counter()),
+            missing=sum((b.missing for b in battle_sets), Counter()))
         battles = battle_set.battles
         games, missing = dict(battle_set.games), dict(battle_set.missing)
-        n_judgments = sum(len(r) for r in judgments.values())
-        source = f"{len(battles)} battles from {n_judgments} judgments by {args.judge_name}"
+        n_judgments = sum(len(r) for judgments in judgments_by_judge.values() for r in judgments.values())
+        source = f"{len(battles)} battles from {n_judgments} judgments by {judge_label}"
         if note := battle_set.missing_note():
             notes.append(note)
     if battles.empty:
-        raise UserError(f"no battles: none of the judgments by {args.judge_name} has a verdict")
+        raise UserError(f"no battles: none of the judgments by {judge_label} has a verdict")
     if args.baseline not in set(battles["model_a"]) | set(battles["model_b"]):
         raise UserError(f"baseline {args.baseline!r} has no battles in {source.split(' from ')[1]}")
 
-    result = rate(battles, args.baseline, rounds=args.num_rounds, seed=args.seed, unit=args.bootstrap)
+    # Style features per battle (standardised over all battles, then reused by every board).
+    features: list[str] = []
+    scored_battles = battles
+    if args.style_control or args.length_controlled:
+        if "question_id" not in battles:
+            raise UserError(f"{battles_file}: battles have no question_id, which style/length control needs")
+        cache = StyleCache(paths.bench_dir / "style_features_cache.json")
+        styles = answer_styles(answers, set(battles["model_a"]) | set(battles["model_b"]), cache)
+        if args.style_control:
+            features = parse_style_groups(args.style_control)
+            scored_battles = add_style_features(battles, styles, features, paths.answer_dir)
+        else:
+            scored_battles, features = add_length_control_features(battles, styles, args.baseline, paths.answer_dir)
+        cache.save()
+
+    def score(subset: pd.DataFrame) -> RatingResult:
+        options: dict[str, Any] = {"rounds": args.num_rounds, "seed": args.seed, "unit": args.bootstrap}
+        if features:
+            return rate_with_features(subset, args.baseline, features, **options)
+        if args.method == "mean":
+            return mean_scores(subset, args.baseline, **options)
+        return rate(subset, args.baseline, **options)
+
+    plain = _scoring_label(args, features) is None
+    result = score(scored_battles)
     if args.load_bootstrap:
         samples = _load_bootstrap(bootstrap_file, list(result.point.index))
         result = RatingResult(point=result.point, samples=samples, unit="battles")
     else:
         if not args.load_battles:
             save_battles(battles, battles_file)
-        bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
-        result.samples.to_json(bootstrap_file, orient="records", lines=True)
+        if plain:  # the cache holds plain Bradley-Terry samples only, as --load-bootstrap expects
+            bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
+            result.samples.to_json(bootstrap_file, orient="records", lines=True)
 
-    battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
-    rows = leaderboard(result, args.baseline, answers, show_elo=args.show_elo,
-                       battle_counts=battle_counts, games=games, missing=missing)
+    def board(subset: pd.DataFrame, rated: RatingResult) -> list[BoardRow]:
+        counts = pd.concat([subset["model_a"], subset["model_b"]]).value_counts().to_dict()
+        return leaderboard(rated, args.baseline, answers, show_elo=args.show_elo,
+                           battle_counts=counts, games=games, missing=missing)
+
+    rows = board(battles, result)
     rounds = len(result.samples)
+    decimal = 0 if args.show_elo else 1
     unit = "loaded from cache" if args.load_bootstrap else (
         f"bootstrap over {args.bootstrap}, {rounds} rounds, seed {args.seed}")
-    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; 95% CI: {unit}")
+    label = _scoring_label(args, features)
+    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; 95% CI: {unit}"
+          + (f"; score: {label}" if label else ""))
     for row in rows:
-        print(format_line(row, 0 if args.show_elo else 1))
+        print(format_line(row, decimal))
     for model in sorted(set(answers) - set(result.point.index)):
-        notes.append(f"note: {model} has answers but no battles (not judged by {args.judge_name}?)")
+        notes.append(f"note: {model} has answers but no battles (not judged by {judge_label}?)")
     for note in notes:
         print(note)
 
+    extra_lines, boards, records_extra = _extras(args, judges, judgments_by_judge, scored_battles, result, rows,
+                                                 category_of, score, board)
+    for line in extra_lines:
+        print(line)
+    if args.markdown:
+        print()
+        print(markdown_table(boards, decimal))
+    if args.plot is not None:
+        axis = "Elo" if args.show_elo else f"win rate vs {args.baseline} (%)"
+        print(f"wrote {write_plot(args.plot, boards, axis)}", file=sys.stderr)
+
     if args.output:
         stem = f"arena_hard_leaderboard_{datetime.datetime.now():%Y%m%d}"
-        meta = {"bench": args.bench_name, "judge": args.judge_name, "baseline": args.baseline,
+        meta = {"bench": args.bench_name, "judge": judge_label, "baseline": args.baseline,
                 "ci": "elo" if args.show_elo else "win_rate", "bootstrap": args.bootstrap, "rounds": rounds}
-        for path in write_outputs(rows, args.output_dir, stem, meta):
+        if plain and not records_extra:
+            written = write_outputs(rows, args.output_dir, stem, meta)
+        else:
+            meta["method"] = "bt" if features or args.method == "bt" else args.method
+            meta["style_control"] = ",".join(features) if args.style_control else ""
+            meta["length_controlled"] = args.length_controlled
+            written = write_records(_records(boards, meta, records_extra, args.category), args.output_dir, stem)
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _extras(
+    args: argparse.Namespace,
+    judges: list[str],
+    judgments_by_judge: dict[str, dict[str, list[dict]]],
+    scored_battles: pd.DataFrame,
+    result: RatingResult,
+    rows: list[BoardRow],
+    category_of: dict[str, str],
+    score: Callable[[pd.DataFrame], RatingResult],
+    board: Callable[[pd.DataFrame, RatingResult], list[BoardRow]],
+) -> tuple[list[str], list[tuple[str, list[BoardRow]]], dict[str, dict[str, Any]]]:
+    """The sections after the seed's board: (lines, boards for tables and charts, extra columns per model)."""
+    lines: list[str] = []
+    boards: list[tuple[str, list[BoardRow]]] = [("overall", rows)]
+    columns: dict[str, dict[str, Any]] = {}  # model -> extra output columns
+    decimal = 0 if args.show_elo else 1
+
+    if isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.style_control:
+        lines += _coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
+                                    "> 0: the judge favours the answer with more of it)", result)
+        for name, value in result.coefficients.items():
+            for row in rows:
+                columns.setdefault(row.model, {})[f"coef_{name}"] = float(value)
+    elif isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.length_controlled:
+        lines += _coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
+                                    "difference); < 0: longer answers help the model)", result, LC_FEATURE_PREFIX)
+        for name, value in result.coefficients.items():
+            columns.setdefault(str(name).removeprefix(LC_FEATURE_PREFIX), {})["length_slope"] = float(value)
+
+    if category_of:
+        qids = scored_battles["question_id"].astype(str)
+        category = qids.map(category_of).fillna("(none)")
+        for value in sorted(category.unique()):
+            subset = scored_battles[(category == value).to_numpy()]
+            if args.baseline not in set(subset["model_a"]) | set(subset["model_b"]):
+                lines.append(f"note: category {value!r} has no battles against the baseline")
+                continue
+            category_rows = board(subset, score(subset))
+            boards.append((value, category_rows))
+            lines.append(f"## {args.category}: {value} ({subset['question_id'].nunique()} questions, "
+                         f"{len(subset)} battles)")
+            lines += [format_line(row, decimal) for row in category_rows]
+
+    if args.diagnostics:
+        pooled: dict[str, diagnostics.ConsistencyRow] = {}
+        for judge, judgments in judgments_by_judge.items():
+            consistency = diagnostics.position_consistency(judgments)
+            lines += diagnostics.consistency_lines(judge, consistency)
+            for row in consistency:
+                pooled.setdefault(row.model, diagnostics.ConsistencyRow(row.model)).add(row)
+        for model, row in pooled.items():
+            columns.setdefault(model, {}).update(position_consistency=row.position_consistency,
+                                                 tie_share=row.tie_share, missing_share=row.missing_share)
+        if len(judges) > 1:
+            per_judge_scores = {}
+            for judge in judges:
+                subset = scored_battles[(scored_battles["judge"] == judge).to_numpy()]
+                if args.baseline in set(subset["model_a"]) | set(subset["model_b"]):
+                    per_judge_scores[judge] = {r.model: r.score for r in board(subset, score(subset))}
+            lines += diagnostics.agreement_lines(diagnostics.judge_agreement(judgments_by_judge),
+                                                 diagnostics.board_correlation(per_judge_scores))
+        intervals = {r.model: (r.lower, r.upper) for r in rows if r.model != args.baseline}
+        share, pairs = diagnostics.separability(intervals)
+        shown = "n/a" if np.isnan(share) else f"{100 * share:.1f}%"
+        lines.append(f"## separability: {shown} of {pairs} model pairs have non-overlapping 95% CIs (baseline excluded)")
+        for row in rows:
+            columns.setdefault(row.model, {})["separability"] = share
+    return lines, boards, columns
+
+
+def _records(boards: list[tuple[str, list[BoardRow]]], meta: dict[str, Any],
+             columns: dict[str, dict[str, Any]], category_field: str | None) -> list[dict[str, Any]]:
+    """Output records: the overall board, then each category's, with the extra columns."""
+    records = []
+    for title, board_rows in boards:
+        for row in board_rows:
+            record = asdict(row)
+            record.update(meta)
+            if category_field:
+                record[category_field] = "all" if title == "overall" else title
+            if title == "overall":
+                record.update(columns.get(row.model, {}))
+            records.append(record)
+    return records
 
 
 def run() -> None:

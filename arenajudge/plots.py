@@ -1,0 +1,94 @@
+"""Scores with their 95% CIs as a chart: PNG through matplotlib, or a self-contained HTML
+file with inline SVG (no scripts, no CDN). One panel per board (overall, then categories)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from .errors import UserError
+from .report import BoardRow
+
+Panel = tuple[str, list[BoardRow]]
+
+
+def write_plot(path: Path, panels: list[Panel], axis_label: str) -> Path:
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        _write_png(path, panels, axis_label)
+    elif suffix in (".html", ".htm"):
+        _replace(path, _html(panels, axis_label))
+    else:
+        raise UserError(f"--plot {path}: unknown format {path.suffix or '(none)'!r}, use a .png or .html file name")
+    return path
+
+
+def _write_png(path: Path, panels: list[Panel], axis_label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    heights = [max(1.5, 0.32 * len(rows) + 0.9) for _, rows in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (title, rows) in zip(axes[:, 0], panels, strict=True):
+        ordered = rows[::-1]  # best at the top
+        y = list(range(len(ordered)))
+        scores = [r.score for r in ordered]
+        ax.errorbar(scores, y, xerr=[[r.score - r.lower for r in ordered], [r.upper - r.score for r in ordered]],
+                    fmt="o", color="#1f5fa8", ecolor="#7aa6d6", capsize=3)
+        ax.set_yticks(y, [r.model for r in ordered], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(axis_label, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
+    label_w, plot_w, row_h, top, bottom = 260, 420, 22, 30, 36
+    height = top + row_h * len(rows) + bottom
+    lo = min(min(r.lower, r.score) for r in rows)
+    hi = max(max(r.upper, r.score) for r in rows)
+    pad = (hi - lo) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+
+    def x(v: float) -> float:
+        return label_w + (v - lo) / (hi - lo) * plot_w
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 20}" height="{height}" '
+             'font-family="sans-serif" font-size="12">',
+             f'<text x="4" y="18" font-weight="bold">{html.escape(title)}</text>']
+    for i, r in enumerate(rows):
+        cy = top + row_h * i + row_h / 2
+        tip = f"{r.model}: {r.score} ({r.lower} to {r.upper})"
+        parts += [f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(r.model)}</text>',
+                  f'<line x1="{x(r.lower):.1f}" x2="{x(r.upper):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                  'stroke="#7aa6d6" stroke-width="2"/>',
+                  f'<circle cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4" fill="#1f5fa8"><title>{html.escape(tip)}</title></circle>']
+    axis_y = top + row_h * len(rows) + 4
+    parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:.1f}</text>')
+    parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 30}" text-anchor="middle" fill="#555">'
+                 f'{html.escape(axis_label)}</text></svg>')
+    return "\n".join(parts)
+
+
+def _html(panels: list[Panel], axis_label: str) -> str:
+    body = "\n".join(f"<div>{_svg_panel(title, rows, axis_label)}</div>" for title, rows in panels if rows)
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>arenajudge leaderboard</title></head>\n"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def _replace(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
