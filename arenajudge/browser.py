@@ -1,0 +1,500 @@
+"""Data behind qa_browser.py: load a bench, index its judgments, filter questions, score it.
+
+Everything here is plain Python (no Gradio), so it is tested without a browser; the UI
+in `browser_ui.py` only calls these functions and renders what they return.
+
+Point of view. A judgment record compares the baseline with one candidate model in two
+games: in game 1 the baseline is Assistant A and the model is B; game 2 swaps them.
+`battles.outcome(label, game_index)` turns each verdict into a winner from the
+baseline-vs-model point of view, so both games are read on the same scale here:
+direction +1 = the model's answer was judged better, 0 = tie, -1 = the baseline's.
+
+Filters (all per judge and candidate model):
+- positions disagree: both games have a verdict and their directions differ (a tie is a
+  direction of its own, so "tie" in one game and "model better" in the other disagree).
+  A judge without position bias gives the same direction whichever answer it reads first.
+- strong loss / strong win: at least one game has a strong verdict (`>>`) for the
+  baseline / for the model.
+- no verdict: a game's score could not be read (or the record has fewer than two games).
+- not judged: the judge has no record for this model and question.
+- judges disagree: at least two judges judged the question and their calls differ; a
+  judge's call is the sign of the sum of its games' directions.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from .battles import battles_from_judgments, clean_label, outcome
+from .errors import UserError
+from .rating import BootstrapUnit, rate
+from .report import BoardRow, format_line, leaderboard
+from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
+
+FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "judges_disagree"]
+
+# What each filter means, in the words the UI shows (keys are the filter names).
+FILTERS: dict[FilterName, str] = {
+    "all": "all questions",
+    "positions_disagree": "positions disagree (game 1 and game 2 point different ways)",
+    "strong_loss": "strong loss (a game says the baseline is much better)",
+    "strong_win": "strong win (a game says the model is much better)",
+    "no_verdict": "no verdict (a game's score could not be read)",
+    "not_judged": "not judged (no judgment record for this model)",
+    "judges_disagree": "judges disagree (judges' calls on the question differ)",
+}
+
+BASELINE_WINS, TIE, MODEL_WINS = -1, 0, 1
+_DIRECTION = {"model_a": BASELINE_WINS, "tie": TIE, "model_b": MODEL_WINS}
+
+
+@dataclass(frozen=True)
+class GameVerdict:
+    """One game of a judgment, read from the baseline-vs-model point of view."""
+
+    game_index: int  # 0: baseline is Assistant A; 1: the model is Assistant A
+    judgment: str  # the judge's text
+    raw_score: Any  # the score as stored (None, "A>B", "[A>B]", garbage ...)
+    label: str | None  # clean label, None when no verdict
+    direction: int | None  # MODEL_WINS / TIE / BASELINE_WINS, None when no verdict
+    strong: bool
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.direction is not None
+
+
+@dataclass(frozen=True)
+class QuestionJudgment:
+    """One judge's two games on one question for one model."""
+
+    question_id: str
+    games: tuple[GameVerdict, ...]
+
+    @property
+    def directions(self) -> list[int]:
+        return [g.direction for g in self.games if g.direction is not None]
+
+    @property
+    def positions_disagree(self) -> bool:
+        first_two = self.games[:2]
+        return len(first_two) == 2 and all(g.has_verdict for g in first_two) and first_two[0].direction != first_two[1].direction
+
+    @property
+    def strong_loss(self) -> bool:
+        return any(g.strong and g.direction == BASELINE_WINS for g in self.games)
+
+    @property
+    def strong_win(self) -> bool:
+        return any(g.strong and g.direction == MODEL_WINS for g in self.games)
+
+    @property
+    def missing_verdict(self) -> bool:
+        return len(self.games) < 2 or not all(g.has_verdict for g in self.games[:2])
+
+    @property
+    def call(self) -> int | None:
+        """The judge's overall call on the question: sign of the summed directions, None without verdicts."""
+        directions = self.directions
+        if not directions:
+            return None
+        total = sum(directions)
+        return (total > 0) - (total < 0)
+
+
+def read_game(game: Any, game_index: int) -> GameVerdict:
+    """A stored game (dict with judgment and score) as a GameVerdict; tolerant of malformed entries."""
+    if not isinstance(game, dict):
+        return GameVerdict(game_index, "", game, None, None, False)
+    raw = game.get("score")
+    label = clean_label(raw)
+    judgment = game.get("judgment")
+    text = judgment if isinstance(judgment, str) else ("" if judgment is None else str(judgment))
+    if label is None:
+        return GameVerdict(game_index, text, raw, None, None, False)
+    winner, strong = outcome(label, game_index)
+    return GameVerdict(game_index, text, raw, label, _DIRECTION[winner], strong)
+
+
+def read_judgment(record: dict[str, Any]) -> QuestionJudgment:
+    games = record.get("games") or []
+    return QuestionJudgment(str(record["question_id"]), tuple(read_game(g, i) for i, g in enumerate(games[:2])))
+
+
+def index_judgments(records_by_model: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, QuestionJudgment]]:
+    """{model: {question_id: QuestionJudgment}}; a later record of the same question wins (a resumed run)."""
+    index: dict[str, dict[str, QuestionJudgment]] = {}
+    for file_model, records in records_by_model.items():
+        for record in records:
+            model = record.get("model") or file_model
+            index.setdefault(model, {})[str(record["question_id"])] = read_judgment(record)
+    return index
+
+
+@dataclass
+class BenchData:
+    """One bench loaded for browsing: questions in file order, answers and every judge's judgments."""
+
+    bench: str
+    paths: BenchPaths
+    questions: list[dict[str, Any]]
+    question_by_id: dict[str, dict[str, Any]]
+    answers: dict[str, dict[str, dict[str, Any]]]  # model -> question_id -> answer record
+    raw_judgments: dict[str, dict[str, list[dict[str, Any]]]]  # judge -> file model -> records (for the leaderboard)
+    judgments: dict[str, dict[str, dict[str, QuestionJudgment]]]  # judge -> model -> question_id -> judgment
+    load_seconds: float = 0.0
+
+    @property
+    def judges(self) -> list[str]:
+        return sorted(self.judgments)
+
+    @property
+    def models(self) -> list[str]:
+        """Every model with answers or judgments, sorted."""
+        judged = {m for by_model in self.judgments.values() for m in by_model}
+        return sorted(set(self.answers) | judged)
+
+    def candidates(self, baseline: str) -> list[str]:
+        return [m for m in self.models if m != baseline]
+
+    def categories(self) -> list[str]:
+        """Filter keys for the category menu: 'category: X' and 'cluster: Y', in first-seen order."""
+        keys: dict[str, None] = {}
+        for q in self.questions:
+            if q.get("category"):
+                keys[f"category: {q['category']}"] = None
+        for q in self.questions:
+            if q.get("cluster"):
+                keys[f"cluster: {q['cluster']}"] = None
+        return list(keys)
+
+    def judgment(self, judge: str, model: str, question_id: str) -> QuestionJudgment | None:
+        return self.judgments.get(judge, {}).get(model, {}).get(question_id)
+
+    def answer_text(self, model: str, question_id: str) -> str | None:
+        record = self.answers.get(model, {}).get(question_id)
+        if record is None:
+            return None
+        return "\n\n".join(turn_text(t) for t in record["choices"][0]["turns"])
+
+    def prompt_text(self, question_id: str) -> str:
+        question = self.question_by_id[question_id]
+        turns = [turn_text(t) for t in question["turns"]]
+        if len(turns) == 1:
+            return turns[0]
+        return "\n\n".join(f"**Turn {i}.** {t}" for i, t in enumerate(turns, start=1))
+
+
+def find_benches(data_dir: Path) -> list[str]:
+    """Bench folders under the data root: those holding a question.jsonl."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(p.parent.name for p in data_dir.glob("*/question.jsonl"))
+
+
+def load_bench(data_dir: Path, bench: str, judges: Iterable[str] | None = None) -> BenchData:
+    """Read a bench's questions, answers and judgments (all judges on disk, or only `judges`).
+
+    Malformed files are UserErrors naming file and line (from storage); a judge asked for
+    but absent is one too. Missing answers or judgments are not errors: `missing_notes` says them.
+    """
+    started = time.perf_counter()
+    paths = BenchPaths(bench, data_dir)
+    if not paths.question_file.exists():
+        known = ", ".join(find_benches(data_dir)) or "none"
+        raise UserError(f"{paths.question_file}: no such file (benches found under {data_dir}: {known})")
+    questions = load_questions(paths.question_file)
+    answers = {model: {str(qid): r for qid, r in by_q.items()} for model, by_q in load_answers(paths.answer_dir).items()}
+    on_disk = list_judges(paths)
+    wanted = on_disk if judges is None else list(judges)
+    raw = {judge: load_judgments(paths, judge) for judge in wanted}  # UserError names the judges found
+    data = BenchData(
+        bench=bench,
+        paths=paths,
+        questions=questions,
+        question_by_id={str(q["question_id"]): q for q in questions},
+        answers=answers,
+        raw_judgments=raw,
+        judgments={judge: index_judgments(records) for judge, records in raw.items()},
+    )
+    data.load_seconds = time.perf_counter() - started
+    return data
+
+
+def missing_notes(data: BenchData, *, judge: str | None, baseline: str, models: Iterable[str]) -> list[str]:
+    """What is missing for this view, one short sentence each (empty when nothing is)."""
+    notes: list[str] = []
+    n_questions = len(data.questions)
+    if judge is None:
+        notes.append(f"No judgments in {data.paths.judgment_root}: only answers can be shown.")
+    for model in [baseline, *models]:
+        answered = data.answers.get(model)
+        if answered is None:
+            notes.append(f"{model}: no answer file ({data.paths.answer_file(model)}).")
+        elif (absent := sum(1 for qid in data.question_by_id if qid not in answered)) > 0:
+            notes.append(f"{model}: no answer to {absent} of {n_questions} questions.")
+        if model == baseline or judge is None:
+            continue
+        judged = data.judgments.get(judge, {}).get(model)
+        if judged is None:
+            notes.append(f"{model}: not judged by {judge} (no {data.paths.judgment_file(judge, model)}).")
+        elif (absent := sum(1 for qid in data.question_by_id if qid not in judged)) > 0:
+            notes.append(f"{model}: {judge} judged {n_questions - absent} of {n_questions} questions.")
+    return notes
+
+
+def _matches_category(question: dict[str, Any], category: str | None) -> bool:
+    if not category:
+        return True
+    kind, _, value = category.partition(": ")
+    return str(question.get(kind, "")) == value
+
+
+def _matches_search(question_id: str, question: dict[str, Any], needle: str) -> bool:
+    if not needle:
+        return True
+    haystack = " ".join([question_id, str(question.get("cluster", "")), *(turn_text(t) for t in question["turns"])])
+    return needle in haystack.casefold()
+
+
+def judges_disagree(data: BenchData, model: str, question_id: str, judges: Iterable[str] | None = None) -> bool:
+    """At least two judges made a call on this question for this model, and the calls differ."""
+    calls = set()
+    n_calls = 0
+    for judge in judges if judges is not None else data.judges:
+        judgment = data.judgment(judge, model, question_id)
+        if judgment is not None and judgment.call is not None:
+            calls.add(judgment.call)
+            n_calls += 1
+    return n_calls >= 2 and len(calls) > 1
+
+
+def passes_filter(data: BenchData, judge: str | None, model: str, question_id: str, name: FilterName) -> bool:
+    if name == "all":
+        return True
+    if name == "judges_disagree":
+        return judges_disagree(data, model, question_id)
+    judgment = data.judgment(judge, model, question_id) if judge else None
+    if name == "not_judged":
+        return judgment is None
+    if judgment is None:
+        return False
+    if name == "positions_disagree":
+        return judgment.positions_disagree
+    if name == "strong_loss":
+        return judgment.strong_loss
+    if name == "strong_win":
+        return judgment.strong_win
+    if name == "no_verdict":
+        return judgment.missing_verdict
+    raise UserError(f"unknown filter {name!r} (known: {', '.join(FILTERS)})")
+
+
+def filter_questions(
+    data: BenchData,
+    *,
+    judge: str | None,
+    model: str,
+    category: str | None = None,
+    search: str = "",
+    verdict_filter: FilterName = "all",
+) -> list[str]:
+    """Question ids in file order that pass the category, the free-text search and the verdict filter."""
+    needle = search.strip().casefold()
+    return [
+        qid for qid, question in data.question_by_id.items()
+        if _matches_category(question, category)
+        and _matches_search(qid, question, needle)
+        and passes_filter(data, judge, model, qid, verdict_filter)
+    ]
+
+
+def neighbour(question_ids: list[str], current: str, step: int) -> str | None:
+    """The id `step` places from `current` in the list (wrapping); the first one if `current` is not listed."""
+    if not question_ids:
+        return None
+    if current not in question_ids:
+        return question_ids[0]
+    return question_ids[(question_ids.index(current) + step) % len(question_ids)]
+
+
+# ---- how verdicts read -----------------------------------------------------------------
+
+_DIRECTION_WORDS = {MODEL_WINS: "model better", TIE: "tie", BASELINE_WINS: "baseline better"}
+
+
+def verdict_words(game: GameVerdict | None) -> str:
+    """Short text for a game in tables: 'model much better', 'tie', 'no verdict', ..."""
+    if game is None:
+        return "—"
+    if game.direction is None:
+        return "no verdict"
+    words = _DIRECTION_WORDS[game.direction]
+    return words.replace(" better", " much better") if game.strong else words
+
+
+def game_sides(game_index: int, baseline: str, model: str) -> tuple[str, str]:
+    """(Assistant A, Assistant B) of a game: game 1 shows the baseline first, game 2 the model."""
+    return (baseline, model) if game_index == 0 else (model, baseline)
+
+
+_BADGE_COLOURS = {MODEL_WINS: "#1a7f37", TIE: "#6e7781", BASELINE_WINS: "#cf222e", None: "#9a6700"}
+
+
+def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: str, model: str, judge: str | None) -> str:
+    """The badge above a game's text: which side was A and B, the label, and who won."""
+    side_a, side_b = game_sides(game_index, baseline, model)
+    sides = (f"A = {html.escape(side_a)}{' (baseline)' if side_a == baseline else ''}, "
+             f"B = {html.escape(side_b)}{' (baseline)' if side_b == baseline else ''}")
+    if game is None:
+        verdict, colour, label = "not judged", "#6e7781", "—"
+    else:
+        verdict, colour = verdict_words(game), _BADGE_COLOURS[game.direction]
+        label = game.label or f"unreadable score: {game.raw_score!r}"
+    return (
+        f'<div class="aj-game" data-game="{game_index + 1}" data-verdict="{html.escape(verdict)}">'
+        f"<b>Game {game_index + 1}</b> · {sides} · judge {html.escape(judge or '—')}<br>"
+        f'<span class="aj-badge" style="background:{colour};color:#fff;padding:2px 8px;border-radius:10px;'
+        f'font-weight:600">{html.escape(label)} → {html.escape(verdict)}</span></div>'
+    )
+
+
+def question_rows(data: BenchData, question_ids: Iterable[str], *, judge: str | None, model: str) -> pd.DataFrame:
+    """The question list as a table: id, category, both games' verdicts and the prompt's start."""
+    rows = []
+    for qid in question_ids:
+        question = data.question_by_id[qid]
+        judgment = data.judgment(judge, model, qid) if judge else None
+        games = judgment.games if judgment else ()
+        prompt = " ".join(turn_text(question["turns"][0]).split())
+        rows.append((
+            qid,
+            str(question.get("category", "")),
+            verdict_words(games[0]) if len(games) > 0 else "—",
+            verdict_words(games[1]) if len(games) > 1 else "—",
+            prompt[:90] + ("…" if len(prompt) > 90 else ""),
+        ))
+    return pd.DataFrame(rows, columns=["question", "category", "game 1", "game 2", "prompt"])
+
+
+# ---- leaderboard (the numbers of show_result.py, from the same functions) ---------------
+
+@dataclass
+class Board:
+    """A leaderboard as show_result.py computes it, plus game counts for the browser."""
+
+    header: str
+    rows: list[BoardRow] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # show_result.py's output lines, character for character
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"model": r.model, "score": r.score, "95% CI low": r.lower, "95% CI high": r.upper,
+             "avg #tokens": r.avg_tokens, "battles": r.battles, "games": r.games, "no verdict": r.missing}
+            for r in self.rows
+        ])
+
+    def ci_points(self) -> pd.DataFrame:
+        """Long format for a scatter chart: three points per model (CI low, score, CI high)."""
+        points = []
+        for r in self.rows:
+            for which, value in (("95% CI low", r.lower), ("score", r.score), ("95% CI high", r.upper)):
+                points.append({"model": r.model, "win rate vs baseline (%)": value, "point": which})
+        return pd.DataFrame(points, columns=["model", "win rate vs baseline (%)", "point"])
+
+
+def compute_board(
+    data: BenchData,
+    judge: str,
+    baseline: str,
+    *,
+    weight: int = 3,
+    rounds: int = 100,
+    seed: int = 42,
+    unit: BootstrapUnit = "battles",
+) -> Board:
+    """show_result.py's leaderboard (same defaults) for one judge; problems become notes, not exceptions."""
+    judgments = data.raw_judgments.get(judge) or {}
+    if not judgments:
+        return Board(header=f"No judgments by {judge} in {data.paths.judgment_dir(judge)}.")
+    battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
+    battles = battle_set.battles
+    n_judgments = sum(len(r) for r in judgments.values())
+    try:
+        result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
+    except UserError as exc:
+        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}")
+    battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
+    rows = leaderboard(result, baseline, data.answers, battle_counts=battle_counts,
+                       games=dict(battle_set.games), missing=dict(battle_set.missing))
+    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}; baseline {baseline}; "
+              f"95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}")
+    notes = [note] if (note := battle_set.missing_note()) else []
+    for model in sorted(set(data.answers) - set(result.point.index)):
+        notes.append(f"note: {model} has answers but no battles (not judged by {judge}?)")
+    return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes)
+
+
+def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
+    """Per model, games won / tied / lost against the baseline and games without a verdict (unweighted)."""
+    columns = ["model", "questions judged", "games won", "games tied", "games lost", "no verdict", "positions disagree"]
+    if judge is None:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for model, by_question in sorted(data.judgments.get(judge, {}).items()):
+        tally: Counter[str] = Counter()
+        for judgment in by_question.values():
+            tally["disagree"] += judgment.positions_disagree
+            for game in judgment.games:
+                tally[{MODEL_WINS: "won", TIE: "tied", BASELINE_WINS: "lost", None: "missing"}[game.direction]] += 1
+            tally["missing"] += max(0, 2 - len(judgment.games))
+        rows.append((model, len(by_question), tally["won"], tally["tied"], tally["lost"], tally["missing"], tally["disagree"]))
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---- deep links ------------------------------------------------------------------------
+
+DEEP_LINK_KEYS = ("bench", "judge", "model", "question", "vs")
+
+
+def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None) -> str:
+    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`)."""
+    params = {"bench": bench, "judge": judge, "model": model, "question": question}
+    if vs:
+        params["vs"] = vs
+    return f"{base_url.split('?')[0]}?{urlencode(params)}"
+
+
+class BenchCache:
+    """Benches loaded once per process (the UI asks for them from several threads).
+
+    With `judges` (the command line's --judge-name), only those judges are loaded, where
+    a bench has them; a bench without any of them is browsed without judgments.
+    """
+
+    def __init__(self, data_dir: Path, judges: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.judges = judges
+        self._loaded: dict[str, BenchData] = {}
+        self._lock = threading.Lock()
+
+    def get(self, bench: str) -> BenchData:
+        with self._lock:
+            if bench not in self._loaded:
+                judges = None
+                if self.judges:
+                    on_disk = set(list_judges(BenchPaths(bench, self.data_dir)))
+                    judges = [j for j in self.judges if j in on_disk]
+                self._loaded[bench] = load_bench(self.data_dir, bench, judges)
+            return self._loaded[bench]

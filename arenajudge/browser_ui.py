@@ -1,0 +1,375 @@
+"""The Gradio UI of qa_browser.py: controls, question list, side-by-side answers, games, leaderboard.
+
+All data work is in `browser.py`; handlers here resolve what the user (or a deep link)
+asked for into a valid selection, call those functions and turn the results into
+component updates. User events are `.input`/`.submit`/`.click`/`.select` listeners, never
+`.change`, so updating a control from a handler never triggers another handler.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from .browser import (
+    FILTERS,
+    BenchCache,
+    BenchData,
+    Board,
+    FilterName,
+    compute_board,
+    deep_link,
+    filter_questions,
+    game_sides,
+    missing_notes,
+    neighbour,
+    question_rows,
+    verdict_badge_html,
+    verdict_counts,
+)
+from .errors import UserError
+
+NO_MODEL = ""  # the "none" choice of the second-model menu and "all" of the category menu
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the browser opens on: from the judge config, overridden by flags."""
+
+    bench: str
+    judge: str | None
+    baseline: str | None
+    models: tuple[str, ...] = ()  # preferred candidates, in order (the config's model_list)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A valid view: every value exists in the bench (or is None where nothing can be shown)."""
+
+    bench: str
+    judge: str | None
+    baseline: str
+    model: str | None
+    vs: str | None
+    category: str | None
+    search: str
+    verdict_filter: FilterName
+    question: str | None
+
+
+class BrowserApp:
+    """Resolves requests into selections over cached benches; builds the Gradio Blocks."""
+
+    def __init__(self, data_dir: Path, defaults: Defaults, judges: list[str] | None = None) -> None:
+        self.cache = BenchCache(data_dir, judges)
+        self.defaults = defaults
+        self._boards: dict[tuple[str, str, str, str], Board] = {}
+
+    # ---- selection ---------------------------------------------------------------------
+
+    def resolve(self, *, bench: str | None, judge: str | None, baseline: str | None, model: str | None,
+                vs: str | None, category: str | None = None, search: str = "", verdict_filter: str = "all",
+                question: str | None = None) -> tuple[Selection, BenchData, list[str]]:
+        """Turn requested values into a valid Selection; notes say what was asked for but not found."""
+        notes: list[str] = []
+        bench_name = bench or self.defaults.bench
+        try:
+            data = self.cache.get(bench_name)
+        except UserError as exc:
+            if bench_name == self.defaults.bench:
+                raise
+            notes.append(f"Cannot open bench {bench_name!r}: {exc}")
+            bench_name, data = self.defaults.bench, self.cache.get(self.defaults.bench)
+
+        def pick(requested: str | None, allowed: list[str], fallbacks: list[str | None], what: str) -> str | None:
+            if requested in allowed:
+                return requested
+            if requested:
+                notes.append(f"No {what} {requested!r} in bench {data.bench}.")
+            return next((f for f in fallbacks if f in allowed), allowed[0] if allowed else None)
+
+        chosen_judge = pick(judge, data.judges, [self.defaults.judge], "judge")
+        chosen_baseline = baseline if baseline in data.models else (self.defaults.baseline or (data.models or ["?"])[0])
+        candidates = data.candidates(chosen_baseline)
+        chosen_model = pick(model, candidates, list(self.defaults.models), "model")
+        chosen_vs = pick(vs, [m for m in candidates if m != chosen_model], [], "model") if vs else None
+        chosen_category = category if category in data.categories() else None
+        chosen_filter: FilterName = verdict_filter if verdict_filter in FILTERS else "all"  # type: ignore[assignment]
+        chosen_question = question if question in data.question_by_id else None
+        if question and chosen_question is None:
+            notes.append(f"No question {question!r} in bench {data.bench}.")
+        selection = Selection(data.bench, chosen_judge, chosen_baseline, chosen_model, chosen_vs,
+                              chosen_category, search or "", chosen_filter, chosen_question)
+        return selection, data, notes
+
+    def matches(self, selection: Selection, data: BenchData) -> list[str]:
+        if selection.model is None:
+            return list(data.question_by_id)
+        return filter_questions(data, judge=selection.judge, model=selection.model, category=selection.category,
+                                search=selection.search, verdict_filter=selection.verdict_filter)
+
+    def board(self, bench: str, judge: str | None, baseline: str, unit: str) -> Board:
+        data = self.cache.get(bench)
+        if judge is None:
+            return Board(header=f"No judgments in {data.paths.judgment_root}: no leaderboard.")
+        key = (bench, judge, baseline, unit)
+        if key not in self._boards:
+            self._boards[key] = compute_board(data, judge, baseline, unit="questions" if unit == "questions" else "battles")
+        return self._boards[key]
+
+    # ---- rendering ---------------------------------------------------------------------
+
+    def control_updates(self, selection: Selection, data: BenchData) -> list[Any]:
+        candidates = data.candidates(selection.baseline)
+        return [
+            gr.update(choices=self.cache_benches(), value=selection.bench),
+            gr.update(choices=data.judges, value=selection.judge),
+            gr.update(choices=data.models, value=selection.baseline),
+            gr.update(choices=candidates, value=selection.model),
+            gr.update(choices=[("— none —", NO_MODEL), *[(m, m) for m in candidates if m != selection.model]],
+                      value=selection.vs or NO_MODEL),
+            gr.update(choices=[("all", NO_MODEL), *[(c, c) for c in data.categories()]], value=selection.category or NO_MODEL),
+            gr.update(value=selection.search),
+            gr.update(value=selection.verdict_filter),
+        ]
+
+    def cache_benches(self) -> list[str]:
+        from .browser import find_benches
+
+        return find_benches(self.cache.data_dir) or [self.defaults.bench]
+
+    def list_updates(self, selection: Selection, data: BenchData, matched: list[str]) -> list[Any]:
+        total = len(data.questions)
+        what = FILTERS[selection.verdict_filter]
+        caveat = ""
+        if selection.verdict_filter == "judges_disagree" and len(data.judges) < 2:
+            caveat = " — needs judgments by two judges or more; this bench has " + (", ".join(data.judges) or "none")
+        # The ids also go in a collapsed list: the table only renders the rows in view, and a list is easy to copy.
+        count = (f'<div class="aj-count" data-count="{len(matched)}"><b>{len(matched)} of {total} questions</b> match '
+                 f"({html.escape(what)}){html.escape(caveat)}</div>"
+                 f'<details><summary>ids of the matching questions</summary><code class="aj-ids">'
+                 f"{html.escape(' '.join(matched))}</code></details>")
+        table = question_rows(data, matched, judge=selection.judge, model=selection.model) if selection.model else \
+            question_rows(data, matched, judge=None, model="")
+        return [count, table, matched]
+
+    def view_updates(self, selection: Selection, data: BenchData, notes: list[str]) -> list[Any]:
+        """The question view: prompt, answers, games of the model (and of the second model)."""
+        qid = selection.question
+        baseline, model, vs, judge = selection.baseline, selection.model, selection.vs, selection.judge
+        all_notes = notes + missing_notes(data, judge=judge, baseline=baseline, models=[m for m in (model, vs) if m])
+        notes_md = "\n".join(f"- {n}" for n in all_notes) if all_notes else ""
+        if qid is None:
+            answers_blank = ["", "", "", "", ""]  # prompt, baseline title + answer, model title + answer
+            vs_blank = [gr.update(visible=bool(vs)), "", ""]
+            games_blank = ["", "", "", ""]
+            return [gr.update(value=""), "No question matches.", notes_md, *answers_blank, *vs_blank, *games_blank,
+                    gr.update(visible=bool(vs)), *games_blank]
+        question = data.question_by_id[qid]
+        link = deep_link("", bench=data.bench, judge=judge or "", model=model or "", question=qid, vs=vs)
+        header = (f"### Question `{qid}`\ncategory: **{question.get('category', '—')}**"
+                  + (f" · cluster: **{question['cluster']}**" if question.get("cluster") else "")
+                  + f" · [link to this view]({link})")
+
+        def answer(m: str | None) -> str:
+            if m is None:
+                return ""
+            text = data.answer_text(m, qid)
+            return text if text is not None else f"*{m} has no answer to this question.*"
+
+        def games(m: str | None) -> list[str]:
+            if m is None:
+                return ["", "", "", ""]
+            judgment = data.judgment(judge, m, qid) if judge else None
+            out = []
+            for index in range(2):
+                game = judgment.games[index] if judgment and index < len(judgment.games) else None
+                out.append(verdict_badge_html(game, index, baseline=baseline, model=m, judge=judge))
+                if judgment is None:
+                    out.append(f"*Not judged: {judge or 'no judge'} has no judgment of {m} on this question.*")
+                elif game is None:
+                    out.append("*This game is missing from the judgment record.*")
+                else:
+                    side_a, side_b = game_sides(index, baseline, m)
+                    out.append(game.judgment or f"*(no judgment text; A = {side_a}, B = {side_b})*")
+            return out
+
+        return [
+            gr.update(value=qid), header, notes_md,
+            data.prompt_text(qid),
+            f"#### Baseline: {baseline}", answer(baseline),
+            f"#### Model: {model or '—'}", answer(model),
+            gr.update(visible=bool(vs)), f"#### Second model: {vs or '—'}", answer(vs),
+            *games(model),
+            gr.update(visible=bool(vs)), *games(vs),
+        ]
+
+    # ---- Gradio ------------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        initial, data, notes = self.resolve(bench=None, judge=None, baseline=None, model=None, vs=None)
+        matched = self.matches(initial, data)
+        initial = replace(initial, question=matched[0] if matched else None)
+        controls0 = self.control_updates(initial, data)
+        list0 = self.list_updates(initial, data, matched)
+        view0 = self.view_updates(initial, data, notes)
+
+        def value_of(update: Any) -> Any:
+            return update.get("value") if isinstance(update, dict) else update
+
+        def choices_of(update: Any) -> Any:
+            return update.get("choices")
+
+        with gr.Blocks(title="arenajudge — battles browser") as demo:
+            gr.Markdown("## arenajudge · battles browser")
+            with gr.Tab("Battles", id="battles"):
+                with gr.Row():
+                    bench_dd = gr.Dropdown(choices_of(controls0[0]), value=value_of(controls0[0]), label="Bench")
+                    judge_dd = gr.Dropdown(choices_of(controls0[1]), value=value_of(controls0[1]), label="Judge")
+                    baseline_dd = gr.Dropdown(choices_of(controls0[2]), value=value_of(controls0[2]), label="Baseline")
+                    model_dd = gr.Dropdown(choices_of(controls0[3]), value=value_of(controls0[3]), label="Model")
+                    vs_dd = gr.Dropdown(choices_of(controls0[4]), value=value_of(controls0[4]), label="Second model")
+                with gr.Row():
+                    category_dd = gr.Dropdown(choices_of(controls0[5]), value=value_of(controls0[5]), label="Category")
+                    search_box = gr.Textbox(value="", label="Search", placeholder="words in the prompt, id or cluster")
+                    filter_dd = gr.Dropdown([(label, key) for key, label in FILTERS.items()], value="all", label="Filter")
+                count_md = gr.HTML(list0[0], elem_id="aj-count")
+                table = gr.Dataframe(list0[1], interactive=False, max_height=260, elem_id="aj-questions",
+                                     wrap=False, show_label=False)
+                matches_state = gr.State(list0[2])
+                with gr.Row():
+                    prev_btn = gr.Button("← previous", elem_id="aj-prev", size="sm")
+                    qid_box = gr.Textbox(value=value_of(view0[0]), label="Question id (Enter to jump)", elem_id="aj-qid")
+                    next_btn = gr.Button("next →", elem_id="aj-next", size="sm")
+                header_md = gr.Markdown(view0[1], elem_id="aj-header")
+                notes_md = gr.Markdown(view0[2], elem_id="aj-notes")
+                prompt_md = gr.Markdown(view0[3], elem_id="aj-prompt", max_height=240, container=True)
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        base_title = gr.Markdown(view0[4])
+                        base_answer = gr.Markdown(view0[5], elem_id="aj-baseline-answer", max_height=520, container=True)
+                    with gr.Column():
+                        model_title = gr.Markdown(view0[6])
+                        model_answer = gr.Markdown(view0[7], elem_id="aj-model-answer", max_height=520, container=True)
+                    with gr.Column(visible=False) as vs_col:
+                        vs_title = gr.Markdown(view0[9])
+                        vs_answer = gr.Markdown(view0[10], elem_id="aj-vs-answer", max_height=520, container=True)
+                gr.Markdown("#### Games of the model")
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        g1_badge = gr.HTML(view0[11], elem_id="aj-game1")
+                        g1_text = gr.Markdown(view0[12], max_height=320, container=True)
+                    with gr.Column():
+                        g2_badge = gr.HTML(view0[13], elem_id="aj-game2")
+                        g2_text = gr.Markdown(view0[14], max_height=320, container=True)
+                with gr.Column(visible=False) as vs_games:
+                    gr.Markdown("#### Games of the second model")
+                    with gr.Row(equal_height=False):
+                        with gr.Column():
+                            vs_g1_badge = gr.HTML(view0[16], elem_id="aj-vs-game1")
+                            vs_g1_text = gr.Markdown(view0[17], max_height=320, container=True)
+                        with gr.Column():
+                            vs_g2_badge = gr.HTML(view0[18], elem_id="aj-vs-game2")
+                            vs_g2_text = gr.Markdown(view0[19], max_height=320, container=True)
+            with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
+                with gr.Row():
+                    unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples")
+                    refresh_btn = gr.Button("Recompute", size="sm")
+                board_header = gr.Markdown("Open this tab to compute the leaderboard.", elem_id="aj-board-header")
+                board_lines = gr.Code(value="", label="show_result.py output", language=None, elem_id="aj-board-lines")
+                board_table = gr.Dataframe(interactive=False, label="Leaderboard", elem_id="aj-board")
+                board_chart = gr.ScatterPlot(pd.DataFrame(columns=["model", "win rate vs baseline (%)", "point"]),
+                                             x="model", y="win rate vs baseline (%)", color="point",
+                                             label="Win rate vs baseline with 95% CI", elem_id="aj-board-chart")
+                counts_table = gr.Dataframe(interactive=False, label="Games per model (unweighted, vs baseline)",
+                                            elem_id="aj-counts")
+                board_notes = gr.Markdown("", elem_id="aj-board-notes")
+
+            controls = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, search_box, filter_dd]
+            lists = [count_md, table, matches_state]
+            view = [qid_box, header_md, notes_md, prompt_md, base_title, base_answer, model_title, model_answer,
+                    vs_col, vs_title, vs_answer, g1_badge, g1_text, g2_badge, g2_text,
+                    vs_games, vs_g1_badge, vs_g1_text, vs_g2_badge, vs_g2_text]
+            url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd]
+
+            def refresh(bench: str, judge: str, baseline: str, model: str, vs: str, category: str, search: str,
+                        verdict_filter: str, question: str) -> list[Any]:
+                """A control changed: re-resolve, re-filter, keep the question if it still matches."""
+                selection, data, notes = self.resolve(bench=bench, judge=judge, baseline=baseline, model=model,
+                                                      vs=vs or None, category=category or None, search=search,
+                                                      verdict_filter=verdict_filter, question=question or None)
+                matched = self.matches(selection, data)
+                if selection.question not in matched:
+                    selection = replace(selection, question=matched[0] if matched else None)
+                return [*self.control_updates(selection, data), *self.list_updates(selection, data, matched),
+                        *self.view_updates(selection, data, notes)]
+
+            def show(bench: str, judge: str, baseline: str, model: str, vs: str, question: str) -> list[Any]:
+                selection, data, notes = self.resolve(bench=bench, judge=judge, baseline=baseline, model=model,
+                                                      vs=vs or None, question=(question or "").strip() or None)
+                return self.view_updates(selection, data, notes)
+
+            def step(bench: str, judge: str, baseline: str, model: str, vs: str, question: str,
+                     matched: list[str], offset: int) -> list[Any]:
+                target = neighbour(matched, question, offset)
+                return show(bench, judge, baseline, model, vs, target or question)
+
+            def on_select(bench: str, judge: str, baseline: str, model: str, vs: str, evt: gr.SelectData) -> list[Any]:
+                row = evt.row_value or []
+                return show(bench, judge, baseline, model, vs, str(row[0]) if row else "")
+
+            def on_load(request: gr.Request) -> list[Any]:
+                """Apply a deep link (?bench=&judge=&model=&question=&vs=); without one, keep the first page."""
+                params = dict(request.query_params) if request is not None else {}
+                if not any(params.get(k) for k in ("bench", "judge", "model", "question", "vs", "baseline")):
+                    return [gr.skip()] * (len(controls) + len(lists) + len(view))
+                return refresh(params.get("bench", ""), params.get("judge", ""), params.get("baseline", ""),
+                               params.get("model", ""), params.get("vs", ""), "", "", "all", params.get("question", ""))
+
+            def on_board(bench: str, judge: str, baseline: str, unit: str) -> list[Any]:
+                board = self.board(bench, judge or None, baseline, unit)
+                data = self.cache.get(bench)
+                return [board.header, "\n".join(board.lines), board.table(), board.ci_points(),
+                        verdict_counts(data, judge or None), "\n".join(f"- {n}" for n in board.notes)]
+
+            everything = controls + lists + view
+            view_inputs = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd]
+            for control in (bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, filter_dd):
+                control.input(refresh, [*controls, qid_box], everything).then(None, url_inputs, None, js=URL_JS)
+            search_box.input(refresh, [*controls, qid_box], everything, trigger_mode="always_last")
+            qid_box.submit(show, [*view_inputs, qid_box], view).then(None, url_inputs, None, js=URL_JS)
+            table.select(on_select, view_inputs, view).then(None, url_inputs, None, js=URL_JS)
+            prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view).then(
+                None, url_inputs, None, js=URL_JS)
+            next_btn.click(lambda *a: step(*a, 1), [*view_inputs, qid_box, matches_state], view).then(
+                None, url_inputs, None, js=URL_JS)
+            board_outputs = [board_header, board_lines, board_table, board_chart, counts_table, board_notes]
+            board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio]
+            board_tab.select(on_board, board_inputs, board_outputs)
+            refresh_btn.click(on_board, board_inputs, board_outputs)
+            unit_radio.input(on_board, board_inputs, board_outputs)
+            demo.load(on_load, None, everything, show_progress="hidden", queue=False).then(
+                None, url_inputs, None, js=URL_JS)
+        return demo
+
+
+# Keeps the address bar on the current view, so a copied URL is a deep link (history.replaceState: no reload).
+URL_JS = """
+(bench, judge, model, question, vs) => {
+  const params = new URLSearchParams();
+  for (const [key, value] of [["bench", bench], ["judge", judge], ["model", model], ["question", question], ["vs", vs]]) {
+    if (value) params.set(key, value);
+  }
+  window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());
+}
+"""
+
+# Wrap long code lines in answers instead of widening the columns.
+THEME_CSS = """
+#aj-baseline-answer pre, #aj-model-answer pre, #aj-vs-answer pre { white-space: pre-wrap; word-break: break-word; }
+"""
