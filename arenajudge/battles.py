@@ -18,31 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-
-LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
-
-# Mirrored spellings a judge may write; normalised when a new judgment is stored.
-_SYNONYMS = {"B<A": "A>B", "B<<A": "A>>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
-
-
-def clean_label(raw: Any) -> str | None:
-    """A stored score as one of LABELS, or None (no verdict).
-
-    Accepts what arena-hard-local wrote: `A>B`, `[A>B]`, any case. Only the five
-    labels count, as in the seed, so old files score exactly as before.
-    """
-    if not isinstance(raw, str):
-        return None
-    label = raw.replace("[", "").replace("]", "").strip().upper()
-    return label if label in LABELS else None
-
-
-def label_from_judge(raw: str) -> str | None:
-    """Like clean_label, but also reads mirrored spellings (`A<B` means `B>A`)."""
-    label = raw.replace("[", "").replace("]", "").strip().upper()
-    label = _SYNONYMS.get(label, label)
-    return label if label in LABELS else None
-
+from .verdicts import LABELS, clean_label, label_from_judge  # noqa: F401  (re-exported)
 
 # Outcome of a label from the point of view of (model_a=baseline, model_b=judged model),
 # for game 1 (baseline shown first) and game 2 (positions swapped).

@@ -24,6 +24,9 @@ _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|co
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
 
 
+POOL_SIZE = 16
+
+
 class FatalEndpointError(Exception):
     """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
 
@@ -108,12 +111,16 @@ class ModelClient:
     usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
-        self._slots = [
-            _Slot(openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                     timeout=self.policy.timeout),
-                  ep.describe(), self.entry.parallel)
-            for ep in self.entry.endpoints
-        ]
+        self._slots = []
+        for ep in self.entry.endpoints:
+            # The HTTP pool scans all its connections on every request and response, so its CPU cost
+            # per request grows with its size; pools of at most POOL_SIZE connections keep it small.
+            shards = -(-self.entry.parallel // POOL_SIZE)
+            for shard in range(shards):
+                capacity = self.entry.parallel // shards + (shard < self.entry.parallel % shards)
+                client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
+                                            timeout=self.policy.timeout)
+                self._slots.append(_Slot(client, ep.describe(), capacity))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._free = asyncio.Condition()
 

@@ -9,31 +9,21 @@ have a reply; a game whose reply has no readable verdict keeps the judge's text 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .answering import final_text, split_thinking
-from .battles import label_from_judge
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
 from .storage import load_judgment_file, turn_text, write_jsonl_atomic
+from .verdicts import parse_verdict
 
 FOLLOW_UP = "Finish your evaluation now: end with your final verdict as exactly one label, such as [[A>B]]."
 FOLLOW_UPS = 2  # extra asks for a verdict after the first reply
 TRUNCATION_MARK = "\n\n[... the rest of this answer was cut to fit the judge's context ...]"
 OVERFLOW_RETRIES = 3
-
-
-def parse_verdict(text: str, pattern: re.Pattern[str]) -> tuple[str | None, bool]:
-    """(label, found_any). Several different labels conflict and give no verdict."""
-    labels = {label_from_judge(m if isinstance(m, str) else m[0]) for m in pattern.findall(text)}
-    labels.discard(None)
-    if len(labels) == 1:
-        return labels.pop(), True
-    return None, bool(labels)
 
 
 @dataclass
