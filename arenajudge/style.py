@@ -6,8 +6,9 @@ are; otherwise the counts come from the answer text (fenced code blocks ignored)
 computed counts are cached on disk keyed by a hash of the text.
 
 Per battle (model_a vs model_b): length is (a - b) / (a + b); each markdown feature is
-the difference of counts per token, a/len_a - b/len_b. Columns are then standardised, so
-a fitted coefficient is the effect of one standard deviation of the difference.
+the difference of counts per token, a/len_a - b/len_b. Columns are then divided by their
+standard deviation (not centred, so 0 still means equal style), so a fitted coefficient is
+the effect of one standard deviation of the difference.
 """
 
 from __future__ import annotations
@@ -149,8 +150,11 @@ def parse_style_groups(names: list[str]) -> list[str]:
 
 
 def _standardise(column: np.ndarray) -> np.ndarray:
+    """Divide by the standard deviation but do not centre: the baseline is always model_a,
+    so the mean difference is not 0, and centring would score models at the average style
+    gap to the baseline instead of at equal style."""
     std = column.std()
-    return (column - column.mean()) / std if std > 0 else np.zeros_like(column)
+    return column / std if std > 0 else np.zeros_like(column)
 
 
 def _battle_styles(battles: pd.DataFrame, styles: dict[tuple[str, str], AnswerStyle],

@@ -26,13 +26,13 @@ class SynthBench:
     question_ids: list[str]
 
 
-def _label(rng: random.Random, edge: float, position_bias: float = 0.0) -> str:
+def _label(rng: random.Random, edge: float, position_bias: float = 0.0, tie_share: float = 0.05) -> str:
     """A verdict with Assistant A `edge` stronger (in logits) than B."""
     import math
 
     p_a = 1 / (1 + math.exp(-(edge + position_bias)))
     u = rng.random()
-    if u < 0.05:
+    if u < tie_share:
         return "A=B"
     strong = rng.random() < 0.65  # real judges give strong verdicts often (21,016 battles from 9,000 games)
     if rng.random() < p_a:
@@ -95,3 +95,79 @@ def make_bench(
 
 
 assert set(LABELS) == {"A>>B", "A>B", "A=B", "B>A", "B>>A"}
+
+
+def _markdown_answer(rng: random.Random, tokens: int, formatted: bool) -> str:
+    """An answer text; with `formatted`, a header, a list and bold spans."""
+    words = " ".join(f"w{rng.randint(0, 999)}" for _ in range(max(tokens // 4, 3)))
+    if not formatted:
+        return words
+    return f"# Answer\n\n**Summary**: {words}\n\n- first point\n- second point\n- **third** point\n"
+
+
+def make_style_bench(
+    root: Path,
+    *,
+    bench: str = "style-bench",
+    n_questions: int = 300,
+    baseline: str = "base-model",
+    length_effect: float = 3.0,
+    seed: int = 0,
+    judge: str = "judge-a",
+) -> SynthBench:
+    """A bench where the judge rewards length: its verdict logit gets
+    length_effect * (len_model - len_base) / (len_model + len_base) on top of true strength.
+
+    Models: `long-model` (strength 0, answers ~3x as long as the baseline's: it wins only by
+    length), `strong-model` (strength 1, same length as the baseline), `short-model`
+    (strength 0, answers half as long). Each answer has a token_len; the text carries
+    markdown for long-model only.
+    """
+    rng = random.Random(seed)
+    setup = {"long-model": (0.0, 3.0), "strong-model": (1.0, 1.0), "short-model": (0.0, 0.5)}
+    qids = [f"q{i:04d}" for i in range(n_questions)]
+    bench_dir = root / bench
+    write_jsonl(bench_dir / "question.jsonl", [
+        {"question_id": q, "category": CATEGORIES[i % len(CATEGORIES)], "turns": [{"content": f"question {i}"}]}
+        for i, q in enumerate(qids)])
+    lengths: dict[tuple[str, str], int] = {}
+    for model, factor in [(baseline, 1.0), *((m, f) for m, (_, f) in setup.items())]:
+        records = []
+        for q in qids:
+            tokens = max(20, int(rng.gauss(400, 120) * factor))
+            lengths[(model, q)] = tokens
+            text = _markdown_answer(rng, tokens, formatted=model == "long-model")
+            records.append({"question_id": q, "answer_id": f"{model}-{q}", "model_id": model,
+                            "choices": [{"index": 0, "turns": [{"content": text, "token_len": tokens}]}], "tstamp": 1.7e9})
+        write_jsonl(bench_dir / "model_answer" / f"{model}.jsonl", records)
+    for model, (strength, _) in setup.items():
+        records = []
+        for q in qids:
+            mine, base = lengths[(model, q)], lengths[(baseline, q)]
+            edge = strength + length_effect * (mine - base) / (mine + base)
+            games = []
+            for g in range(2):
+                # no ties: then the battle-level logistic model with a length term is exactly right
+                label = _label(rng, -edge if g == 0 else edge, tie_share=0.0)
+                games.append({"user_prompt": f"prompt {q}", "judgment": f"[[{label}]]", "score": label})
+            records.append({"question_id": q, "model": model, "judge": judge, "games": games})
+        write_jsonl(bench_dir / "model_judgment" / judge / f"{model}.jsonl", records)
+    return SynthBench(root=root, bench=bench, baseline=baseline, models=list(setup), judges=[judge], question_ids=qids)
+
+
+def write_constant_judge(sb: SynthBench, judge: str, label: str = "A>B", *, flip_share: float = 0.0,
+                         seed: int = 0) -> None:
+    """A judge that gives `label` to every game of every judged model (a pure position bias when
+    the label favours one position), except a `flip_share` of games that get the mirrored label."""
+    mirrored = {"A>B": "B>A", "B>A": "A>B", "A>>B": "B>>A", "B>>A": "A>>B", "A=B": "A=B"}
+    rng = random.Random(seed)
+    bench_dir = sb.root / sb.bench
+    for model in [*sb.models, sb.baseline]:
+        records = []
+        for q in sb.question_ids:
+            games = []
+            for _ in range(2):
+                this = mirrored[label] if rng.random() < flip_share else label
+                games.append({"user_prompt": f"prompt {q}", "judgment": f"[[{this}]]", "score": this})
+            records.append({"question_id": q, "model": model, "judge": judge, "games": games})
+        write_jsonl(bench_dir / "model_judgment" / judge / f"{model}.jsonl", records)

@@ -339,7 +339,7 @@ def _extras(
                 columns.setdefault(row.model, {})[f"coef_{name}"] = float(value)
     elif isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.length_controlled:
         lines += _coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
-                                    "difference); < 0: longer answers help the model)", result, LC_FEATURE_PREFIX)
+                                    "difference); > 0: the judge favours the longer answer)", result, LC_FEATURE_PREFIX)
         for name, value in result.coefficients.items():
             columns.setdefault(str(name).removeprefix(LC_FEATURE_PREFIX), {})["length_slope"] = float(value)
 
