@@ -18,7 +18,6 @@ from scipy import stats
 from .battles import clean_label, outcome
 
 OVERALL = "overall"
-_OUTCOMES = ("model_a", "tie", "model_b")
 
 
 @dataclass
@@ -109,7 +108,8 @@ def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
     if n == 0:
         return float("nan")
     observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
-    chance = sum((sum(a == k for a in first) / n) * (sum(b == k for b in second) / n) for k in _OUTCOMES)
+    categories = set(first) | set(second)
+    chance = sum((sum(a == k for a in first) / n) * (sum(b == k for b in second) / n) for k in categories)
     return (observed - chance) / (1 - chance) if chance < 1 else float("nan")
 
 

@@ -156,9 +156,10 @@ def make_style_bench(
 
 
 def write_constant_judge(sb: SynthBench, judge: str, label: str = "A>B", *, flip_share: float = 0.0,
-                         seed: int = 0) -> None:
+                         consistent: bool = False, seed: int = 0) -> None:
     """A judge that gives `label` to every game of every judged model (a pure position bias when
-    the label favours one position), except a `flip_share` of games that get the mirrored label."""
+    the label favours one position), except a `flip_share` of games that get the mirrored label.
+    With `consistent`, game 2 (positions swapped) gets the mirrored label: the same side wins."""
     mirrored = {"A>B": "B>A", "B>A": "A>B", "A>>B": "B>>A", "B>>A": "A>>B", "A=B": "A=B"}
     rng = random.Random(seed)
     bench_dir = sb.root / sb.bench
@@ -166,8 +167,9 @@ def write_constant_judge(sb: SynthBench, judge: str, label: str = "A>B", *, flip
         records = []
         for q in sb.question_ids:
             games = []
-            for _ in range(2):
+            for g in range(2):
                 this = mirrored[label] if rng.random() < flip_share else label
+                this = mirrored[this] if consistent and g == 1 else this
                 games.append({"user_prompt": f"prompt {q}", "judgment": f"[[{this}]]", "score": this})
             records.append({"question_id": q, "model": model, "judge": judge, "games": games})
         write_jsonl(bench_dir / "model_judgment" / judge / f"{model}.jsonl", records)
