@@ -167,6 +167,10 @@ class BenchData:
     def candidates(self, baseline: str) -> list[str]:
         return [m for m in self.models if m != baseline]
 
+    def named_baselines(self, judge: str) -> set[str]:
+        """Baselines that a judge's records name (records written by arena-hard-local name none)."""
+        return {str(r["baseline"]) for records in self.raw_judgments.get(judge, {}).values() for r in records if r.get("baseline")}
+
     def categories(self) -> list[str]:
         """Filter keys for the category menu: 'category: X' and 'cluster: Y', in first-seen order."""
         keys: dict[str, None] = {}
@@ -428,6 +432,14 @@ def compute_board(
     judgments = data.raw_judgments.get(judge) or {}
     if not judgments:
         return Board(header=f"No judgments by {judge} in {data.paths.judgment_dir(judge)}.")
+    # Records do not always name their baseline, and battles_from_judgments takes any name: catch a wrong one.
+    named = data.named_baselines(judge)
+    if named and baseline not in named:
+        return Board(header=f"No leaderboard for {judge} against {baseline}: the judgments were made against "
+                            f"{', '.join(sorted(named))}.")
+    if not named and baseline not in data.answers and baseline not in judgments:
+        return Board(header=f"No leaderboard for {judge} against {baseline}: it has no battles (no answers in "
+                            f"{data.paths.answer_dir} and no judgments, so nothing was judged against it).")
     battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
     battles = battle_set.battles
     n_judgments = sum(len(r) for r in judgments.values())

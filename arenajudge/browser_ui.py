@@ -72,7 +72,7 @@ class BrowserApp:
 
     # ---- selection ---------------------------------------------------------------------
 
-    def resolve(self, *, bench: str | None, judge: str | None, baseline: str | None, model: str | None,
+    def resolve(self, *, bench: str | None, judge: str | None, model: str | None,
                 vs: str | None, category: str | None = None, search: str = "", verdict_filter: str = "all",
                 question: str | None = None) -> tuple[Selection, BenchData, list[str]]:
         """Turn requested values into a valid Selection; notes say what was asked for but not found."""
@@ -94,7 +94,10 @@ class BrowserApp:
             return next((f for f in fallbacks if f in allowed), allowed[0] if allowed else None)
 
         chosen_judge = pick(judge, data.judges, [self.defaults.judge], "judge")
-        chosen_baseline = baseline if baseline in data.models else (self.defaults.baseline or (data.models or ["?"])[0])
+        # The baseline is fixed by the judgments (the records name it, or the config/flag does): not a free choice,
+        # since reading the games against another model would put the wrong names on the sides.
+        named = sorted(data.named_baselines(chosen_judge)) if chosen_judge else []
+        chosen_baseline = (named[0] if len(named) == 1 else None) or self.defaults.baseline or "gpt-4-0314"
         candidates = data.candidates(chosen_baseline)
         chosen_model = pick(model, candidates, list(self.defaults.models), "model")
         chosen_vs = pick(vs, [m for m in candidates if m != chosen_model], [], "model") if vs else None
@@ -129,7 +132,7 @@ class BrowserApp:
         return [
             gr.update(choices=self.cache_benches(), value=selection.bench),
             gr.update(choices=data.judges, value=selection.judge),
-            gr.update(choices=data.models, value=selection.baseline),
+            gr.update(choices=sorted({*data.models, selection.baseline}), value=selection.baseline),
             gr.update(choices=candidates, value=selection.model),
             gr.update(choices=[("— none —", NO_MODEL), *[(m, m) for m in candidates if m != selection.model]],
                       value=selection.vs or NO_MODEL),
@@ -212,7 +215,7 @@ class BrowserApp:
     # ---- Gradio ------------------------------------------------------------------------
 
     def build(self) -> gr.Blocks:
-        initial, data, notes = self.resolve(bench=None, judge=None, baseline=None, model=None, vs=None)
+        initial, data, notes = self.resolve(bench=None, judge=None, model=None, vs=None)
         matched = self.matches(initial, data)
         initial = replace(initial, question=matched[0] if matched else None)
         controls0 = self.control_updates(initial, data)
@@ -231,7 +234,8 @@ class BrowserApp:
                 with gr.Row():
                     bench_dd = gr.Dropdown(choices_of(controls0[0]), value=value_of(controls0[0]), label="Bench")
                     judge_dd = gr.Dropdown(choices_of(controls0[1]), value=value_of(controls0[1]), label="Judge")
-                    baseline_dd = gr.Dropdown(choices_of(controls0[2]), value=value_of(controls0[2]), label="Baseline")
+                    baseline_dd = gr.Dropdown(choices_of(controls0[2]), value=value_of(controls0[2]), label="Baseline",
+                                              interactive=False)
                     model_dd = gr.Dropdown(choices_of(controls0[3]), value=value_of(controls0[3]), label="Model")
                     vs_dd = gr.Dropdown(choices_of(controls0[4]), value=value_of(controls0[4]), label="Second model")
                 with gr.Row():
@@ -297,10 +301,10 @@ class BrowserApp:
                     vs_games, vs_g1_badge, vs_g1_text, vs_g2_badge, vs_g2_text]
             url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd]
 
-            def refresh(bench: str, judge: str, baseline: str, model: str, vs: str, category: str, search: str,
+            def refresh(bench: str, judge: str, model: str, vs: str, category: str, search: str,
                         verdict_filter: str, question: str) -> list[Any]:
                 """A control changed: re-resolve, re-filter, keep the question if it still matches."""
-                selection, data, notes = self.resolve(bench=bench, judge=judge, baseline=baseline, model=model,
+                selection, data, notes = self.resolve(bench=bench, judge=judge, model=model,
                                                       vs=vs or None, category=category or None, search=search,
                                                       verdict_filter=verdict_filter, question=question or None)
                 matched = self.matches(selection, data)
@@ -309,26 +313,25 @@ class BrowserApp:
                 return [*self.control_updates(selection, data), *self.list_updates(selection, data, matched),
                         *self.view_updates(selection, data, notes)]
 
-            def show(bench: str, judge: str, baseline: str, model: str, vs: str, question: str) -> list[Any]:
-                selection, data, notes = self.resolve(bench=bench, judge=judge, baseline=baseline, model=model,
+            def show(bench: str, judge: str, model: str, vs: str, question: str) -> list[Any]:
+                selection, data, notes = self.resolve(bench=bench, judge=judge, model=model,
                                                       vs=vs or None, question=(question or "").strip() or None)
                 return self.view_updates(selection, data, notes)
 
-            def step(bench: str, judge: str, baseline: str, model: str, vs: str, question: str,
-                     matched: list[str], offset: int) -> list[Any]:
+            def step(bench: str, judge: str, model: str, vs: str, question: str, matched: list[str], offset: int) -> list[Any]:
                 target = neighbour(matched, question, offset)
-                return show(bench, judge, baseline, model, vs, target or question)
+                return show(bench, judge, model, vs, target or question)
 
-            def on_select(bench: str, judge: str, baseline: str, model: str, vs: str, evt: gr.SelectData) -> list[Any]:
+            def on_select(bench: str, judge: str, model: str, vs: str, evt: gr.SelectData) -> list[Any]:
                 row = evt.row_value or []
-                return show(bench, judge, baseline, model, vs, str(row[0]) if row else "")
+                return show(bench, judge, model, vs, str(row[0]) if row else "")
 
             def on_load(request: gr.Request) -> list[Any]:
                 """Apply a deep link (?bench=&judge=&model=&question=&vs=); without one, keep the first page."""
                 params = dict(request.query_params) if request is not None else {}
-                if not any(params.get(k) for k in ("bench", "judge", "model", "question", "vs", "baseline")):
+                if not any(params.get(k) for k in ("bench", "judge", "model", "question", "vs")):
                     return [gr.skip()] * (len(controls) + len(lists) + len(view))
-                return refresh(params.get("bench", ""), params.get("judge", ""), params.get("baseline", ""),
+                return refresh(params.get("bench", ""), params.get("judge", ""),
                                params.get("model", ""), params.get("vs", ""), "", "", "all", params.get("question", ""))
 
             def on_board(bench: str, judge: str, baseline: str, unit: str) -> list[Any]:
@@ -338,10 +341,11 @@ class BrowserApp:
                         verdict_counts(data, judge or None), "\n".join(f"- {n}" for n in board.notes)]
 
             everything = controls + lists + view
-            view_inputs = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd]
-            for control in (bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, filter_dd):
-                control.input(refresh, [*controls, qid_box], everything).then(None, url_inputs, None, js=URL_JS)
-            search_box.input(refresh, [*controls, qid_box], everything, trigger_mode="always_last")
+            view_inputs = [bench_dd, judge_dd, model_dd, vs_dd]
+            control_inputs = [bench_dd, judge_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, qid_box]
+            for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
+                control.input(refresh, control_inputs, everything).then(None, url_inputs, None, js=URL_JS)
+            search_box.input(refresh, control_inputs, everything, trigger_mode="always_last")
             qid_box.submit(show, [*view_inputs, qid_box], view).then(None, url_inputs, None, js=URL_JS)
             table.select(on_select, view_inputs, view).then(None, url_inputs, None, js=URL_JS)
             prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view).then(

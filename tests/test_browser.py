@@ -1,0 +1,189 @@
+"""qa_browser in a real browser: headless Debian Chromium driven by Playwright against the app on a free port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synth import SynthBench, make_bench
+
+from arenajudge.battles import clean_label, outcome
+from arenajudge.browser import deep_link
+from arenajudge.browser_ui import THEME_CSS, BrowserApp, Defaults
+from arenajudge.storage import read_jsonl
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+JUDGE, OTHER_JUDGE = "judge-a", "judge-b"
+WAIT_MS = 15_000
+
+
+@dataclass
+class Served:
+    url: str
+    bench: SynthBench
+    data_dir: Path
+    shots: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("browser")
+    sb = make_bench(root / "data", n_questions=60, n_models=3, judges=(JUDGE, OTHER_JUDGE), missing_rate=0.03, seed=5)
+    # partial data: the second judge never judged model-2
+    (root / "data" / sb.bench / "model_judgment" / OTHER_JUDGE / "model-2.jsonl").unlink()
+    app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
+    demo = app.build()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=THEME_CSS)
+    try:
+        yield Served(f"http://127.0.0.1:{port}/", sb, root / "data", root)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served, tmp_path: Path) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield page
+    finally:
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        context.close()
+
+
+def _games(served: Served, judge: str, model: str) -> dict[str, list[str | None]]:
+    """Each question's two game directions read straight from the judgment file: 'model', 'baseline', 'tie' or None."""
+    path = served.data_dir / served.bench.bench / "model_judgment" / judge / f"{model}.jsonl"
+    words = {"model_b": "model", "model_a": "baseline", "tie": "tie"}
+    games = {}
+    for record in read_jsonl(path):
+        labels = [clean_label(g["score"]) for g in record["games"]]
+        games[record["question_id"]] = [None if lab is None else words[outcome(lab, i)[0]] for i, lab in enumerate(labels)]
+    return games
+
+
+def _expected_badge(direction: str | None, label: str | None) -> str:
+    if direction is None:
+        return "no verdict"
+    word = {"model": "model better", "baseline": "baseline better", "tie": "tie"}[direction]
+    return word.replace(" better", " much better") if label and ">>" in label else word
+
+
+def _labels(served: Served, judge: str, model: str, question: str) -> list[str | None]:
+    path = served.data_dir / served.bench.bench / "model_judgment" / judge / f"{model}.jsonl"
+    [record] = [r for r in read_jsonl(path) if r["question_id"] == question]
+    return [clean_label(g["score"]) for g in record["games"]]
+
+
+def _choose(page: Any, label: str, option: str) -> None:
+    """Pick an option of a Gradio 6 dropdown (a combobox; its options exist only while it is open)."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _wait_for_question(page: Any, question: str) -> None:
+    page.wait_for_function("q => document.querySelector('#aj-qid textarea, #aj-qid input')?.value === q", arg=question)
+
+
+def test_select_model_and_question_shows_answers_and_both_verdicts(page: Any, served: Served, tmp_path: Path) -> None:
+    page.goto(served.url)
+    page.locator("#aj-game1 .aj-game").wait_for()
+    _choose(page, "Model", "model-2")
+    page.locator("#aj-model-answer", has_text="answer of model-2 to q0000").wait_for()
+    page.locator("#aj-questions [role=gridcell]", has_text="q0004").first.click()
+    _wait_for_question(page, "q0004")
+    page.locator("#aj-model-answer", has_text="answer of model-2 to q0004").wait_for()
+    assert "answer of base-model to q0004" in page.locator("#aj-baseline-answer").inner_text()
+    directions = _games(served, JUDGE, "model-2")["q0004"]
+    labels = _labels(served, JUDGE, "model-2", "q0004")
+    for index in range(2):
+        badge = page.locator(f"#aj-game{index + 1} .aj-game")
+        assert badge.get_attribute("data-verdict") == _expected_badge(directions[index], labels[index])
+        assert f"Game {index + 1}" in badge.inner_text()
+    assert "A = base-model (baseline), B = model-2" in page.locator("#aj-game1").inner_text()
+    assert "A = model-2, B = base-model (baseline)" in page.locator("#aj-game2").inner_text()
+    # the address bar follows the view, so it can be copied as a deep link
+    page.wait_for_function("() => location.search.includes('question=q0004') && location.search.includes('model=model-2')")
+    page.screenshot(path=str(tmp_path / "question.png"), full_page=True)
+
+
+def test_position_disagreement_filter_lists_exactly_those_questions(page: Any, served: Served, tmp_path: Path) -> None:
+    games = _games(served, JUDGE, "model-0")
+    expected = [q for q in served.bench.question_ids
+                if None not in games[q][:2] and games[q][0] != games[q][1]]
+    assert 0 < len(expected) < len(served.bench.question_ids)  # the test data has some, not all
+    page.goto(served.url)
+    count = page.locator("#aj-count .aj-count")
+    count.wait_for()
+    assert count.get_attribute("data-count") == str(len(served.bench.question_ids))
+    _choose(page, "Filter", "positions disagree (game 1 and game 2 point different ways)")
+    page.locator(f"#aj-count .aj-count[data-count='{len(expected)}']").wait_for()
+    assert page.locator("#aj-count .aj-ids").text_content().split() == expected
+    # the view jumps to the first matching question and the table starts with it
+    _wait_for_question(page, expected[0])
+    first_cell = page.locator("#aj-questions [role=gridcell][data-row='0'][data-col='0']")
+    assert first_cell.inner_text().strip() == expected[0]
+    # next walks the filtered list, not the whole bench
+    page.locator("#aj-next").click()
+    _wait_for_question(page, expected[1])
+    page.screenshot(path=str(tmp_path / "filtered.png"), full_page=True)
+
+
+def test_deep_link_opens_the_same_view_with_a_second_model(page: Any, served: Served) -> None:
+    link = deep_link(served.url, bench=served.bench.bench, judge=OTHER_JUDGE, model="model-1", question="q0007", vs="model-2")
+    page.goto(link)
+    _wait_for_question(page, "q0007")
+    assert page.get_by_role("combobox", name="Judge", exact=True).input_value() == OTHER_JUDGE
+    assert page.get_by_role("combobox", name="Model", exact=True).input_value() == "model-1"
+    page.locator("#aj-model-answer", has_text="answer of model-1 to q0007").wait_for()
+    page.locator("#aj-vs-answer", has_text="answer of model-2 to q0007").wait_for()
+    directions = _games(served, OTHER_JUDGE, "model-1")["q0007"]
+    labels = _labels(served, OTHER_JUDGE, "model-1", "q0007")
+    assert page.locator("#aj-game1 .aj-game").get_attribute("data-verdict") == _expected_badge(directions[0], labels[0])
+    # model-2 was never judged by judge-b: the page says so instead of failing
+    assert page.locator("#aj-vs-game1 .aj-game").get_attribute("data-verdict") == "not judged"
+    assert "model-2: not judged by judge-b" in page.locator("#aj-notes").inner_text()
+
+
+def test_leaderboard_tab_shows_show_result_lines_and_counts(page: Any, served: Served) -> None:
+    page.goto(served.url)
+    page.locator("#aj-game1 .aj-game").wait_for()
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.locator("#aj-board-header", has_text="battles from").wait_for()
+    lines = page.locator("#aj-board-lines").inner_text()
+    for model in [*served.bench.models, served.bench.baseline]:
+        assert model in lines
+    assert "| score: 50.0  | 95% CI:   (0.0, 0.0)" in lines  # the baseline's line, as show_result prints it
+    page.locator("#aj-board-chart canvas, #aj-board-chart svg").first.wait_for()
+    counts = page.locator("#aj-counts").inner_text()
+    assert "games won" in counts and "no verdict" in counts

@@ -1,0 +1,209 @@
+"""qa_browser's data layer without a browser: reading games, filters, partial data, leaderboard, deep links, CLI errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import run_script
+from synth import make_bench, write_jsonl
+
+from arenajudge.browser import (
+    BASELINE_WINS,
+    MODEL_WINS,
+    TIE,
+    compute_board,
+    deep_link,
+    filter_questions,
+    load_bench,
+    missing_notes,
+    neighbour,
+    question_rows,
+    read_game,
+    verdict_badge_html,
+    verdict_counts,
+)
+from arenajudge.cli.qa_browser import build_parser
+from arenajudge.errors import UserError
+
+BASE, MODEL = "base", "m"
+
+# (game 1 score, game 2 score) per question for judge j1; game 1 shows the baseline as A.
+J1_SCORES: dict[str, tuple[str | None, str | None]] = {
+    "q1": ("A>>B", "A>B"),  # baseline much better, then (model is A) model better: positions disagree
+    "q2": ("A>B", "B>A"),  # baseline better in both games
+    "q3": ("B>>A", "A>>B"),  # model much better in both games
+    "q4": ("A=B", "A>B"),  # tie, then model better: disagree (a tie is a direction)
+    "q5": (None, "B>A"),  # no verdict in game 1
+    "q7": ("[B>A]", "[B>A]"),  # bracketed (arena-hard-local): model better, then baseline better
+}
+# judge j2 differs from j1 on q2 only (j1: baseline better; j2: model better)
+J2_SCORES: dict[str, tuple[str | None, str | None]] = {
+    "q1": ("A=B", "A=B"), "q2": ("B>A", "A>B"), "q3": ("B>>A", "A>>B"),
+}
+QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7"]
+
+
+def _judgments(scores: dict[str, tuple[str | None, str | None]], judge: str) -> list[dict]:
+    return [{"question_id": qid, "model": MODEL, "judge": judge,
+             "games": [{"user_prompt": "p", "judgment": f"{judge} on {qid} game {i + 1}", "score": s} for i, s in enumerate(pair)]}
+            for qid, pair in scores.items()]
+
+
+@pytest.fixture
+def hand_bench(tmp_path: Path) -> Path:
+    bench = tmp_path / "data" / "hand"
+    write_jsonl(bench / "question.jsonl", [
+        {"question_id": q, "category": "coding" if i < 3 else "math", "cluster": f"c{i % 2}",
+         "turns": [{"content": f"Вопрос про {'сортировку' if q == 'q4' else 'что-то'} номер {i}"}]}
+        for i, q in enumerate(QUESTIONS)])
+    for m in (BASE, MODEL):
+        write_jsonl(bench / "model_answer" / f"{m}.jsonl", [
+            {"question_id": q, "model_id": m, "choices": [{"index": 0, "turns": [{"content": f"{m} says {q}", "token_len": 10}]}]}
+            for q in QUESTIONS if not (m == MODEL and q == "q7")])
+    write_jsonl(bench / "model_judgment" / "j1" / f"{MODEL}.jsonl", _judgments(J1_SCORES, "j1"))
+    write_jsonl(bench / "model_judgment" / "j2" / f"{MODEL}.jsonl", _judgments(J2_SCORES, "j2"))
+    return tmp_path / "data"
+
+
+def test_games_are_read_from_the_model_point_of_view() -> None:
+    # game 1: the baseline is A, so A>B means the baseline won; game 2 swaps the positions
+    assert read_game({"score": "A>B"}, 0).direction == BASELINE_WINS
+    assert read_game({"score": "A>B"}, 1).direction == MODEL_WINS
+    assert read_game({"score": "[B>>A]"}, 0).direction == MODEL_WINS and read_game({"score": "[B>>A]"}, 0).strong
+    assert read_game({"score": "A=B"}, 1).direction == TIE
+    for unreadable in (None, "A>>>B", 3):
+        assert read_game({"score": unreadable}, 0).direction is None
+    assert read_game("not a dict", 0).direction is None
+
+
+@pytest.mark.parametrize(("verdict_filter", "expected"), [
+    ("all", QUESTIONS),
+    ("positions_disagree", ["q1", "q4", "q7"]),
+    ("strong_loss", ["q1"]),
+    ("strong_win", ["q3"]),
+    ("no_verdict", ["q5"]),
+    ("not_judged", ["q6"]),
+    ("judges_disagree", ["q2"]),
+])
+def test_filters_pick_the_right_questions(hand_bench: Path, verdict_filter: str, expected: list[str]) -> None:
+    data = load_bench(hand_bench, "hand")
+    assert filter_questions(data, judge="j1", model=MODEL, verdict_filter=verdict_filter) == expected
+
+
+def test_category_and_search_combine_with_filters(hand_bench: Path) -> None:
+    data = load_bench(hand_bench, "hand")
+    assert data.categories() == ["category: coding", "category: math", "cluster: c0", "cluster: c1"]
+    assert filter_questions(data, judge="j1", model=MODEL, category="category: math") == ["q4", "q5", "q6", "q7"]
+    assert filter_questions(data, judge="j1", model=MODEL, category="cluster: c1") == ["q2", "q4", "q6"]
+    assert filter_questions(data, judge="j1", model=MODEL, search="СОРТИРОВКУ") == ["q4"]  # case-insensitive, Cyrillic
+    assert filter_questions(data, judge="j1", model=MODEL, search="q7") == ["q7"]  # ids are searched too
+    assert filter_questions(data, judge="j1", model=MODEL, category="category: math",
+                            verdict_filter="positions_disagree") == ["q4", "q7"]
+
+
+def test_second_judge_changes_what_is_missing(hand_bench: Path) -> None:
+    data = load_bench(hand_bench, "hand")
+    # j2 judged only q1-q3: the rest are "not judged" for it, and no judge pair disagrees without j1
+    assert filter_questions(data, judge="j2", model=MODEL, verdict_filter="not_judged") == ["q4", "q5", "q6", "q7"]
+    only_j2 = load_bench(hand_bench, "hand", ["j2"])
+    assert only_j2.judges == ["j2"]
+    assert filter_questions(only_j2, judge="j2", model=MODEL, verdict_filter="judges_disagree") == []
+
+
+def test_partial_data_is_described_not_fatal(hand_bench: Path) -> None:
+    write_jsonl(hand_bench / "hand" / "model_answer" / "lonely.jsonl", [
+        {"question_id": "q1", "choices": [{"index": 0, "turns": [{"content": "only one"}]}]}])
+    data = load_bench(hand_bench, "hand")
+    notes = missing_notes(data, judge="j1", baseline=BASE, models=[MODEL, "lonely", "ghost"])
+    assert "m: no answer to 1 of 7 questions." in notes
+    assert "m: j1 judged 6 of 7 questions." in notes
+    assert any(n.startswith("lonely: not judged by j1") for n in notes)
+    assert any(n.startswith("ghost: no answer file") for n in notes)
+    assert filter_questions(data, judge="j1", model="lonely", verdict_filter="positions_disagree") == []
+    assert filter_questions(data, judge="j1", model="lonely", verdict_filter="not_judged") == QUESTIONS
+    assert data.answer_text("lonely", "q2") is None
+    rows = question_rows(data, ["q5", "q6"], judge="j1", model=MODEL)
+    assert rows[["game 1", "game 2"]].values.tolist() == [["no verdict", "baseline better"], ["—", "—"]]
+
+
+def test_badge_names_the_sides_of_each_game(hand_bench: Path) -> None:
+    data = load_bench(hand_bench, "hand")
+    judgment = data.judgment("j1", MODEL, "q1")
+    assert judgment is not None
+    first = verdict_badge_html(judgment.games[0], 0, baseline=BASE, model=MODEL, judge="j1")
+    second = verdict_badge_html(judgment.games[1], 1, baseline=BASE, model=MODEL, judge="j1")
+    assert "A = base (baseline), B = m" in first and 'data-verdict="baseline much better"' in first
+    assert "A = m, B = base (baseline)" in second and 'data-verdict="model better"' in second
+    assert 'data-verdict="not judged"' in verdict_badge_html(None, 0, baseline=BASE, model=MODEL, judge="j1")
+
+
+def test_verdict_counts_tally_games(hand_bench: Path) -> None:
+    counts = verdict_counts(load_bench(hand_bench, "hand"), "j1").set_index("model").loc[MODEL]
+    # 12 games: won q1g2 q3g1 q3g2 q4g2 q7g1 = 5; tied q4g1 = 1; lost q1g1 q2g1 q2g2 q5g2 q7g2 = 5; missing q5g1 = 1
+    assert (counts["games won"], counts["games tied"], counts["games lost"], counts["no verdict"]) == (5, 1, 5, 1)
+    assert counts["positions disagree"] == 3 and counts["questions judged"] == 6
+
+
+def test_neighbour_wraps_and_recovers() -> None:
+    ids = ["a", "b", "c"]
+    assert neighbour(ids, "b", 1) == "c" and neighbour(ids, "c", 1) == "a" and neighbour(ids, "a", -1) == "c"
+    assert neighbour(ids, "zz", 1) == "a" and neighbour([], "a", 1) is None
+
+
+def test_deep_link_round_trips() -> None:
+    url = deep_link("http://127.0.0.1:7860/", bench="arena-hard-v0.1-ru", judge="Llama 3/AWQ", model="m&x",
+                    question="q 1", vs="other")
+    parts = urlsplit(url)
+    assert parts.path == "/"
+    assert {k: v[0] for k, v in parse_qs(parts.query).items()} == {
+        "bench": "arena-hard-v0.1-ru", "judge": "Llama 3/AWQ", "model": "m&x", "question": "q 1", "vs": "other"}
+    assert "vs=" not in deep_link("http://h/?old=1", bench="b", judge="j", model="m", question="q")
+    assert deep_link("http://h/?old=1", bench="b", judge="j", model="m", question="q").startswith("http://h/?bench=b")
+
+
+def test_leaderboard_lines_are_those_of_show_result(tmp_path: Path) -> None:
+    sb = make_bench(tmp_path / "data", n_questions=40, n_models=3, missing_rate=0.05, seed=3)
+    board = compute_board(load_bench(tmp_path / "data", sb.bench), "judge-a", sb.baseline)
+    proc = run_script("show_result.py", "--judge-name", "judge-a", "--baseline", sb.baseline, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    printed = [line for line in proc.stdout.splitlines() if re.search(r"\| score: .* \| 95% CI: ", line)]
+    assert board.lines == printed
+    assert {r.model for r in board.rows} == {*sb.models, sb.baseline}
+    assert any("games had no verdict" in note for note in board.notes)
+    points = board.ci_points()
+    assert len(points) == 3 * len(board.rows)
+
+
+def test_leaderboard_without_battles_says_so(hand_bench: Path) -> None:
+    data = load_bench(hand_bench, "hand")
+    assert compute_board(data, "nobody", BASE).header.startswith("No judgments by nobody")
+    assert "no battles" in compute_board(data, "j1", "not-a-model").header
+
+
+def test_malformed_file_is_a_user_error(hand_bench: Path) -> None:
+    path = hand_bench / "hand" / "model_judgment" / "j1" / "broken.jsonl"
+    path.write_text('{"question_id": "q1"}\n{"question_id": "q2", "model": "broken", "games": []}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"broken\.jsonl: record 1: missing key 'model'"):
+        load_bench(hand_bench, "hand")
+
+
+def test_cli_defaults_listen_locally() -> None:
+    args = build_parser().parse_args(["--judge-name", "a", "b", "--judge-name", "c"])
+    assert args.host == "127.0.0.1" and not args.share and args.port is None
+    assert args.judge_name == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--bench-name", "nope"], r"^error: no bench 'nope' under data \(benches found: hand\)$"),
+    (["--judge-name", "j9"], r"^error: no judgments by judge 'j9' in bench hand \(judges found: j1, j2\)$"),
+    (["--data-dir", "missing"], r"^error: missing: no such data directory"),
+    (["--port", "70000"], r"^error: --port must be between 1 and 65535"),
+])
+def test_cli_bad_input_is_one_line(hand_bench: Path, flags: list[str], message: str) -> None:
+    proc = run_script("qa_browser.py", "--setting-file", "none.yaml", *flags, cwd=hand_bench.parent, timeout=60)
+    assert proc.returncode == 2
+    assert re.match(message, proc.stderr.strip()), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
