@@ -232,12 +232,22 @@ class JudgeConfig:
     model_list: list[str]
     reference: bool = False
     ref_model: str | None = None
+    # MT-Bench style judging (None: arena-hard pairwise judging with the prompt above)
+    mode: str | None = None
+    judge_prompts: Path | None = None  # a judge_prompts.jsonl of FastChat's shape; None: ours
+    reference_categories: tuple[str, ...] = ("math", "reasoning", "coding")
+
+
+MT_BENCH_MODES = ("single", "pairwise-baseline", "pairwise-all")
 
 
 def load_judge_config(path: Path) -> JudgeConfig:
     keys = _Keys(path, load_yaml(path))
     bench_name = keys.get("bench_name", str)
     judge_model = keys.get("judge_model", str)
+    mode = keys.get("mode", str, None)
+    if mode is not None and mode not in MT_BENCH_MODES:
+        raise keys.fail("mode", f"unknown mode {mode!r} (one of: {', '.join(MT_BENCH_MODES)}; omit it for arena-hard)")
     regex = keys.get("regex_pattern", str, DEFAULT_REGEX)
     try:
         pattern = re.compile(regex)
@@ -245,14 +255,14 @@ def load_judge_config(path: Path) -> JudgeConfig:
         raise keys.fail("regex_pattern", f"not a valid regular expression ({exc})") from None
     if pattern.groups < 1:
         raise keys.fail("regex_pattern", "needs one capturing group around the verdict label")
-    template = keys.get("prompt_template", (list, str))
+    template = keys.get("prompt_template", (list, str), ... if mode is None else [])
     templates = [template] if isinstance(template, str) else template
     for i, t in enumerate(templates):
         if not isinstance(t, str):
             raise keys.fail(f"prompt_template[{i}]", f"expected a string, got {t!r}")
-    baseline = keys.get("baseline", bool, True)
+    baseline = keys.get("baseline", bool, mode in (None, "pairwise-baseline"))
     baseline_model = keys.get("baseline_model", str, None)
-    if baseline and not baseline_model:
+    if baseline and not baseline_model and mode in (None, "pairwise-baseline"):
         raise keys.fail("baseline_model", "missing: baseline is true, so name the baseline model")
     return JudgeConfig(
         path=path,
@@ -264,9 +274,22 @@ def load_judge_config(path: Path) -> JudgeConfig:
         temperature=keys.get("temperature", float, 0.0),
         max_tokens=keys.positive_int("max_tokens", 512),
         regex_pattern=pattern,
-        system_prompt=keys.get("system_prompt", str),
+        system_prompt=keys.get("system_prompt", str, ... if mode is None else ""),
         prompt_template=templates,
         model_list=keys.str_list("model_list"),
         reference=keys.get("reference", bool, False),
         ref_model=keys.get("ref_model", str, None),
+        mode=mode,
+        judge_prompts=_optional_path(keys, "judge_prompts"),
+        reference_categories=tuple(keys.str_list("reference_categories", ["math", "reasoning", "coding"])),
     )
+
+
+def _optional_path(keys: _Keys, key: str) -> Path | None:
+    value = keys.get(key, str, None)
+    if value is None:
+        return None
+    found = Path(value)
+    if not found.exists():
+        raise keys.fail(key, f"no such file: {value}")
+    return found

@@ -15,6 +15,7 @@ from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judging import JudgeItem, judge_item, sort_judgment_file
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail
+from . import mtbench_judgment
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
 
@@ -64,13 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
-    if not config.baseline or not config.baseline_model:
-        raise UserError(f"{args.setting_file}: key 'baseline': only judging against a baseline is supported here")
     paths = BenchPaths(config.bench_name, args.data_dir)
     questions = load_questions(paths.question_file)
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
+    if config.mode is not None:
+        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy))
+    if not config.baseline or not config.baseline_model:
+        raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
+                        "(or set `mode:` for MT-Bench judging)")
 
     baseline = _answers_for(paths, config, config.baseline_model, questions, "baseline_model")
     answers = {m: _answers_for(paths, config, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}

@@ -1,0 +1,138 @@
+"""gen_judgment.py for MT-Bench modes (judge config `mode: single | pairwise-baseline | pairwise-all`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+from typing import Any
+
+from ..client import ModelClient
+from ..config import JudgeConfig, ModelEntry
+from ..engine import Lane, RunReport, log_run, run_lanes
+from ..errors import UserError
+from ..mtbench import (
+    PairItem,
+    SingleItem,
+    answer_turns,
+    check_prompts,
+    judge_pair,
+    judge_single,
+    judgment_file,
+    load_judge_prompts,
+    load_references,
+    needs_reference,
+    record_key,
+)
+from ..storage import BenchPaths, load_answer_file, read_jsonl, repair_tail, write_jsonl_atomic
+from .common import Appenders
+
+
+def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]], key: str
+             ) -> dict[Any, list[str]]:
+    path = paths.answer_file(model)
+    if not path.exists():
+        raise UserError(f"{config.path}: key '{key}': {model!r} has no answers ({path} is missing); run gen_answer.py first")
+    records = load_answer_file(path)
+    absent = [q["question_id"] for q in questions if q["question_id"] not in records]
+    if absent:
+        raise UserError(f"{config.path}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
+                        f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    return {qid: answer_turns(r) for qid, r in records.items()}
+
+
+def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
+        questions: list[dict[str, Any]], order: list[Any], client: ModelClient) -> int:
+    assert config.mode is not None
+    prompts = load_judge_prompts(config.judge_prompts)
+    check_prompts(prompts, config.mode, config.judge_prompts)
+    answers = {m: _answers(paths, config, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
+    if config.mode == "pairwise-baseline":
+        if not config.baseline_model:
+            raise UserError(f"{config.path}: key 'baseline_model': missing; mode pairwise-baseline needs one")
+        answers[config.baseline_model] = _answers(paths, config, config.baseline_model, questions, "baseline_model")
+    refs = load_references(paths, config, questions)
+    absent_refs = [q["question_id"] for q in questions if needs_reference(config, q) and q["question_id"] not in refs]
+    if absent_refs:
+        raise UserError(f"{paths.bench_dir / 'reference_answer'}: no reference answer ({config.ref_model or 'gpt-4'}) "
+                        f"for {len(absent_refs)} questions of {', '.join(config.reference_categories)} "
+                        f"(first: {absent_refs[0]})")
+
+    out = judgment_file(paths, config.judge_model, config.mode)
+    repair_tail(out)
+    done = {record_key(r) for r in (read_jsonl(out, allow_torn_tail=True) if out.exists() else [])
+            if not (args.rejudge_missing and _has_missing(r))}
+
+    items: list[Any] = []
+    report = RunReport()
+    for q in questions:
+        qid = q["question_id"]
+        ref = refs.get(qid) if needs_reference(config, q) else None
+        turns = range(1, len(q["turns"]) + 1)
+        if config.mode == "single":
+            candidates = [SingleItem(q, m, answers[m][qid], t, ref) for m in config.model_list for t in turns]
+            key = [(i.model, str(qid), i.turn) for i in candidates]
+        else:
+            if config.mode == "pairwise-baseline":
+                pairs = [(m, config.baseline_model) for m in config.model_list if m != config.baseline_model]
+            else:
+                pairs = list(itertools.combinations(config.model_list, 2))
+            candidates = [PairItem(q, m1, m2, answers[m1][qid], answers[m2][qid], t, ref)
+                          for m1, m2 in pairs for t in turns]
+            key = [(i.model_1, i.model_2, str(qid), i.turn) for i in candidates]
+        for item, k in zip(candidates, key, strict=True):
+            if k in done:
+                report.skipped += 1
+            else:
+                items.append(item)
+
+    appenders = Appenders()
+    single = config.mode == "single"
+
+    def write(_item: Any, record: dict[str, Any]) -> None:
+        appenders.write(out, record)
+        report.missing_verdicts += _has_missing(record)
+
+    lane: Lane[Any] = Lane(
+        name=config.judge_model, client=client, items=items,
+        work=(lambda i: judge_single(client, config, prompts, i)) if single else (lambda i: judge_pair(client, config, prompts, i)),
+        write=write,
+        describe=_describe,
+        max_items=client.capacity if single else client.capacity // 2 + 1,
+    )
+    print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
+          f"({report.skipped} already judged)", file=sys.stderr)
+    try:
+        asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+    finally:
+        appenders.close()
+        _sort(out, order)
+        log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
+                                                          "models": config.model_list, "bench": config.bench_name})
+    print(report.summary("judgments"), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _describe(item: SingleItem | PairItem) -> str:
+    who = item.model if isinstance(item, SingleItem) else f"{item.model_1} vs {item.model_2}"
+    return f"{who} / question {item.question['question_id']} turn {item.turn}"
+
+
+def _has_missing(record: dict[str, Any]) -> bool:
+    if "score" in record:
+        return record["score"] is None
+    return record.get("g1_winner") is None or record.get("g2_winner") is None
+
+
+def _sort(path: Any, order: list[Any]) -> None:
+    """One record per key, ordered by model(s), question order and turn."""
+    if not path.exists():
+        return
+    latest = {record_key(r): r for r in read_jsonl(path, allow_torn_tail=True)}
+    rank = {str(qid): i for i, qid in enumerate(order)}
+
+    def sort_key(k: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (*k[:-2], rank.get(k[-2], len(rank)), k[-2], k[-1])
+
+    write_jsonl_atomic(path, [latest[k] for k in sorted(latest, key=sort_key)])

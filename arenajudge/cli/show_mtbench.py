@@ -1,0 +1,88 @@
+"""show_result.py for MT-Bench judgments (`--mode single | pairwise-baseline | pairwise-all`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import UserError
+from ..mtbench import judgment_file, pair_battles, single_tables
+from ..rating import rate
+from ..report import format_line, leaderboard
+from ..storage import BenchPaths, load_answers, load_questions, read_jsonl
+
+
+def _records(paths: BenchPaths, judge: str, mode: str) -> tuple[Path, list[dict]]:
+    path = judgment_file(paths, judge, mode)
+    if not path.exists():
+        found = sorted(p.name for p in paths.judgment_root.glob("*.jsonl")) if paths.judgment_root.is_dir() else []
+        raise UserError(f"{path}: no {mode} judgments by {judge!r} (files found: {', '.join(found) or 'none'})")
+    return path, read_jsonl(path, allow_torn_tail=True)
+
+
+def show(args: argparse.Namespace) -> int:
+    paths = BenchPaths(args.bench_name, args.data_dir)
+    mode = args.mode or "single"
+    path, records = _records(paths, args.judge_name, mode)
+    print(f"Mode: {mode}")
+    print(f"Input file: {path}")
+    if mode == "single":
+        questions = load_questions(paths.question_file)
+        tables = single_tables(records, questions)
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            for title, key in (("First turn", "turn1"), ("Second turn", "turn2"), ("Average", "average"),
+                               ("Per category", "category")):
+                print(f"\n########## {title} ##########")
+                print(tables[key].round(4) if key == "category" else tables[key])
+        missing = tables["missing"]
+        if not missing.empty:
+            per_model = ", ".join(f"{m}: {n}" for m, n in missing["missing"].items())
+            print(f"note: {int(missing['missing'].sum())} of {len(records)} ratings could not be read and are "
+                  f"left out of the means ({per_model})")
+        if getattr(args, "plot", None):
+            radar_chart(tables["category"], Path(args.plot))
+        return 0
+
+    battles, missing_games = pair_battles(records)
+    if battles.empty:
+        raise UserError(f"{path}: no game has a verdict")
+    models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
+    baseline = args.baseline if args.baseline in models else models[0]
+    result = rate(battles, baseline, rounds=args.num_rounds, seed=args.seed, unit=args.bootstrap)
+    answers = load_answers(paths.answer_dir)
+    rows = leaderboard(result, baseline, answers)
+    print(f"# {len(battles)} battles; scores are win rates against {baseline}; "
+          f"95% CI: bootstrap over {args.bootstrap}, {args.num_rounds} rounds, seed {args.seed}")
+    for row in rows:
+        print(format_line(row, 1))
+    if missing_games:
+        print(f"note: {missing_games} of {2 * len(records)} games had no verdict and were dropped")
+    return 0
+
+
+def radar_chart(per_category: pd.DataFrame, out: Path) -> None:
+    """One polygon per model over the categories (MT-Bench's usual picture), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--plot {out}: the MT-Bench radar chart is written as .png")
+    categories = list(per_category.columns)
+    angles = np.linspace(0, 2 * np.pi, len(categories), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
+    for model, row in per_category.iterrows():
+        values = [float(row[c]) for c in categories]
+        ax.plot([*angles, angles[0]], [*values, values[0]], label=str(model))
+        ax.fill([*angles, angles[0]], [*values, values[0]], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(categories)
+    ax.set_ylim(0, 10)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
