@@ -1,0 +1,164 @@
+"""Is checkpoint B better than A? Paired comparison of models judged against the same baseline.
+
+All compared models answered the same questions and were judged against the same baseline,
+so their scores are compared paired: every bootstrap round resamples question ids once and
+recomputes every model's score from that same resample (all battles of a question move
+together). The differences' percentiles give a 95% CI, their signs a two-sided p-value, and
+Holm's step-down method corrects the p-values for the number of pairs compared.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .rating import BattleKinds, fit_ratings, group_battles, win_rate
+
+
+@dataclass
+class PairResult:
+    model_a: str
+    model_b: str
+    diff: float  # score of B minus score of A, in points of win rate against the baseline
+    lower: float
+    upper: float
+    p_value: float
+    p_holm: float = 1.0
+    category: str = "all"
+
+    @property
+    def significant(self) -> bool:
+        return self.p_holm < 0.05
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"significant": self.significant}
+
+
+def question_draws(n_questions: int, rounds: int, seed: int) -> np.ndarray:
+    """How often each question is drawn in each round (rounds x questions): a resample of question ids."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_questions, np.full(n_questions, 1.0 / n_questions), size=rounds)
+
+
+def scores_from_counts(kinds: BattleKinds, counts: np.ndarray, baseline: str) -> np.ndarray:
+    """Win rate against the baseline in percent, per row of counts (rounds x models)."""
+    elo = fit_ratings(kinds, counts, baseline)
+    base = elo[:, [kinds.models.index(baseline)]]
+    return 100.0 * win_rate(elo, base)
+
+
+def bootstrap_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'no difference' (with the +1 correction, so never 0).
+
+    Differences under a millionth of a point are solver noise and count as zero.
+    """
+    diffs = np.where(np.abs(diffs) < 1e-6, 0.0, diffs)
+    rounds = len(diffs)
+    below = (np.count_nonzero(diffs <= 0) + 1) / (rounds + 1)
+    above = (np.count_nonzero(diffs >= 0) + 1) / (rounds + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare_models(battles: pd.DataFrame, models: list[str], baseline: str, *, rounds: int = 1000, seed: int = 42,
+                   category: str = "all") -> tuple[list[PairResult], pd.Series]:
+    """Every pair (A, B) of `models` in the given order, B - A; and the point scores."""
+    kinds = group_battles(battles)
+    for model in [*models, baseline]:
+        if model not in kinds.models:
+            raise UserError(f"--compare: {model!r} has no battles" + (f" in category {category!r}" if category != "all" else ""))
+    point = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
+    draws = question_draws(kinds.per_question.shape[0], rounds, seed)
+    samples = pd.DataFrame(scores_from_counts(kinds, draws @ kinds.per_question, baseline), columns=kinds.models)
+    results = []
+    for a, b in itertools.combinations(models, 2):
+        diffs = (samples[b] - samples[a]).to_numpy()
+        results.append(PairResult(a, b, float(point[b] - point[a]), float(np.percentile(diffs, 2.5)),
+                                  float(np.percentile(diffs, 97.5)), bootstrap_p(diffs), category=category))
+    for result, adjusted in zip(results, holm([r.p_value for r in results]), strict=True):
+        result.p_holm = adjusted
+    return results, point
+
+
+def per_question_outcomes(battles: pd.DataFrame, model: str) -> pd.Series:
+    """Mean battle outcome of `model` per question: win 1, tie 0.5, loss 0 (strong verdicts weigh more)."""
+    mine = battles[(battles["model_b"] == model) | (battles["model_a"] == model)]
+    as_b = mine["model_b"] == model
+    value = np.where(mine["winner"] == "tie", 0.5,
+                     np.where((mine["winner"] == "model_b") == as_b, 1.0, 0.0))
+    return pd.Series(value, index=mine.index).groupby(mine["question_id"].astype(str)).mean()
+
+
+def biggest_differences(battles: pd.DataFrame, model_a: str, model_b: str, n: int = 10) -> pd.DataFrame:
+    """Questions where B's outcome minus A's differs most, largest |difference| first."""
+    a = per_question_outcomes(battles, model_a)
+    b = per_question_outcomes(battles, model_b)
+    both = pd.DataFrame({"a": a, "b": b}).dropna()
+    both["diff"] = both["b"] - both["a"]
+    both = both.reindex(both["diff"].abs().sort_values(ascending=False, kind="stable").index)
+    return both.head(n)
+
+
+def projected_half_width(battles: pd.DataFrame, model: str, n_full: int) -> tuple[float, float]:
+    """(half-width now, projected half-width with n_full questions) of the model's 95% CI, in points.
+
+    From the per-question variance of the model's outcomes: the interval shrinks as 1/sqrt(questions).
+    """
+    outcomes = per_question_outcomes(battles, model)
+    n = len(outcomes)
+    if n < 2:
+        raise UserError(f"{model!r}: too few judged questions ({n}) to project a CI width")
+    sd = float(outcomes.std(ddof=1)) * 100
+    return 1.96 * sd / np.sqrt(n), 1.96 * sd / np.sqrt(n_full)
+
+
+def combined_score(battles: pd.DataFrame, categories: dict[str, str], baseline: str, weights: dict[str, float] | None,
+                   *, rounds: int = 1000, seed: int = 42) -> pd.DataFrame:
+    """One score over categories: the weighted mean of per-category scores (weights: question counts
+    unless given), with a CI from a bootstrap over questions that resamples within each category."""
+    battles = battles.assign(category=battles["question_id"].astype(str).map(categories))
+    if battles["category"].isna().any():
+        raise UserError("some judged questions have no category")
+    names = sorted(battles["category"].unique())
+    if weights is None:
+        counts = battles.drop_duplicates("question_id")["category"].value_counts()
+        weights = {c: float(counts[c]) for c in names}
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise UserError(f"--category-weights: unknown category {unknown[0]!r} (categories: {', '.join(names)})")
+    total = sum(weights.get(c, 0.0) for c in names)
+    if total <= 0:
+        raise UserError("--category-weights: the weights must add up to more than 0")
+    point = None
+    samples = None
+    for i, name in enumerate(names):
+        w = weights.get(name, 0.0) / total
+        if w == 0:
+            continue
+        kinds = group_battles(battles[battles["category"] == name])
+        if baseline not in kinds.models:
+            raise UserError(f"category {name!r}: the baseline {baseline!r} has no battles")
+        p = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
+        draws = question_draws(kinds.per_question.shape[0], rounds, seed + i)
+        s = pd.DataFrame(scores_from_counts(kinds, draws @ kinds.per_question, baseline), columns=kinds.models)
+        point = w * p if point is None else point.add(w * p, fill_value=np.nan)
+        samples = w * s if samples is None else samples.add(w * s, fill_value=np.nan)
+    assert point is not None and samples is not None
+    frame = pd.DataFrame({"score": point, "lower": samples.quantile(0.025), "upper": samples.quantile(0.975)})
+    return frame.dropna().sort_values("score", ascending=False)
