@@ -34,6 +34,11 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import pandas as pd
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
 
 from .battles import battles_from_judgments, clean_label, outcome
 from .errors import UserError
@@ -330,6 +335,41 @@ def neighbour(question_ids: list[str], current: str, step: int) -> str | None:
     if current not in question_ids:
         return question_ids[0]
     return question_ids[(question_ids.index(current) + step) % len(question_ids)]
+
+
+# ---- markdown ----------------------------------------------------------------------------
+# Rendered here rather than by gr.Markdown: its in-browser highlighter fails on some fenced
+# languages (```cpp: prism-cpp loads before prism-c) and then keeps showing the previous
+# answer. Raw HTML in answers is escaped and images are not fetched.
+
+_CODE_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+def _highlight_code(code: str, language: str, _attrs: str) -> str:
+    if not language:
+        return ""  # markdown-it escapes it and wraps it in <pre><code>
+    try:
+        lexer = get_lexer_by_name(language.strip().split()[0])
+    except ClassNotFound:
+        return ""
+    return highlight(code, lexer, _CODE_FORMATTER)
+
+
+_MARKDOWN = (MarkdownIt("commonmark", {"html": False, "highlight": _highlight_code})
+             .enable(["table", "strikethrough"]).disable("image"))
+
+
+def render_markdown(text: str) -> str:
+    """Markdown as safe HTML with highlighted code, wrapped in a `.aj-md` block."""
+    return f'<div class="aj-md">{_MARKDOWN.render(text)}</div>'
+
+
+def markdown_css() -> str:
+    """CSS of rendered markdown: code colours (Pygments' default style) and readable tables."""
+    return (_CODE_FORMATTER.get_style_defs(".aj-md pre")
+            + "\n.aj-md pre { background: #f6f8fa; color: #1f2328; padding: 8px; border-radius: 6px; overflow-x: auto;"
+            " white-space: pre-wrap; word-break: break-word; }"
+            "\n.aj-md table { border-collapse: collapse; } .aj-md th, .aj-md td { border: 1px solid #d0d7de; padding: 2px 6px; }")
 
 
 # ---- how verdicts read -----------------------------------------------------------------

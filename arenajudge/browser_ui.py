@@ -26,9 +26,11 @@ from .browser import (
     deep_link,
     filter_questions,
     game_sides,
+    markdown_css,
     missing_notes,
     neighbour,
     question_rows,
+    render_markdown,
     verdict_badge_html,
     verdict_counts,
 )
@@ -183,7 +185,7 @@ class BrowserApp:
             if m is None:
                 return ""
             text = data.answer_text(m, qid)
-            return text if text is not None else f"*{m} has no answer to this question.*"
+            return render_markdown(text if text is not None else f"*{m} has no answer to this question.*")
 
         def games(m: str | None) -> list[str]:
             if m is None:
@@ -194,17 +196,19 @@ class BrowserApp:
                 game = judgment.games[index] if judgment and index < len(judgment.games) else None
                 out.append(verdict_badge_html(game, index, baseline=baseline, model=m, judge=judge))
                 if judgment is None:
-                    out.append(f"*Not judged: {judge or 'no judge'} has no judgment of {m} on this question.*")
+                    text = (f"*Not judged: {judge} has no judgment of {m} on this question.*" if judge
+                            else "*Not judged: this bench has no judgments.*")
                 elif game is None:
-                    out.append("*This game is missing from the judgment record.*")
+                    text = "*This game is missing from the judgment record.*"
                 else:
                     side_a, side_b = game_sides(index, baseline, m)
-                    out.append(game.judgment or f"*(no judgment text; A = {side_a}, B = {side_b})*")
+                    text = game.judgment or f"*(no judgment text; A = {side_a}, B = {side_b})*"
+                out.append(render_markdown(text))
             return out
 
         return [
             gr.update(value=qid), header, notes_md,
-            data.prompt_text(qid),
+            render_markdown(data.prompt_text(qid)),
             f"#### Baseline: {baseline}", answer(baseline),
             f"#### Model: {model or '—'}", answer(model),
             gr.update(visible=bool(vs)), f"#### Second model: {vs or '—'}", answer(vs),
@@ -252,34 +256,34 @@ class BrowserApp:
                     next_btn = gr.Button("next →", elem_id="aj-next", size="sm")
                 header_md = gr.Markdown(view0[1], elem_id="aj-header")
                 notes_md = gr.Markdown(view0[2], elem_id="aj-notes")
-                prompt_md = gr.Markdown(view0[3], elem_id="aj-prompt", max_height=240, container=True)
+                prompt_md = gr.HTML(view0[3], elem_id="aj-prompt", max_height=240, container=True, padding=True)
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         base_title = gr.Markdown(view0[4])
-                        base_answer = gr.Markdown(view0[5], elem_id="aj-baseline-answer", max_height=520, container=True)
+                        base_answer = gr.HTML(view0[5], elem_id="aj-baseline-answer", max_height=520, container=True, padding=True)
                     with gr.Column():
                         model_title = gr.Markdown(view0[6])
-                        model_answer = gr.Markdown(view0[7], elem_id="aj-model-answer", max_height=520, container=True)
+                        model_answer = gr.HTML(view0[7], elem_id="aj-model-answer", max_height=520, container=True, padding=True)
                     with gr.Column(visible=False) as vs_col:
                         vs_title = gr.Markdown(view0[9])
-                        vs_answer = gr.Markdown(view0[10], elem_id="aj-vs-answer", max_height=520, container=True)
+                        vs_answer = gr.HTML(view0[10], elem_id="aj-vs-answer", max_height=520, container=True, padding=True)
                 gr.Markdown("#### Games of the model")
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         g1_badge = gr.HTML(view0[11], elem_id="aj-game1")
-                        g1_text = gr.Markdown(view0[12], max_height=320, container=True)
+                        g1_text = gr.HTML(view0[12], max_height=320, container=True, padding=True)
                     with gr.Column():
                         g2_badge = gr.HTML(view0[13], elem_id="aj-game2")
-                        g2_text = gr.Markdown(view0[14], max_height=320, container=True)
+                        g2_text = gr.HTML(view0[14], max_height=320, container=True, padding=True)
                 with gr.Column(visible=False) as vs_games:
                     gr.Markdown("#### Games of the second model")
                     with gr.Row(equal_height=False):
                         with gr.Column():
                             vs_g1_badge = gr.HTML(view0[16], elem_id="aj-vs-game1")
-                            vs_g1_text = gr.Markdown(view0[17], max_height=320, container=True)
+                            vs_g1_text = gr.HTML(view0[17], max_height=320, container=True, padding=True)
                         with gr.Column():
                             vs_g2_badge = gr.HTML(view0[18], elem_id="aj-vs-game2")
-                            vs_g2_text = gr.Markdown(view0[19], max_height=320, container=True)
+                            vs_g2_text = gr.HTML(view0[19], max_height=320, container=True, padding=True)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 with gr.Row():
                     unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples")
@@ -373,7 +377,5 @@ URL_JS = """
 }
 """
 
-# Wrap long code lines in answers instead of widening the columns.
-THEME_CSS = """
-#aj-baseline-answer pre, #aj-model-answer pre, #aj-vs-answer pre { white-space: pre-wrap; word-break: break-word; }
-"""
+# Rendered markdown (code colours, tables); the question table keeps one line per row.
+THEME_CSS = markdown_css()

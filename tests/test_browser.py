@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth import SynthBench, make_bench
+from synth import SynthBench, make_bench, write_jsonl
 
 from arenajudge.battles import clean_label, outcome
 from arenajudge.browser import deep_link
@@ -22,6 +22,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 JUDGE, OTHER_JUDGE = "judge-a", "judge-b"
 WAIT_MS = 15_000
+
+
+RICH_ANSWER = ("answer of model-1 to q0007, in C++:\n\n```cpp\n#include <iostream>\nint main() { std::cout << 1; }\n```\n\n"
+               "| input | output |\n|---|---|\n| abc | YES |\n\n<script>window.injected = 1</script>")
 
 
 @dataclass
@@ -46,6 +50,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sb = make_bench(root / "data", n_questions=60, n_models=3, judges=(JUDGE, OTHER_JUDGE), missing_rate=0.03, seed=5)
     # partial data: the second judge never judged model-2
     (root / "data" / sb.bench / "model_judgment" / OTHER_JUDGE / "model-2.jsonl").unlink()
+    # one answer with a fenced C++ block and a table: Gradio's own markdown failed on ```cpp and showed a stale answer
+    answer_file = root / "data" / sb.bench / "model_answer" / "model-1.jsonl"
+    records = read_jsonl(answer_file)
+    for record in records:
+        if record["question_id"] == "q0007":
+            record["choices"][0]["turns"][0]["content"] = RICH_ANSWER
+    write_jsonl(answer_file, records)
     app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
     demo = app.build()
     port = _free_port()
@@ -167,6 +178,11 @@ def test_deep_link_opens_the_same_view_with_a_second_model(page: Any, served: Se
     assert page.get_by_role("combobox", name="Model", exact=True).input_value() == "model-1"
     page.locator("#aj-model-answer", has_text="answer of model-1 to q0007").wait_for()
     page.locator("#aj-vs-answer", has_text="answer of model-2 to q0007").wait_for()
+    # markdown rendered: highlighted code block, a table, raw HTML shown as text rather than run
+    assert "#include <iostream>" in page.locator("#aj-model-answer pre code.language-cpp").inner_text()
+    assert page.locator("#aj-model-answer td", has_text="YES").count() == 1
+    assert "<script>" in page.locator("#aj-model-answer").inner_text()
+    assert page.evaluate("() => window.injected") is None
     directions = _games(served, OTHER_JUDGE, "model-1")["q0007"]
     labels = _labels(served, OTHER_JUDGE, "model-1", "q0007")
     assert page.locator("#aj-game1 .aj-game").get_attribute("data-verdict") == _expected_badge(directions[0], labels[0])

@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prepare(args: argparse.Namespace):  # -> BrowserApp (imported lazily: Gradio is slow to import)
-    """Validate flags and data, load the first bench; UserError on anything wrong."""
-    from ..browser_ui import BrowserApp, Defaults
-
+    """Validate flags and data, load the first bench; UserError on anything wrong (before Gradio is imported)."""
     if args.port is not None and not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     config = load_judge_config(args.setting_file) if args.setting_file.exists() else None
@@ -60,6 +58,8 @@ def prepare(args: argparse.Namespace):  # -> BrowserApp (imported lazily: Gradio
         raise UserError(f"no judgments by judge {unknown[0]!r} in bench {bench} (judges found: {', '.join(on_disk) or 'none'})")
     judge = (args.judge_name or [None])[0] or (config.judge_model if config else None)
     baseline = args.baseline or (config.baseline_model if config else None)
+    from ..browser_ui import BrowserApp, Defaults
+
     defaults = Defaults(bench=bench, judge=judge, baseline=baseline, models=tuple(config.model_list) if config else ())
     app = BrowserApp(args.data_dir, defaults, judges=args.judge_name)
     app.cache.get(bench)  # malformed files fail here, before the server starts
