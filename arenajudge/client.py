@@ -24,7 +24,7 @@ _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|co
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
 
 
-POOL_SIZE = 16
+POOL_SIZE = 8
 
 
 class FatalEndpointError(Exception):

@@ -75,6 +75,7 @@ class RunReport:
 
 
 async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
+    report_start = time.perf_counter()
     limit = asyncio.Semaphore(max(1, lane.max_items))
     fatal = asyncio.Event()
 
@@ -100,6 +101,9 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
         finally:
             limit.release()
             progress.update(1)
+            if progress.n % 25 == 0 and not progress.disable:
+                elapsed = time.perf_counter() - report_start
+                progress.set_postfix_str(f"{lane.client.usage.requests / max(elapsed, 1e-9):.1f} req/s", refresh=False)
 
     async with asyncio.TaskGroup() as group:
         for item in lane.items:
