@@ -93,7 +93,7 @@ def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> 
     json_path = directory / f"{stem}.json"
     csv_path = directory / f"{stem}.csv"
     _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
-    frame = pd.DataFrame(records).drop(columns=["results"])
+    frame = pd.DataFrame(records).drop(columns=["results"], errors="ignore")
     _replace(csv_path, frame.to_csv(index=False))
     return [json_path, csv_path]
 

@@ -38,7 +38,8 @@ def project(tmp_path, monkeypatch):
     refs = p.bench_dir / "reference_answer" / "gpt-4.jsonl"
     refs.parent.mkdir(parents=True)
     refs.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": "gpt-4",
-                                        "choices": [{"index": 0, "turns": [f"REF-{q['question_id']}-1", f"REF-{q['question_id']}-2"]}]}) + "\n"
+                                        "choices": [{"index": 0, "turns": [f"REF-{q['question_id']}-{t}" for t in (1, 2)]}]})
+                            + "\n"
                             for q in questions if q["category"] in ("math", "coding")))
     for model in [*MODELS, "base"]:
         path = p.bench_dir / "model_answer" / f"{model}.jsonl"
@@ -167,7 +168,8 @@ def test_pairwise_baseline_records_and_win_rates(project, capsys):
                               mode="pairwise-baseline", baseline="base", num_rounds=20, seed=1, bootstrap="battles", plot=None)
     assert show_mtbench.show(args) == 0
     out = capsys.readouterr().out
-    scores = {line.split("|")[0].strip(): float(line.split("score:")[1].split("|")[0]) for line in out.splitlines() if "| score:" in line}
+    scores = {line.split("|")[0].strip(): float(line.split("score:")[1].split("|")[0])
+              for line in out.splitlines() if "| score:" in line}
     assert scores["base"] == 50.0 and scores["alpha"] > 99 and scores["beta"] < 1
 
 

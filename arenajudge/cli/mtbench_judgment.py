@@ -39,6 +39,10 @@ def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list
     if absent:
         raise UserError(f"{config.path}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
                         f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    short = [q["question_id"] for q in questions if len(answer_turns(records[q["question_id"]])) < len(q["turns"])]
+    if short:
+        raise UserError(f"{path}: {model!r} answered fewer turns than question {short[0]} has "
+                        f"({len(short)} such questions); rerun gen_answer.py for them")
     return {qid: answer_turns(r) for qid, r in records.items()}
 
 

@@ -31,6 +31,7 @@ from ..style import (
     answer_styles,
     parse_style_groups,
 )
+from . import show_decisions, show_mtbench
 
 DESCRIPTION = """\
 Score every judged model against the baseline, as arena-hard-auto does: each game is a
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="also print the board as a markdown table (for a model card)")
     p.add_argument("--plot", type=Path, metavar="FILE",
                    help="draw scores with 95%% CIs (one panel per category): FILE.png or a self-contained FILE.html")
+    p.add_argument("--mode", choices=("single", "pairwise-baseline", "pairwise-all"),
+                   help="MT-Bench judgments (gen_judgment.py with `mode:`): 'single' prints the first-turn, "
+                        "second-turn, average and per-category tables (radar chart with --plot FILE.png); the "
+                        "pairwise modes print win rates; default 'single' when --bench-name is mt_bench")
+    show_decisions.add_flags(p)
     return p
 
 
@@ -155,6 +161,11 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.load_battles and (args.judge_names or args.diagnostics):
         raise UserError(f"{'--judge-names' if args.judge_names else '--diagnostics'} reads judgments; "
                         "it cannot be used with --load-battles")
+    if args.category_weights and not args.category:
+        raise UserError("--category-weights needs --category (the weights are per category)")
+    show_decisions.parse_weights(args.category_weights)
+    if args.compare and args.load_battles:
+        raise UserError("--compare reads judgments; it cannot be used with --load-battles")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise UserError(f"--plot {args.plot}: unknown format {args.plot.suffix or '(none)'!r}, "
                         "use a .png or .html file name")
@@ -189,8 +200,13 @@ def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.runs:
+        print(show_decisions.runs_table(BenchPaths(args.bench_name, args.data_dir)))
+        return 0
     _check_flags(args)
     _defaults_from_config(args)
+    if args.mode is not None or args.bench_name == "mt_bench":
+        return show_mtbench.show(args)
     judges = list(args.judge_names or [args.judge_name])
     judge_label = ", ".join(judges)
     paths = BenchPaths(args.bench_name, args.data_dir)
@@ -289,11 +305,24 @@ def main(argv: list[str] | None = None) -> int:
 
     extra_lines, boards, records_extra = _extras(args, judges, judgments_by_judge, scored_battles, result, rows,
                                                  category_of, score, board)
+    if args.diagnostics:
+        extra_lines += show_decisions.projection_lines(battles, paths, args.baseline)
+    if category_of and len(boards) > 2:
+        extra_lines += show_decisions.combined_lines(args, battles, category_of)
+    pair_results = []
+    if args.compare:
+        compare_lines, compare_records, pair_results = show_decisions.compare_section(args, battles, paths, judges[0])
+        extra_lines += compare_lines
+    for model, tokens in show_decisions.judge_tokens(judgments_by_judge).items():
+        records_extra.setdefault(model, {}).update(tokens)
     for line in extra_lines:
         print(line)
     if args.markdown:
         print()
         print(markdown_table(boards, decimal))
+        if pair_results:
+            print()
+            print(show_decisions.pair_markdown(pair_results))
     if args.plot is not None:
         axis = "Elo" if args.show_elo else f"win rate vs {args.baseline} (%)"
         print(f"wrote {write_plot(args.plot, boards, axis)}", file=sys.stderr)
@@ -309,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             meta["style_control"] = ",".join(features) if args.style_control else ""
             meta["length_controlled"] = args.length_controlled
             written = write_records(_records(boards, meta, records_extra, args.category), args.output_dir, stem)
+        if args.compare:
+            written += write_records(compare_records, args.output_dir, f"arena_hard_comparison_{datetime.datetime.now():%Y%m%d}")
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return 0
