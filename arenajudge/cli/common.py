@@ -9,7 +9,7 @@ from typing import Any
 from ..client import RetryPolicy
 from ..config import ModelEntry
 from ..errors import UserError
-from ..storage import JsonlAppender
+from ..storage import BenchPaths, JsonlAppender, load_answer_file
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,20 @@ def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path,
         known = ", ".join(sorted(entries)) or "none"
         raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
     return entries[name].with_secrets()
+
+
+def require_answers(paths: BenchPaths, setting_file: Path, model: str, questions: list[dict[str, Any]], key: str
+                    ) -> dict[Any, dict[str, Any]]:
+    """A model's answers, which must cover every question to be judged."""
+    path = paths.answer_file(model)
+    if not path.exists():
+        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers ({path} is missing); run gen_answer.py first")
+    answers = load_answer_file(path)
+    absent = [q["question_id"] for q in questions if q["question_id"] not in answers]
+    if absent:
+        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
+                        f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    return answers
 
 
 class Appenders:

@@ -25,23 +25,17 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
-from ..storage import BenchPaths, load_answer_file, read_jsonl, repair_tail, write_jsonl_atomic
-from .common import Appenders
+from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
+from .common import Appenders, require_answers
 
 
 def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]], key: str
              ) -> dict[Any, list[str]]:
-    path = paths.answer_file(model)
-    if not path.exists():
-        raise UserError(f"{config.path}: key '{key}': {model!r} has no answers ({path} is missing); run gen_answer.py first")
-    records = load_answer_file(path)
-    absent = [q["question_id"] for q in questions if q["question_id"] not in records]
-    if absent:
-        raise UserError(f"{config.path}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
-                        f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    """A model's answer turns per question; every question's turns must all be answered."""
+    records = require_answers(paths, config.path, model, questions, key)
     short = [q["question_id"] for q in questions if len(answer_turns(records[q["question_id"]])) < len(q["turns"])]
     if short:
-        raise UserError(f"{path}: {model!r} answered fewer turns than question {short[0]} has "
+        raise UserError(f"{paths.answer_file(model)}: {model!r} answered fewer turns than question {short[0]} has "
                         f"({len(short)} such questions); rerun gen_answer.py for them")
     return {qid: answer_turns(r) for qid, r in records.items()}
 
