@@ -139,7 +139,7 @@ class BrowserApp:
             gr.update(choices=[("— none —", NO_MODEL), *[(m, m) for m in candidates if m != selection.model]],
                       value=selection.vs or NO_MODEL),
             gr.update(choices=[("all", NO_MODEL), *[(c, c) for c in data.categories()]], value=selection.category or NO_MODEL),
-            gr.update(value=selection.search),
+            gr.skip(),  # never write the search box: a late reply would overwrite what the user typed since
             gr.update(value=selection.verdict_filter),
         ]
 
@@ -289,7 +289,8 @@ class BrowserApp:
                     unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples")
                     refresh_btn = gr.Button("Recompute", size="sm")
                 board_header = gr.Markdown("Open this tab to compute the leaderboard.", elem_id="aj-board-header")
-                board_lines = gr.Code(value="", label="show_result.py output", language=None, elem_id="aj-board-lines")
+                # show_result.py's lines verbatim; a <pre> rather than gr.Code, whose editor bundle slows the first page
+                board_lines = gr.HTML("", elem_id="aj-board-lines")
                 board_table = gr.Dataframe(interactive=False, label="Leaderboard", elem_id="aj-board")
                 board_chart = gr.ScatterPlot(pd.DataFrame(columns=["model", "win rate vs baseline (%)", "point"]),
                                              x="model", y="win rate vs baseline (%)", color="point",
@@ -341,7 +342,8 @@ class BrowserApp:
             def on_board(bench: str, judge: str, baseline: str, unit: str) -> list[Any]:
                 board = self.board(bench, judge or None, baseline, unit)
                 data = self.cache.get(bench)
-                return [board.header, "\n".join(board.lines), board.table(), board.ci_points(),
+                lines = f'<pre class="aj-board-lines">{html.escape(chr(10).join(board.lines))}</pre>' if board.lines else ""
+                return [board.header, lines, board.table(), board.ci_points(),
                         verdict_counts(data, judge or None), "\n".join(f"- {n}" for n in board.notes)]
 
             everything = controls + lists + view
@@ -349,7 +351,11 @@ class BrowserApp:
             control_inputs = [bench_dd, judge_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, qid_box]
             for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
                 control.input(refresh, control_inputs, everything).then(None, url_inputs, None, js=URL_JS)
+            # Typing filters as you go; Enter and leaving the box apply it too (Gradio sends no input event
+            # when a selection is deleted, e.g. Ctrl+A then Backspace).
             search_box.input(refresh, control_inputs, everything, trigger_mode="always_last")
+            search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last")
+            search_box.blur(refresh, control_inputs, everything, trigger_mode="always_last")
             qid_box.submit(show, [*view_inputs, qid_box], view).then(None, url_inputs, None, js=URL_JS)
             table.select(on_select, view_inputs, view).then(None, url_inputs, None, js=URL_JS)
             prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view).then(

@@ -203,3 +203,31 @@ def test_leaderboard_tab_shows_show_result_lines_and_counts(page: Any, served: S
     page.locator("#aj-board-chart canvas, #aj-board-chart svg").first.wait_for()
     counts = page.locator("#aj-counts").inner_text()
     assert "games won" in counts and "no verdict" in counts
+
+
+def _type(page: Any, box: Any, text: str) -> None:
+    """Replace a textbox's text by typing, as a user does (Gradio ignores the synthetic input event of fill())."""
+    box.click()
+    box.press("Control+a")
+    box.press("Backspace")
+    if text:
+        box.press_sequentially(text)
+
+
+def test_search_and_jump_by_id(page: Any, served: Served) -> None:
+    page.goto(served.url)
+    page.locator("#aj-count .aj-count").wait_for()
+    search = page.get_by_label("Search")
+    _type(page, search, "explain item 12.")
+    page.locator("#aj-count .aj-count[data-count='1']").wait_for()
+    _wait_for_question(page, "q0012")
+    _type(page, search, "")
+    search.press("Enter")
+    page.locator(f"#aj-count .aj-count[data-count='{len(served.bench.question_ids)}']").wait_for()
+    qid = page.locator("#aj-qid textarea, #aj-qid input").first
+    _type(page, qid, "q0042")
+    qid.press("Enter")
+    page.locator("#aj-model-answer", has_text="answer of model-0 to q0042").wait_for()
+    _type(page, qid, "no-such-id")
+    qid.press("Enter")
+    page.locator("#aj-notes", has_text="No question 'no-such-id'").wait_for()
