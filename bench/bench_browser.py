@@ -7,7 +7,8 @@ Starts the command as users do (a subprocess on a free port), then in Chromium m
 
 - load: the command's own figure for reading and indexing the bench (its stderr line);
 - first page: navigation in a fresh browser context (cold cache) until the first question's
-  answers and both verdict badges are on screen (median of --runs), against the 2 s goal;
+  answers and both verdict badges are on screen (median of --runs), against the 2 s goal,
+  next to the same figure for a one-component Gradio app (the floor; the machine is shared);
 - next question / filter: a click until the view shows the new question (median).
 
     python bench/bench_browser.py [--runs 5] [--questions 500] [--models 9] [--synthetic-only]
@@ -82,15 +83,33 @@ def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 120) -> f
     sys.exit(f"qa_browser.py did not answer on {url} within {timeout} s")
 
 
-def _measure(url: str, runs: int) -> dict[str, Any]:
+def _reference_app(port: int) -> subprocess.Popen[str]:
+    """A one-component Gradio app: the floor any Gradio page pays on this machine at this moment."""
+    code = ("import gradio as gr\n"
+            "with gr.Blocks() as demo:\n    gr.HTML('<div id=\"ready\">ready</div>')\n"
+            f"demo.launch(server_name='127.0.0.1', server_port={port}, quiet=True)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _measure(url: str, reference_url: str, runs: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     first_page: list[float] = []
+    reference: list[float] = []
     next_question: list[float] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             for _ in range(runs):
+                # interleaved with ours, so both see the same load on the (shared) machine
+                context = browser.new_context()
+                page = context.new_page()
+                started = time.perf_counter()
+                page.goto(reference_url)
+                page.locator("#ready").wait_for()
+                reference.append(time.perf_counter() - started)
+                context.close()
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
                 started = time.perf_counter()
@@ -108,7 +127,7 @@ def _measure(url: str, runs: int) -> dict[str, Any]:
                 context.close()
         finally:
             browser.close()
-    return {"first_page": first_page, "next_question": next_question}
+    return {"first_page": first_page, "reference": reference, "next_question": next_question}
 
 
 def main() -> None:
@@ -134,15 +153,22 @@ def main() -> None:
                "--judge-name", "judge-a", "--baseline", sb.baseline, "--setting-file", str(Path(tmp) / "none.yaml"),
                "--port", str(port)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        reference_port = _free_port()
+        reference_url = f"http://127.0.0.1:{reference_port}/"
+        reference_proc = _reference_app(reference_port)
         try:
             ready = _wait_http(url, proc)
-            timings = _measure(url, args.runs)
+            _wait_http(reference_url, reference_proc)
+            timings = _measure(url, reference_url, args.runs)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            for running in (proc, reference_proc):
+                os.killpg(running.pid, signal.SIGTERM)
             _, stderr = proc.communicate(timeout=30)
+            reference_proc.communicate(timeout=30)
         loaded = re.search(r"loaded in ([\d.]+) s, app built in ([\d.]+) s", stderr)
 
     first = statistics.median(timings["first_page"])
+    floor = statistics.median(timings["reference"])
     step = statistics.median(timings["next_question"])
     texts = "real Russian questions and answers" if real else "generated one-line texts"
     print(f"bench: {args.models + 1} models x {args.questions} questions, 1 judge, {texts}, {size_mb:.1f} MB of JSONL")
@@ -152,6 +178,8 @@ def main() -> None:
     print(f"time to first page in Chromium (fresh context, median of {args.runs}): {first:.2f} s "
           f"[{min(timings['first_page']):.2f}-{max(timings['first_page']):.2f}]; goal {GOAL_SECONDS:.1f} s -> "
           f"ratio {first / GOAL_SECONDS:.2f} ({'met' if first < GOAL_SECONDS else 'MISSED'})")
+    print(f"  a one-component Gradio page, same browser, same moment: {floor:.2f} s (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"next question (click to new view, median of {len(timings['next_question'])}): {step * 1000:.0f} ms")
 
 
