@@ -11,6 +11,7 @@ from typing import Any
 
 from .client import ModelClient
 from .config import AnswerConfig, ModelEntry
+from .context_budget import ContextBudget
 from .storage import load_answer_file, turn_text, write_jsonl_atomic
 from .tokens import token_len
 
@@ -41,9 +42,13 @@ def final_text(turn: Any) -> str:
 
 
 async def answer_question(
-    client: ModelClient, entry: ModelEntry, question: dict[str, Any], config: AnswerConfig, max_tokens: int
+    client: ModelClient, entry: ModelEntry, question: dict[str, Any], config: AnswerConfig, max_tokens: int,
+    budget: ContextBudget | None = None,
 ) -> dict[str, Any]:
-    """One answer record: `num_choices` conversations, each answering every turn in order."""
+    """One answer record: `num_choices` conversations, each answering every turn in order.
+
+    With a `budget`, each request's max_tokens is capped to what the prompt leaves of the context.
+    """
     temperature = config.category_temperature.get(str(question.get("category")), config.temperature)
     system = DEFAULT_SYSTEM_PROMPT if entry.system_prompt is None else entry.system_prompt
 
@@ -52,7 +57,8 @@ async def answer_question(
         turns = []
         for turn in question["turns"]:
             messages.append({"role": "user", "content": turn_text(turn)})
-            reply = await client.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            limit = await budget.cap(messages, max_tokens) if budget is not None else max_tokens
+            reply = await client.chat(messages, temperature=temperature, max_tokens=limit)
             content, reasoning = split_thinking(reply.content, reply.reasoning)
             # later turns see the answer only, as a chat UI would show it
             messages.append({"role": "assistant", "content": content})
@@ -60,6 +66,8 @@ async def answer_question(
             if reasoning:
                 stored["reasoning"] = reasoning
             stored["finish_reason"] = reply.finish_reason
+            if limit < max_tokens:
+                stored["max_tokens"] = limit  # capped to fit the context
             stored["usage"] = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
             turns.append(stored)
         return {"index": index, "turns": turns}

@@ -203,6 +203,18 @@ class ModelClient:
             cached_tokens=details.get("cached_tokens"),
         )
 
+    async def server_request(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (or POST `body`) `path` on the first endpoint's server root, e.g. vLLM's /tokenize; no retries.
+
+        Raises openai's APIStatusError / APIConnectionError as they come (the caller decides).
+        """
+        slot = self._slots[0]
+        root = str(slot.client.base_url).rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        if body is None:
+            return await slot.client.get(root + path, cast_to=object)
+        return await slot.client.post(root + path, body=body, cast_to=object)
+
     async def close(self) -> None:
         for slot in self._slots:
             await slot.client.close()

@@ -132,7 +132,7 @@ class ModelEntry:
     parallel: int = 1
     system_prompt: str | None = None
     tokenizer: str | None = None
-    server: dict[str, Any] | None = None
+    server: ServerSpec | None = None  # a server the tools start and stop (see servers.py)
     source: Path = Path("config/api_config.yaml")
 
     def with_secrets(self) -> ModelEntry:
@@ -172,7 +172,9 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             key = ek.get("api_key", (str, int), None)
             endpoints.append(Endpoint(base, str(key) if key is not None else None,
                                       ek.get("api_version", (str, int, float), None)))
-        server = keys.get("server", dict, None)
+        server = _server_spec(path, name, keys, endpoints)
+        if server is not None and not endpoints[0].api_base:
+            endpoints[0] = replace(endpoints[0], api_base=server.api_base)
         entries[name] = ModelEntry(
             name=name,
             model_name=str(keys.get("model_name", (str, int, float))),
@@ -293,3 +295,163 @@ def _optional_path(keys: _Keys, key: str) -> Path | None:
     if not found.exists():
         raise keys.fail(key, f"no such file: {value}")
     return found
+
+
+# ----------------------------------------------------------------- managed servers
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+DEFAULT_SERVER_PORT = 8000
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """An api config entry's `server` block: a vLLM server the tools start, use and stop."""
+
+    model: str  # what to serve: a local path or a model id (default: the entry's model_name)
+    served_model_name: str  # always the entry's model_name, so requests find it
+    host: str
+    port: int
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+    extra_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # added to the environment of the server process
+    gpus: tuple[str, ...] | None = None  # CUDA_VISIBLE_DEVICES as a set; None: every GPU of the box
+    startup_timeout: float = 1200.0  # seconds until /health and /v1/models answer
+    command: tuple[str, ...] | None = None  # default: this Python's `-m vllm.entrypoints.openai.api_server`
+
+    @property
+    def api_base(self) -> str:
+        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def gpu_count(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    def shares_hardware_with(self, other: ServerSpec) -> bool:
+        """True when both cannot run at once: the same port, or GPU sets that meet (unknown = all GPUs)."""
+        if self.port == other.port:
+            return True
+        if self.gpus is None or other.gpus is None:
+            return True
+        return bool(set(self.gpus) & set(other.gpus))
+
+
+SERVER_KEYS = ("model", "served_model_name", "port", "host", "tensor_parallel_size", "pipeline_parallel_size",
+               "gpu_memory_utilization", "max_model_len", "dtype", "quantization", "extra_args", "env", "gpus",
+               "startup_timeout", "command")
+
+
+def _gpu_list(keys: _Keys, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
+    if isinstance(value, int):
+        items: list[Any] = [value]
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or str(item).strip() == "":
+            raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
+        out.append(str(item).strip())
+    if not out:
+        raise keys.fail(key, "names no GPU")
+    return tuple(out)
+
+
+def _server_spec(path: Path, name: str, entry_keys: _Keys, endpoints: list[Endpoint]) -> ServerSpec | None:
+    raw = entry_keys.get("server", dict, None)
+    if raw is None:
+        return None
+    keys = _Keys(path, raw, f"{name}.server.")
+    unknown = sorted(str(k) for k in raw if k not in SERVER_KEYS)
+    if unknown:
+        raise keys.fail(unknown[0], f"unknown key (known: {', '.join(SERVER_KEYS)})")
+    model_name = str(entry_keys.get("model_name", (str, int, float)))
+    served = keys.get("served_model_name", str, model_name)
+    if served != model_name:
+        raise keys.fail("served_model_name", f"{served!r} differs from model_name {model_name!r}, which requests use; "
+                                             "set model_name to the served name")
+    if len(endpoints) != 1:
+        raise entry_keys.fail("endpoints", f"a managed server has one endpoint, got {len(endpoints)}")
+    host, port = "127.0.0.1", None
+    base = endpoints[0].api_base
+    if base is not None:
+        parsed = urlparse(base)
+        where = f"{name}.endpoints[0].api_base"
+        if parsed.hostname not in _LOCAL_HOSTS:
+            raise UserError(f"{path}: key '{where}': a managed server runs on this machine, "
+                            f"so its api_base must name localhost or 127.0.0.1, got {base!r}")
+        if parsed.path.rstrip("/") != "/v1":
+            raise UserError(f"{path}: key '{where}': vLLM serves under /v1, got {base!r}")
+        host = parsed.hostname or host
+        port = parsed.port
+    port_key = keys.get("port", int, None)
+    if port_key is not None and not 0 < port_key < 65536:
+        raise keys.fail("port", f"not a TCP port: {port_key}")
+    if port is not None and port_key is not None and port != port_key:
+        raise keys.fail("port", f"{port_key} differs from the port of api_base {base!r}")
+    port = port or port_key or DEFAULT_SERVER_PORT
+    host = keys.get("host", str, host)
+    env_raw = keys.get("env", dict, {})
+    env: dict[str, str] = {}
+    for key, value in env_raw.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise keys.fail(f"env.{key}", f"expected a string or number, got {value!r}")
+        env[str(key)] = str(value)
+    gpus = _gpu_list(keys, "gpus", raw["gpus"]) if raw.get("gpus") is not None else None
+    if "CUDA_VISIBLE_DEVICES" in env:
+        visible = _gpu_list(keys, "env.CUDA_VISIBLE_DEVICES", env["CUDA_VISIBLE_DEVICES"])
+        if gpus is not None and set(gpus) != set(visible):
+            raise keys.fail("gpus", f"{','.join(gpus)} differs from env.CUDA_VISIBLE_DEVICES {env['CUDA_VISIBLE_DEVICES']}")
+        gpus = visible
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    extra = keys.get("extra_args", (list, str), [])
+    extra_args = extra.split() if isinstance(extra, str) else extra
+    for i, arg in enumerate(extra_args):
+        if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+            raise keys.fail(f"extra_args[{i}]", f"expected a string, got {arg!r}")
+    if any(str(a).split("=")[0] == "--api-key" for a in extra_args):
+        raise keys.fail("extra_args", "do not pass --api-key here; the endpoint's api_key is given to the server")
+    command = keys.get("command", (list, str), None)
+    if isinstance(command, str):
+        command = command.split()
+    if command is not None:
+        if not command or not all(isinstance(c, str) and c for c in command):
+            raise keys.fail("command", f"expected a command line such as [python, -m, vllm.entrypoints.openai.api_server], "
+                                       f"got {command!r}")
+    spec = ServerSpec(
+        model=str(keys.get("model", (str, int, float), model_name)),
+        served_model_name=served,
+        host=host,
+        port=port,
+        tensor_parallel_size=keys.positive_int("tensor_parallel_size", 1),
+        pipeline_parallel_size=keys.positive_int("pipeline_parallel_size", 1),
+        gpu_memory_utilization=keys.get("gpu_memory_utilization", float, None),
+        max_model_len=keys.positive_int("max_model_len") if raw.get("max_model_len") is not None else None,
+        dtype=keys.get("dtype", str, None),
+        quantization=keys.get("quantization", str, None),
+        extra_args=tuple(str(a) for a in extra_args),
+        env=tuple(sorted(env.items())),
+        gpus=gpus,
+        startup_timeout=keys.get("startup_timeout", float, 1200.0),
+        command=tuple(command) if command is not None else None,
+    )
+    if spec.gpu_memory_utilization is not None and not 0 < spec.gpu_memory_utilization <= 1:
+        raise keys.fail("gpu_memory_utilization", f"must be in (0, 1], got {spec.gpu_memory_utilization}")
+    if spec.startup_timeout <= 0:
+        raise keys.fail("startup_timeout", f"must be positive, got {spec.startup_timeout}")
+    if gpus is not None and len(gpus) < spec.gpu_count:
+        raise keys.fail("tensor_parallel_size", f"tensor x pipeline parallel size needs {spec.gpu_count} GPUs, "
+                                                f"CUDA_VISIBLE_DEVICES lists {len(gpus)}")
+    return spec

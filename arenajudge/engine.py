@@ -45,6 +45,7 @@ class RunReport:
     fatal: list[str] = field(default_factory=list)
     missing_verdicts: int = 0
     truncated: int = 0
+    capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
@@ -59,7 +60,8 @@ class RunReport:
         lines = [
             f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {len(self.failures)} failed"
             + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
-            + (f", {self.truncated} games judged on shortened answers" if self.truncated else ""),
+            + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
+            + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else ""),
             f"requests: {u.requests} ok, {u.retries} retried, {u.failed} failed; tokens in/out: "
             f"{u.prompt_tokens}/{u.completion_tokens}; {self.wall_seconds:.1f} s, {rate:.1f} requests/s",
         ]
@@ -139,6 +141,7 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "done": report.done, "skipped": report.skipped, "failed": len(report.failures) + len(report.fatal),
         "requests": u.requests, "retried": u.retries, "failed_requests": u.failed,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "capped_max_tokens": report.capped,
         "wall_seconds": round(report.wall_seconds, 3),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }

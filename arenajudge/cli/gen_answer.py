@@ -11,8 +11,10 @@ from typing import Any
 from ..answering import answer_question, sort_answer_file
 from ..client import ModelClient
 from ..config import load_answer_config, load_api_config
+from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import run_cli
+from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
@@ -50,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         todo = [q for q in questions if q["question_id"] not in done]
         report.skipped += len(questions) - len(todo)
         client = ModelClient(entry, policy)
+        budget = ContextBudget(client, report) if wants_budget(entry) else None
 
-        def work(question: dict[str, Any], client: ModelClient = client, entry=entry) -> Any:
-            return answer_question(client, entry, question, config, config.max_tokens)
+        def work(question: dict[str, Any], client: ModelClient = client, entry=entry, budget=budget) -> Any:
+            return answer_question(client, entry, question, config, config.max_tokens, budget)
 
         def write(question: dict[str, Any], record: dict[str, Any], path: Path = path) -> None:
             appenders.write(path, record)
@@ -62,13 +65,18 @@ def main(argv: list[str] | None = None) -> int:
                           max_items=max(1, client.capacity // config.num_choices)))
     print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
           f"({report.skipped} already answered)", file=sys.stderr)
+    # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
+    session = ServerSession(paths.bench_dir / "server_logs")
+    by_name = {lane.name: lane for lane in lanes}
     try:
-        asyncio.run(run_lanes(lanes, report, quiet=args.quiet))
+        session.run_in_waves([e for e in models if by_name[e.name].items], lambda group: asyncio.run(
+            run_lanes([by_name[e.name] for e in group], report, quiet=args.quiet)))
     finally:
         appenders.close()
         for entry in models:
             sort_answer_file(paths.answer_file(entry.name), order)
-        log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name})
+        log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
+                                                         **session.log_fields()})
     print(report.summary("answers"), file=sys.stderr)
     return 0 if report.ok else 1
 

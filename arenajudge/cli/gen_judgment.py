@@ -14,6 +14,8 @@ from ..config import JudgeConfig, load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judging import JudgeItem, judge_item, sort_judgment_file
+from ..prefix_cache import ORDERS, order_judge_items
+from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail
 from . import mtbench_judgment
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge only a fixed random sample of N questions (the same for every model and judge); "
                         "a later full run reuses these judgments and asks only for the rest")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
     return p
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
     if config.mode is not None:
-        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy))
+        with ServerSession(paths.bench_dir / "server_logs").serving([judge]):
+            return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy))
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             refs = [r[q["question_id"]] for r in references if q["question_id"] in r]
             items.append(JudgeItem(q, model, answers[model][q["question_id"]], baseline[q["question_id"]], refs))
 
+    items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
     appenders = Appenders()
     lane: Lane[JudgeItem] = Lane(
@@ -117,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
+    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     try:
-        asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+        with session.serving([judge] if items else []):
+            asyncio.run(run_lanes([lane], report, quiet=args.quiet))
     finally:
         appenders.close()
         for model in config.model_list:
             sort_judgment_file(paths.judgment_file(config.judge_model, model), order)
         log_run(paths.runs_file, "gen_judgment", report,
                 {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
-                 "bench": config.bench_name, "sample": args.sample})
+                 "bench": config.bench_name, "sample": args.sample, **session.log_fields()})
     print(report.summary("judgments"), file=sys.stderr)
     return 0 if report.ok else 1
 

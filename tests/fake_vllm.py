@@ -1,0 +1,159 @@
+"""A stand-in for `python -m vllm.entrypoints.openai.api_server` in fast tests.
+
+It takes vLLM's flags (--model, --served-model-name, --host, --port, --max-model-len; others
+are accepted and ignored), serves our fake OpenAI server plus vLLM's /tokenize and /metrics,
+and reads VLLM_API_KEY as vLLM does. Environment knobs for launcher tests:
+
+  FAKE_VLLM_START_DELAY=S   seconds before it listens (a slow model load)
+  FAKE_VLLM_EXIT=CODE       print a failure and exit with CODE instead of serving
+  FAKE_VLLM_LEAK_KEY=1      print the api key it got (a server that logs secrets; the launcher must redact it)
+  FAKE_VLLM_PIDFILE=PATH    append its pid and its worker's pid (a child in its process group)
+  FAKE_VLLM_IGNORE_TERM=1   ignore SIGTERM (the launcher must escalate to SIGKILL)
+  FAKE_VLLM_CACHE_TOKENS=N  capacity of the simulated prefix cache, in tokens (default 4096)
+  FAKE_VLLM_DELAY=S         seconds each chat request takes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_openai import FakeServer, Script, _tokens
+
+BLOCK = 16  # tokens per cache block (vLLM: 16 on GPUs, 128 on the CPU build)
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """Our stand-in chat template; its length // 4 is the token count everywhere here."""
+    return "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n"
+
+
+class FakeVllm(FakeServer):
+    def __init__(self, script: Script, port: int, served: str, max_model_len: int, cache_tokens: int) -> None:
+        super().__init__(script, port)
+        self.served = served
+        self.max_model_len = max_model_len
+        self.cache_tokens = cache_tokens
+        self.cache: OrderedDict[str, int] = OrderedDict()  # prompt -> tokens, least recently used first
+        self.queries = 0
+        self.hits = 0
+
+    def _prefix_cache(self, prompt: str) -> None:
+        tokens = _tokens(prompt)
+        best = 0
+        for cached in list(self.cache):
+            common = len(os.path.commonprefix([cached, prompt]))  # noqa: RUF071 (strings, not paths)
+            if common // 4 > best:
+                best = common // 4
+                self.cache.move_to_end(cached)
+        self.queries += tokens
+        self.hits += min(best, tokens - 1) // BLOCK * BLOCK
+        self.cache[prompt] = tokens
+        while sum(self.cache.values()) > self.cache_tokens and len(self.cache) > 1:
+            self.cache.popitem(last=False)
+
+    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+        path = path.split("?", 1)[0]
+        if path == "/tokenize" and method == "POST":
+            body = json.loads(raw)
+            text = prompt_text(body["messages"]) if "messages" in body else body.get("prompt", "")
+            count = _tokens(text)
+            return 200, {"count": count, "max_model_len": self.max_model_len, "tokens": list(range(count))}
+        if path == "/v1/models" and (self.script.api_key is None
+                                     or headers.get("authorization") == f"Bearer {self.script.api_key}"):
+            return 200, {"object": "list", "data": [{"id": self.served, "object": "model",
+                                                     "max_model_len": self.max_model_len}]}
+        if path == "/v1/chat/completions" and method == "POST":
+            body = json.loads(raw)
+            self._prefix_cache(prompt_text(body.get("messages", []))[:-len("<|assistant|>\n")])
+            status, payload = await super()._handle(method, path, headers, raw)
+            if status == 200:
+                # vLLM fills the room the prompt leaves; our replies are short anyway
+                payload["usage"]["prompt_tokens"] = _tokens(prompt_text(body["messages"]))
+            return status, payload
+        return await super()._handle(method, path, headers, raw)
+
+    def _metrics(self) -> bytes:
+        return ("# TYPE vllm:prefix_cache_queries counter\n"
+                f'vllm:prefix_cache_queries_total{{engine="0",model_name="{self.served}"}} {float(self.queries)}\n'
+                f'vllm:prefix_cache_queries_created{{engine="0"}} {time.time()}\n'
+                f'vllm:prefix_cache_hits_total{{engine="0",model_name="{self.served}"}} {float(self.hits)}\n').encode()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The parent's loop, plus /metrics as Prometheus text (not JSON)."""
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(length) if length else b""
+                if path.split("?", 1)[0] == "/metrics":
+                    status, data, kind = 200, self._metrics(), "text/plain"
+                else:
+                    status, payload = await self._handle(method, path, headers, body)
+                    data, kind = json.dumps(payload).encode("utf-8"), "application/json"
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\n"
+                             f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--served-model-name")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    args, rest = parser.parse_known_args()
+    served = args.served_model_name or args.model
+    key = os.environ.get("VLLM_API_KEY")
+    print(f"fake vllm: model {args.model} as {served} on port {args.port}, other flags {rest}, "
+          f"api key {'set' if key else 'not set'}", flush=True)
+    if os.environ.get("FAKE_VLLM_LEAK_KEY"):
+        print(f"debug: api key is {key}", flush=True)
+    if os.environ.get("FAKE_VLLM_PIDFILE"):
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(os.environ["FAKE_VLLM_PIDFILE"], "a") as f:
+            f.write(f"{os.getpid()}\n{worker.pid}\n")
+    if os.environ.get("FAKE_VLLM_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(float(os.environ.get("FAKE_VLLM_START_DELAY", "0")))
+    if os.environ.get("FAKE_VLLM_EXIT"):
+        print("RuntimeError: CUDA out of memory while loading the weights", flush=True)
+        sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
+    script = Script(api_key=key, models=(served,), delay=float(os.environ.get("FAKE_VLLM_DELAY", "0")))
+    server = FakeVllm(script, args.port, served, args.max_model_len, int(os.environ.get("FAKE_VLLM_CACHE_TOKENS", "4096")))
+
+    async def serve() -> None:
+        await server.start()
+        print(f"INFO: Application startup complete on port {server.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
