@@ -41,7 +41,7 @@ from .prefix_cache import PrefixCacheProbe
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 STOP_GRACE_SECONDS = 30.0  # SIGTERM, then SIGKILL for the whole process group
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 LOG_TAIL_LINES = 25
 
 T = TypeVar("T")

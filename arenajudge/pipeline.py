@@ -1,0 +1,180 @@
+"""run_eval.py: from checkpoints to leaderboard in one command.
+
+Steps, each skipped when its output is already complete on disk (so a rerun resumes):
+1. answers of the candidates and of the baseline (gen_answer.py; models whose managed servers
+   share GPUs are served one after the other, models on disjoint GPUs at once),
+2. judgments of the candidates against the baseline (gen_judgment.py; the judge's managed
+   server is started only once the answer servers are down),
+3. the leaderboard (show_result.py).
+
+What to run comes from flags, else from a `pipeline:` section (of --pipeline-file, or of the
+judge config itself), else from the judge config (model_list, judge_model, baseline_model).
+The steps get configs derived from the user's (model_list, bench, judge and baseline
+replaced), written to data/<bench>/pipeline/ so every step can be rerun by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import _Keys, load_api_config, load_yaml
+from .errors import UserError, run_cli
+from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
+
+PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
+ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_eval.py",
+        description="Answers, judgments and leaderboard in one command, starting and stopping the vLLM servers "
+                    "of api config entries that have a `server` block. Finished steps are skipped on a rerun.")
+    p.add_argument("--models", nargs="+", metavar="MODEL", help="candidates (default: pipeline.models, else the "
+                                                                  "judge config's model_list)")
+    p.add_argument("--judge", help="judge model (default: pipeline.judge, else judge_model)")
+    p.add_argument("--baseline", help="baseline model (default: pipeline.baseline, else baseline_model)")
+    p.add_argument("--bench-name", help="bench under the data dir (default: pipeline.bench_name, else the judge config's)")
+    p.add_argument("--setting-file", type=Path, default=Path("config/judge_config.yaml"),
+                   help="judge config: prompt, regex, judge settings (default: %(default)s)")
+    p.add_argument("--answer-setting-file", type=Path, default=Path("config/gen_answer_config.yaml"),
+                   help="answer config: temperature, max_tokens, ... (default: %(default)s; absent: temperature 0, "
+                        "max_tokens 4096, one choice)")
+    p.add_argument("--pipeline-file", type=Path, help="YAML file with a `pipeline:` section (default: the judge config's)")
+    p.add_argument("--endpoint-file", type=Path, help="api config (default: pipeline.api_config, else config/api_config.yaml)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
+    p.add_argument("--rejudge-missing", action="store_true",
+                   help="judge again the games without a verdict (otherwise a judgment with a missing verdict counts as done)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _section(path: Path) -> dict[str, Any]:
+    data = load_yaml(path)
+    section = data.get("pipeline")
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: key 'pipeline': expected a mapping, got {section!r}")
+    unknown = sorted(str(k) for k in section if k not in PIPELINE_KEYS)
+    if unknown:
+        raise UserError(f"{path}: key 'pipeline.{unknown[0]}': unknown key (known: {', '.join(PIPELINE_KEYS)})")
+    return section
+
+
+class Plan:
+    """What the pipeline runs, resolved from flags, the `pipeline:` section and the judge config."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.judge_file: Path = args.setting_file
+        judge_raw = load_yaml(self.judge_file)
+        section_file = args.pipeline_file or self.judge_file
+        section = _section(section_file)
+        keys = _Keys(section_file, section, "pipeline.")
+        jkeys = _Keys(self.judge_file, judge_raw)
+        self.models: list[str] = args.models or keys.str_list("models", []) or jkeys.str_list("model_list", [])
+        self.judge: str = args.judge or keys.get("judge", str, None) or jkeys.get("judge_model", str)
+        self.baseline: str = (args.baseline or keys.get("baseline", str, None) or jkeys.get("baseline_model", str, None)
+                              or "")
+        self.bench: str = args.bench_name or keys.get("bench_name", str, None) or jkeys.get("bench_name", str)
+        self.api_file: Path = args.endpoint_file or Path(keys.get("api_config", str, "config/api_config.yaml"))
+        answer_file = Path(keys.get("answer_config", str, str(args.answer_setting_file)))
+        self.show_args: list[str] = [str(a) for a in keys.get("show_result_args", list, [])]
+        if not self.models:
+            raise UserError(f"no candidate models: pass --models or set pipeline.models / model_list in {section_file}")
+        if not self.baseline:
+            raise UserError(f"{self.judge_file}: key 'baseline_model': missing; pass --baseline or set it")
+        if judge_raw.get("mode") is not None:
+            raise UserError(f"{self.judge_file}: key 'mode': run_eval.py runs arena-hard judging against a baseline; "
+                            "run MT-Bench modes with gen_answer.py and gen_judgment.py")
+        entries = load_api_config(self.api_file)
+        for role, name in [*(("candidate", m) for m in self.models), ("baseline", self.baseline), ("judge", self.judge)]:
+            if name not in entries:
+                raise UserError(f"{role} {name!r} has no entry in {self.api_file} (entries: {', '.join(sorted(entries))})")
+        self.answer_raw = load_yaml(answer_file) if answer_file.exists() else dict(ANSWER_DEFAULTS)
+        self.answer_raw.pop("pipeline", None)
+        self.judge_raw = {k: v for k, v in judge_raw.items() if k != "pipeline"}
+        self.paths = BenchPaths(self.bench, args.data_dir)
+        self.work_dir = self.paths.bench_dir / "pipeline"
+
+
+def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
+    path = paths.answer_file(model)
+    if not path.exists():
+        return len(qids)
+    done = load_answer_file(path)
+    return sum(1 for q in qids if q not in done)
+
+
+def _missing_judgments(paths: BenchPaths, judge: str, model: str, qids: list[Any], rejudge_missing: bool) -> int:
+    path = paths.judgment_file(judge, model)
+    if not path.exists():
+        return len(qids)
+    done = {r["question_id"] for r in load_judgment_file(path)
+            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    return sum(1 for q in qids if q not in done)
+
+
+def _write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# written by run_eval.py from your configs; rerun the step by hand with --setting-file\n"
+                    + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import gen_answer, gen_judgment, show_result
+
+    args = build_parser().parse_args(argv)
+    plan = Plan(args)
+    qids = [q["question_id"] for q in load_questions(plan.paths.question_file)]
+    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
+
+    # 1. answers
+    wanted = list(dict.fromkeys([*plan.models, plan.baseline]))
+    todo = [m for m in wanted if _missing_answers(plan.paths, m, qids)]
+    if not todo:
+        say(f"== 1/3 answers: all {len(wanted)} models have answered the {len(qids)} questions; skipped")
+    else:
+        say(f"== 1/3 answers: {', '.join(todo)}")
+        config = _write_config(plan.work_dir / "gen_answer_config.yaml",
+                               {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
+        code = run_cli(gen_answer.main, ["--setting-file", str(config), *common])
+        if code != 0:
+            say(f"run_eval: the answer step failed (exit {code}); rerun the same command to resume")
+            return code
+
+    # 2. judgments
+    todo = [m for m in plan.models if m != plan.baseline
+            and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
+    judge_config = _write_config(plan.work_dir / "judge_config.yaml", {
+        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
+        "baseline_model": plan.baseline, "model_list": todo or [m for m in plan.models if m != plan.baseline]})
+    if not todo:
+        say(f"== 2/3 judgments: {plan.judge} has judged every candidate; skipped")
+    else:
+        say(f"== 2/3 judgments by {plan.judge}: {', '.join(todo)} against {plan.baseline}")
+        code = run_cli(gen_judgment.main, ["--setting-file", str(judge_config), *common]
+                       + (["--rejudge-missing"] if args.rejudge_missing else []))
+        if code != 0:
+            say(f"run_eval: the judgment step failed (exit {code}); rerun the same command to resume")
+            return code
+
+    # 3. leaderboard
+    say("== 3/3 leaderboard")
+    return run_cli(show_result.main, ["--bench-name", plan.bench, "--judge-name", plan.judge, "--baseline", plan.baseline,
+                                      "--data-dir", str(args.data_dir), "--setting-file", str(judge_config),
+                                      *plan.show_args])
+
+
+def run() -> None:
+    sys.exit(run_cli(main))
