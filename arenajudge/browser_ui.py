@@ -297,7 +297,6 @@ class BrowserApp:
                                              label="Win rate vs baseline with 95% CI", elem_id="aj-board-chart")
                 counts_table = gr.Dataframe(interactive=False, label="Games per model (unweighted, vs baseline)",
                                             elem_id="aj-counts")
-                board_notes = gr.Markdown("", elem_id="aj-board-notes")
 
             controls = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, search_box, filter_dd]
             lists = [count_md, table, matches_state]
@@ -342,9 +341,12 @@ class BrowserApp:
             def on_board(bench: str, judge: str, baseline: str, unit: str) -> list[Any]:
                 board = self.board(bench, judge or None, baseline, unit)
                 data = self.cache.get(bench)
-                lines = f'<pre class="aj-board-lines">{html.escape(chr(10).join(board.lines))}</pre>' if board.lines else ""
-                return [board.header, lines, board.table(), board.ci_points(),
-                        verdict_counts(data, judge or None), "\n".join(f"- {n}" for n in board.notes)]
+                # show_result.py's output as it prints it: header, one line per model, notes
+                printed = "\n".join([board.header, *board.lines, *board.notes]) if board.lines else ""
+                lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
+                chart = gr.update(value=board.ci_points(), sort=[r.model for r in board.rows] or None)
+                return [html.escape(board.header.lstrip("# ")), lines, board.table(), chart,
+                        verdict_counts(data, judge or None)]
 
             everything = controls + lists + view
             view_inputs = [bench_dd, judge_dd, model_dd, vs_dd]
@@ -362,7 +364,7 @@ class BrowserApp:
                 None, url_inputs, None, js=URL_JS)
             next_btn.click(lambda *a: step(*a, 1), [*view_inputs, qid_box, matches_state], view).then(
                 None, url_inputs, None, js=URL_JS)
-            board_outputs = [board_header, board_lines, board_table, board_chart, counts_table, board_notes]
+            board_outputs = [board_header, board_lines, board_table, board_chart, counts_table]
             board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio]
             board_tab.select(on_board, board_inputs, board_outputs)
             refresh_btn.click(on_board, board_inputs, board_outputs)
