@@ -207,3 +207,26 @@ def test_cli_bad_input_is_one_line(hand_bench: Path, flags: list[str], message: 
     assert proc.returncode == 2
     assert re.match(message, proc.stderr.strip()), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_requests_resolve_to_a_valid_view_and_say_what_was_not_found(hand_bench: Path) -> None:
+    from arenajudge.browser_ui import BrowserApp, Defaults
+
+    (hand_bench / "broken").mkdir()
+    (hand_bench / "broken" / "question.jsonl").write_text("{not json\n", encoding="utf-8")
+    app = BrowserApp(hand_bench, Defaults(bench="hand", judge="j1", baseline=BASE))
+    selection, _, notes = app.resolve(bench="hand", judge="j2", model=MODEL, vs=None, question="q3")
+    assert (selection.judge, selection.model, selection.question, selection.baseline) == ("j2", MODEL, "q3", BASE)
+    assert notes == []
+    # a deep link with unknown values falls back to the defaults and lists what it could not find
+    selection, _, notes = app.resolve(bench="broken", judge="j9", model="ghost", vs=MODEL, question="q99")
+    chosen = (selection.bench, selection.judge, selection.model, selection.vs, selection.question)
+    assert chosen == ("hand", "j1", MODEL, None, None)
+    assert notes[0].startswith("Cannot open bench 'broken': ") and "question.jsonl:1: not valid JSON" in notes[0]
+    assert "No judge 'j9' in bench hand." in notes and "No model 'ghost' in bench hand." in notes
+    assert "No question 'q99' in bench hand." in notes
+    # the view of a question lists both games, the second model's too
+    selection, data, notes = app.resolve(bench="hand", judge="j1", model=MODEL, vs=None, question="q1")
+    view = app.view_updates(selection, data, notes)
+    assert 'data-verdict="baseline much better"' in view[11] and 'data-verdict="model better"' in view[13]
+    assert "m says q1" in view[7] and "base says q1" in view[5]
