@@ -351,6 +351,9 @@ class BrowserApp:
             everything = controls + lists + view
             view_inputs = [bench_dd, judge_dd, model_dd, vs_dd]
             control_inputs = [bench_dd, judge_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, qid_box]
+            # Moving between questions takes ~6 ms on the server: skip the queue and the progress overlay,
+            # so the new question replaces the old one without a flash.
+            instant: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
             for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
                 control.input(refresh, control_inputs, everything).then(None, url_inputs, None, js=URL_JS)
             # Typing filters as you go; Enter and leaving the box apply it too (Gradio sends no input event
@@ -358,11 +361,11 @@ class BrowserApp:
             search_box.input(refresh, control_inputs, everything, trigger_mode="always_last")
             search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last")
             search_box.blur(refresh, control_inputs, everything, trigger_mode="always_last")
-            qid_box.submit(show, [*view_inputs, qid_box], view).then(None, url_inputs, None, js=URL_JS)
-            table.select(on_select, view_inputs, view).then(None, url_inputs, None, js=URL_JS)
-            prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view).then(
+            qid_box.submit(show, [*view_inputs, qid_box], view, **instant).then(None, url_inputs, None, js=URL_JS)
+            table.select(on_select, view_inputs, view, **instant).then(None, url_inputs, None, js=URL_JS)
+            prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view, **instant).then(
                 None, url_inputs, None, js=URL_JS)
-            next_btn.click(lambda *a: step(*a, 1), [*view_inputs, qid_box, matches_state], view).then(
+            next_btn.click(lambda *a: step(*a, 1), [*view_inputs, qid_box, matches_state], view, **instant).then(
                 None, url_inputs, None, js=URL_JS)
             board_outputs = [board_header, board_lines, board_table, board_chart, counts_table]
             board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio]
