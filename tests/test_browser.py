@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from synth import SynthBench, make_bench, write_jsonl
 
 from arenajudge.battles import clean_label, outcome
@@ -231,3 +238,27 @@ def test_search_and_jump_by_id(page: Any, served: Served) -> None:
     _type(page, qid, "no-such-id")
     qid.press("Enter")
     page.locator("#aj-notes", has_text="No question 'no-such-id'").wait_for()
+
+
+def test_command_serves_on_localhost_and_reports_what_it_loaded(served: Served, tmp_path: Path) -> None:
+    port = _free_port()
+    command = [sys.executable, str(ROOT / "qa_browser.py"), "--data-dir", str(served.data_dir), "--judge-name", JUDGE,
+               "--baseline", served.bench.baseline, "--setting-file", str(tmp_path / "none.yaml"), "--port", str(port)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "qa_browser.py did not answer in 90 s"
+                time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}" in stdout  # Gradio's own line: listening on this machine only
+    assert f"{served.bench.bench}: 60 questions, 4 models, judges: {JUDGE}; loaded in" in stderr

@@ -6,11 +6,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..browser import find_benches
 from ..config import load_judge_config
 from ..errors import UserError, run_cli
 from ..storage import BenchPaths, list_judges
+
+if TYPE_CHECKING:  # Gradio is slow to import: only once the flags and data are known to be good
+    from ..browser_ui import BrowserApp
 
 DESCRIPTION = """\
 Browse a bench's questions, the baseline's and a model's answers side by side, and the
@@ -39,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(args: argparse.Namespace):  # -> BrowserApp (imported lazily: Gradio is slow to import)
+def prepare(args: argparse.Namespace) -> BrowserApp:
     """Validate flags and data, load the first bench; UserError on anything wrong (before Gradio is imported)."""
     if args.port is not None and not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
