@@ -288,6 +288,18 @@ def judges_disagree(data: BenchData, model: str, question_id: str, judges: Itera
     return n_calls >= 2 and len(calls) > 1
 
 
+_CALL_WORDS = {MODEL_WINS: "model better", TIE: "tie", BASELINE_WINS: "baseline better", None: "no verdict"}
+
+
+def judges_calls(data: BenchData, model: str, question_id: str) -> list[tuple[str, str]]:
+    """Every loaded judge's call on a question (sign of its games' summed directions), as words."""
+    calls = []
+    for judge in data.judges:
+        judgment = data.judgment(judge, model, question_id)
+        calls.append((judge, "not judged" if judgment is None else _CALL_WORDS[judgment.call]))
+    return calls
+
+
 def passes_filter(data: BenchData, judge: str | None, model: str, question_id: str, name: FilterName) -> bool:
     if name == "all":
         return True

@@ -26,6 +26,7 @@ from .browser import (
     deep_link,
     filter_questions,
     game_sides,
+    judges_calls,
     markdown_css,
     missing_notes,
     neighbour,
@@ -180,6 +181,9 @@ class BrowserApp:
         header = (f"### Question `{qid}`\ncategory: **{question.get('category', '—')}**"
                   + (f" · cluster: **{question['cluster']}**" if question.get("cluster") else "")
                   + f" · [link to this view]({link})")
+        if model and len(data.judges) > 1:  # several judges: show where they stand, for the "judges disagree" filter
+            calls = " · ".join(f"{j}: **{call}**" for j, call in judges_calls(data, model, qid))
+            header += f"\n\njudges' calls on {model} (both games together): {calls}"
 
         def answer(m: str | None) -> str:
             if m is None:

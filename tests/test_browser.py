@@ -196,6 +196,7 @@ def test_deep_link_opens_the_same_view_with_a_second_model(page: Any, served: Se
     # model-2 was never judged by judge-b: the page says so instead of failing
     assert page.locator("#aj-vs-game1 .aj-game").get_attribute("data-verdict") == "not judged"
     assert "model-2: not judged by judge-b" in page.locator("#aj-notes").inner_text()
+    assert "judges' calls on model-1" in page.locator("#aj-header").inner_text()
 
 
 def test_leaderboard_tab_shows_show_result_lines_and_counts(page: Any, served: Served) -> None:

@@ -230,3 +230,12 @@ def test_requests_resolve_to_a_valid_view_and_say_what_was_not_found(hand_bench:
     view = app.view_updates(selection, data, notes)
     assert 'data-verdict="baseline much better"' in view[11] and 'data-verdict="model better"' in view[13]
     assert "m says q1" in view[7] and "base says q1" in view[5]
+
+
+def test_judges_calls_name_each_judge(hand_bench: Path) -> None:
+    from arenajudge.browser import judges_calls
+
+    data = load_bench(hand_bench, "hand")
+    assert judges_calls(data, MODEL, "q2") == [("j1", "baseline better"), ("j2", "model better")]
+    assert judges_calls(data, MODEL, "q1") == [("j1", "tie"), ("j2", "tie")]
+    assert judges_calls(data, MODEL, "q6") == [("j1", "not judged"), ("j2", "not judged")]
