@@ -25,6 +25,7 @@ from .browser import (
     compute_board,
     deep_link,
     filter_questions,
+    find_benches,
     game_sides,
     judges_calls,
     markdown_css,
@@ -133,7 +134,7 @@ class BrowserApp:
     def control_updates(self, selection: Selection, data: BenchData) -> list[Any]:
         candidates = data.candidates(selection.baseline)
         return [
-            gr.update(choices=self.cache_benches(), value=selection.bench),
+            gr.update(choices=self.benches(), value=selection.bench),
             gr.update(choices=data.judges, value=selection.judge),
             gr.update(choices=sorted({*data.models, selection.baseline}), value=selection.baseline),
             gr.update(choices=candidates, value=selection.model),
@@ -144,9 +145,7 @@ class BrowserApp:
             gr.update(value=selection.verdict_filter),
         ]
 
-    def cache_benches(self) -> list[str]:
-        from .browser import find_benches
-
+    def benches(self) -> list[str]:
         return find_benches(self.cache.data_dir) or [self.defaults.bench]
 
     def list_updates(self, selection: Selection, data: BenchData, matched: list[str]) -> list[Any]:
