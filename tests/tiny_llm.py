@@ -46,7 +46,8 @@ def make_tiny_llama(path: Path, *, decisive: str | None = None, vocab_size: int 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_corpus(), trainer)
-    tok.add_tokens([AddedToken(label, special=False, normalized=False) for label in LABELS])
+    if decisive is not None:  # one token per label; the gibberish model cannot say a label by chance
+        tok.add_tokens([AddedToken(label, special=False, normalized=False) for label in LABELS])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="</s>")
     fast.chat_template = CHAT_TEMPLATE
