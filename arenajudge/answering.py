@@ -6,13 +6,12 @@ import asyncio
 import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from .client import ModelClient
 from .config import AnswerConfig, ModelEntry
 from .context_budget import ContextBudget
-from .storage import load_answer_file, turn_text, write_jsonl_atomic
+from .storage import turn_text
 from .tokens import token_len
 
 # arena-hard-local sent this when the endpoint config names no system prompt;
@@ -80,13 +79,3 @@ async def answer_question(
         "choices": list(choices),
         "tstamp": time.time(),
     }
-
-
-def sort_answer_file(path: Path, question_order: list[Any]) -> None:
-    """Rewrite a model's answers in question order, one record per question (the last written wins)."""
-    if not path.exists():
-        return
-    answers = load_answer_file(path)
-    rank = {qid: i for i, qid in enumerate(question_order)}
-    ordered = sorted(answers.values(), key=lambda r: (rank.get(r["question_id"], len(rank)), str(r["question_id"])))
-    write_jsonl_atomic(path, ordered)

@@ -10,6 +10,7 @@ costs about 0.8 ms of CPU per request, and keeps fields such as `reasoning` as s
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contai
 
 
 POOL_SIZE = 8
+_JSON: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
 
 
 class FatalEndpointError(Exception):
@@ -151,11 +153,13 @@ class ModelClient:
     async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int) -> Reply:
         body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens}
+        # serialised once here: passed as `body`, the client would deep-copy the messages per attempt
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         wait = self.policy.first_wait
         for attempt in range(1, self.policy.attempts + 1):
             slot = await self._acquire()
             try:
-                data = await slot.client.post("/chat/completions", body=body, cast_to=object)
+                data = await slot.client.post("/chat/completions", content=payload, cast_to=object, options=_JSON)
             except openai.APIStatusError as exc:
                 text = self.redact(_error_text(exc))
                 if exc.status_code in (401, 403, 404):

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .answering import final_text, split_thinking
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
-from .storage import load_judgment_file, turn_text, write_jsonl_atomic
+from .storage import turn_text
 from .verdicts import parse_verdict
 
 FOLLOW_UP = "Finish your evaluation now: end with your final verdict as exactly one label, such as [[A>B]]."
@@ -168,13 +167,3 @@ async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem) 
         "games": list(results),
         "tstamp": time.time(),
     }
-
-
-def sort_judgment_file(path: Path, question_order: list[Any]) -> None:
-    """Rewrite one model's judgments in question order, one record per question (the last written wins)."""
-    if not path.exists():
-        return
-    by_question = {r["question_id"]: r for r in load_judgment_file(path)}
-    rank = {qid: i for i, qid in enumerate(question_order)}
-    ordered = sorted(by_question.values(), key=lambda r: (rank.get(r["question_id"], len(rank)), str(r["question_id"])))
-    write_jsonl_atomic(path, ordered)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,43 @@ class JsonlAppender:
 
     def close(self) -> None:
         self._file.close()
+
+
+_LEADING_QID = re.compile(r'^\{"question_id": ("(?:[^"\\]|\\.)*"|-?\d+)[,}]')
+
+
+def _question_id_of(line: str) -> Any:
+    """The question_id of a record line; cheap for lines we wrote (question_id first)."""
+    match = _LEADING_QID.match(line)
+    return json.loads(match.group(1)) if match else json.loads(line)["question_id"]
+
+
+def sort_by_question(path: Path, question_order: list[Any]) -> None:
+    """Leave one record per question (the last written wins), in question order.
+
+    Works on the lines as they are (no re-encoding), and rewrites the file, atomically,
+    only when it is not already in that shape.
+    """
+    if not path.exists():
+        return
+    repair_tail(path)
+    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    latest: dict[Any, str] = {}
+    keys = []
+    for line in lines:
+        qid = _question_id_of(line)
+        keys.append(qid)
+        latest[qid] = line
+    rank = {qid: i for i, qid in enumerate(question_order)}
+    ordered = sorted(latest, key=lambda q: (rank.get(q, len(rank)), str(q)))
+    if ordered == keys:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write("".join(latest[q] + "\n" for q in ordered))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..answering import answer_question, sort_answer_file
+from ..answering import answer_question
 from ..client import ModelClient
 from ..config import load_answer_config, load_api_config
 from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import run_cli
 from ..servers import ServerSession
-from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail
+from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail, sort_by_question
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         appenders.close()
         for entry in models:
-            sort_answer_file(paths.answer_file(entry.name), order)
+            sort_by_question(paths.answer_file(entry.name), order)
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
                                                          **session.log_fields()})
     print(report.summary("answers"), file=sys.stderr)

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ModelClient
-from ..config import JudgeConfig, load_api_config, load_judge_config
+from ..config import load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
-from ..judging import JudgeItem, judge_item, sort_judgment_file
+from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
 from ..servers import ServerSession
-from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail
+from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
 from . import mtbench_judgment
-from .common import Appenders, add_engine_flags, require_entry, retry_policy
+from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,19 +49,6 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
     return [q for q in questions if str(q["question_id"]) in chosen]
 
 
-def _answers_for(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]],
-                 role: str) -> dict[Any, dict[str, Any]]:
-    path = paths.answer_file(model)
-    if not path.exists():
-        raise UserError(f"{config.path}: {role} {model!r} has no answers ({path} is missing); run gen_answer.py first")
-    answers = load_answer_file(path)
-    absent = [q["question_id"] for q in questions if q["question_id"] not in answers]
-    if absent:
-        raise UserError(f"{config.path}: {role} {model!r} has no answers to {len(absent)} of {len(questions)} questions "
-                        f"in {path} (first: {absent[0]}); run gen_answer.py first")
-    return answers
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     policy = retry_policy(args)
@@ -80,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
 
-    baseline = _answers_for(paths, config, config.baseline_model, questions, "baseline_model")
-    answers = {m: _answers_for(paths, config, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
+    baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
+    answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
     references: list[dict[Any, dict[str, Any]]] = []
     if config.reference:
         if not config.ref_model:
@@ -129,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         appenders.close()
         for model in config.model_list:
-            sort_judgment_file(paths.judgment_file(config.judge_model, model), order)
+            sort_by_question(paths.judgment_file(config.judge_model, model), order)
         log_run(paths.runs_file, "gen_judgment", report,
                 {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
                  "bench": config.bench_name, "sample": args.sample, **session.log_fields()})
