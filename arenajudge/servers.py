@@ -21,6 +21,7 @@ import ctypes
 import datetime
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from .errors import UserError
 from .prefix_cache import PrefixCacheProbe
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.I)  # env values the log header does not show
 STOP_GRACE_SECONDS = 30.0  # SIGTERM, then SIGKILL for the whole process group
 POLL_SECONDS = 0.25
 LOG_TAIL_LINES = 25
@@ -180,7 +182,7 @@ class ManagedServer:
         with self.log_file.open("ab") as log:
             self._log_offset = log.tell()
             stamp = datetime.datetime.now().isoformat(timespec="seconds")
-            shown_env = " ".join(f"{k}={v}" for k, v in self.spec.env)
+            shown_env = " ".join(f"{k}={'***' if _SECRET_NAME.search(k) else v}" for k, v in self.spec.env)
             log.write(f"=== {stamp} arenajudge starts {self.entry.name}: {shown_env} {shlex.join(cmd)}\n".encode())
             log.flush()
             try:

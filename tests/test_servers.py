@@ -146,7 +146,8 @@ def test_managed_server_is_started_used_stopped_and_logged_without_the_key(proje
     qs = project.simple_questions(5)
     port = free_port()
     monkeypatch.setenv("CAND_KEY", "sk-managed-secret-42")
-    api = managed(port, gpus="0,1", tensor_parallel_size=2, max_model_len=4096, extra_args=["--enforce-eager"])
+    api = managed(port, gpus="0,1", tensor_parallel_size=2, max_model_len=4096, extra_args=["--enforce-eager"],
+                  env={"HF_TOKEN": "hf-env-secret-9"})
     api["endpoints"][0]["api_key"] = "${CAND_KEY}"
     project.write_api({"cand": api})
     project.write_answer_config(["cand"])
@@ -162,7 +163,7 @@ def test_managed_server_is_started_used_stopped_and_logged_without_the_key(proje
     assert 0 < record["startup_seconds"] <= record["held_seconds"]
     log = Path(record["log"]).read_text()
     assert "api key set" in log and "--served-model-name /models/cand" in log and "--max-model-len 4096" in log
-    assert "CUDA_VISIBLE_DEVICES=0,1" in log
+    assert "CUDA_VISIBLE_DEVICES=0,1" in log and "HF_TOKEN=***" in log and "hf-env-secret-9" not in log
     for path in project.root.rglob("*"):
         if path.is_file():
             assert "sk-managed-secret-42" not in path.read_text(errors="replace"), path
