@@ -121,3 +121,15 @@ def test_mt_bench_dispatch(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     assert "Mode: single" in proc.stdout and "########## Average ##########" in proc.stdout
     assert re.search(r"m1\s+7\.0", proc.stdout)
+
+
+def test_runs_table_shows_servers_and_cache_hit_rate(tmp_path):
+    runs = tmp_path / "data" / "b" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    runs.write_text(json.dumps({"command": "gen_judgment", "start": "2026-11-24T08:00:00+00:00", "judge": "j",
+                                "models": ["m1", "m2"], "done": 4, "requests": 8,
+                                "servers": [{"model": "j", "gpus": "0,1", "held_seconds": 61.5}],
+                                "prefix_cache": {"queries": 100, "hits": 40, "hit_rate": 0.4}}) + "\n")
+    proc = run_script("show_result.py", "--bench-name", "b", "--runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "j@0,1 (61.5 s)" in proc.stdout and "0.4" in proc.stdout and "m1,m2" in proc.stdout

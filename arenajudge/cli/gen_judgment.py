@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
     if config.mode is not None:
-        with ServerSession(paths.bench_dir / "server_logs").serving([judge]):
-            return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy))
+        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
+        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")

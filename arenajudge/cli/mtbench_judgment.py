@@ -25,6 +25,7 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
+from ..servers import ServerSession
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
 from .common import Appenders, require_answers
 
@@ -41,7 +42,7 @@ def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list
 
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
-        questions: list[dict[str, Any]], order: list[Any], client: ModelClient) -> int:
+        questions: list[dict[str, Any]], order: list[Any], client: ModelClient, session: ServerSession) -> int:
     assert config.mode is not None
     prompts = load_judge_prompts(config.judge_prompts)
     check_prompts(prompts, config.mode, config.judge_prompts)
@@ -102,12 +103,14 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
     try:
-        asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+        with session.serving([judge] if items else []):  # a managed judge server starts only when needed
+            asyncio.run(run_lanes([lane], report, quiet=args.quiet))
     finally:
         appenders.close()
         _sort(out, order)
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
-                                                          "models": config.model_list, "bench": config.bench_name})
+                                                          "models": config.model_list, "bench": config.bench_name,
+                                                          **session.log_fields()})
     print(report.summary("judgments"), file=sys.stderr)
     return 0 if report.ok else 1
 

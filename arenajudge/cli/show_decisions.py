@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..browser import deep_link
@@ -176,7 +175,15 @@ def judge_tokens(judgments_by_judge: dict[str, dict[str, list[dict[str, Any]]]])
 
 
 RUN_COLUMNS = ["start", "command", "models", "judge", "done", "skipped", "failed", "requests", "retried",
-               "prompt_tokens", "completion_tokens", "completion_tokens_per_second", "wall_seconds", "gpus", "server_seconds"]
+               "prompt_tokens", "completion_tokens", "completion_tokens_per_second", "wall_seconds", "servers",
+               "cache_hit_rate"]
+
+
+def _servers(started: Any) -> str:
+    """The servers a run started, as `model@gpus (held seconds)`."""
+    if not isinstance(started, list):
+        return ""
+    return "; ".join(f"{s.get('model')}@{s.get('gpus')} ({s.get('held_seconds')} s)" for s in started)
 
 
 def runs_table(paths: BenchPaths) -> str:
@@ -186,8 +193,11 @@ def runs_table(paths: BenchPaths) -> str:
     frame = pd.DataFrame.from_records(records)
     for column in RUN_COLUMNS:
         if column not in frame:
-            frame[column] = np.nan
+            frame[column] = None
     frame["models"] = frame["models"].map(lambda m: ",".join(m) if isinstance(m, list) else m)
+    frame["servers"] = frame["servers"].map(_servers)
+    if "prefix_cache" in frame:
+        frame["cache_hit_rate"] = frame["prefix_cache"].map(lambda c: c.get("hit_rate") if isinstance(c, dict) else "")
     frame = frame[RUN_COLUMNS].fillna("")
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 40):
         return frame.to_string(index=False)
