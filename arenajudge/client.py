@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,10 +119,12 @@ class ModelClient:
             # The HTTP pool scans all its connections on every request and response, so its CPU cost
             # per request grows with its size; pools of at most POOL_SIZE connections keep it small.
             shards = -(-self.entry.parallel // POOL_SIZE)
+            tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
             for shard in range(shards):
                 capacity = self.entry.parallel // shards + (shard < self.entry.parallel % shards)
                 client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                            timeout=self.policy.timeout)
+                                            timeout=self.policy.timeout,
+                                            http_client=openai.DefaultAsyncHttpxClient(verify=tls))
                 self._slots.append(_Slot(client, ep.describe(), capacity))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._free = asyncio.Condition()

@@ -18,13 +18,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from .answering import final_text
 from .client import FatalEndpointError, ModelClient
@@ -238,40 +235,3 @@ def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
     if "model" in record:
         return (record["model"], str(record["question_id"]), record["turn"])
     return (record["model_1"], record["model_2"], str(record["question_id"]), record["turn"])
-
-
-# ---------------------------------------------------------------- results
-
-def single_tables(records: Iterable[dict[str, Any]], questions: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    """The seed's three tables (first turn, second turn, average) plus a per-category table.
-
-    Ratings that could not be read (null) are left out of the means and counted in `missing`.
-    """
-    frame = pd.DataFrame.from_records(list(records), columns=["question_id", "model", "score", "turn"])
-    category = {str(q["question_id"]): q.get("category", "") for q in questions}
-    frame["category"] = frame["question_id"].astype(str).map(category)
-    missing = frame[frame["score"].isna()].groupby("model").size()
-    rated = frame.dropna(subset=["score"]).astype({"score": float})
-    tables = {}
-    for turn in (1, 2):
-        part = rated[rated["turn"] == turn][["model", "score", "turn"]]
-        tables[f"turn{turn}"] = part.groupby(["model", "turn"]).mean().sort_values(by="score", ascending=False)
-    tables["average"] = rated[["model", "score"]].groupby("model").mean().sort_values(by="score", ascending=False)
-    per_category = rated.pivot_table(index="model", columns="category", values="score", aggfunc="mean")
-    tables["category"] = per_category.loc[tables["average"].index]
-    tables["missing"] = missing.rename("missing").to_frame()
-    return tables
-
-
-def pair_battles(records: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
-    """Pairwise records as battles (model_a = model_1) for the Arena-Hard rating; and games without a verdict."""
-    rows, missing = [], 0
-    code = {"model_1": "model_a", "model_2": "model_b", "tie": "tie"}
-    for r in records:
-        for game in ("g1_winner", "g2_winner"):
-            winner = code.get(r.get(game) or "")
-            if winner is None:
-                missing += 1
-                continue
-            rows.append((r["question_id"], r["model_1"], r["model_2"], winner))
-    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"]), missing

@@ -12,6 +12,7 @@ from fake_openai import FakeServer, Script
 from gen_project import Project, entry
 
 from arenajudge.cli import gen_answer, gen_judgment, show_mtbench
+from arenajudge.cli.show_mtbench import single_tables
 from arenajudge.errors import run_cli
 from arenajudge.mtbench import (
     FOLLOW_UP_PAIR,
@@ -19,7 +20,6 @@ from arenajudge.mtbench import (
     load_judge_prompts,
     parse_pair,
     parse_rating,
-    single_tables,
 )
 
 CATEGORIES = ["writing", "math", "coding", "humanities"]
