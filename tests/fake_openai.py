@@ -146,8 +146,12 @@ class FakeServer:
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
                 status, payload = await self._handle(method, path, headers, body)
-                data = json.dumps(payload).encode("utf-8")
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                # bytes are plain text (e.g. Prometheus metrics); anything else is JSON
+                if isinstance(payload, bytes):
+                    data, kind = payload, "text/plain"
+                else:
+                    data, kind = json.dumps(payload).encode("utf-8"), "application/json"
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\n"
                              f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode() + data)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
@@ -155,7 +159,8 @@ class FakeServer:
         finally:
             writer.close()
 
-    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes
+                      ) -> tuple[int, dict[str, Any] | bytes]:
         s = self.script
         path = path.split("?", 1)[0]
         if path in ("/health", "/v1/health"):

@@ -62,8 +62,11 @@ class FakeVllm(FakeServer):
         while sum(self.cache.values()) > self.cache_tokens and len(self.cache) > 1:
             self.cache.popitem(last=False)
 
-    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes
+                      ) -> tuple[int, dict[str, Any] | bytes]:
         path = path.split("?", 1)[0]
+        if path == "/metrics":
+            return 200, self._metrics()  # Prometheus text, not JSON
         if path == "/tokenize" and method == "POST":
             body = json.loads(raw)
             text = prompt_text(body["messages"]) if "messages" in body else body.get("prompt", "")
@@ -77,7 +80,7 @@ class FakeVllm(FakeServer):
             body = json.loads(raw)
             self._prefix_cache(prompt_text(body.get("messages", []))[:-len("<|assistant|>\n")])
             status, payload = await super()._handle(method, path, headers, raw)
-            if status == 200:
+            if status == 200 and isinstance(payload, dict):
                 # vLLM fills the room the prompt leaves; our replies are short anyway
                 payload["usage"]["prompt_tokens"] = _tokens(prompt_text(body["messages"]))
             return status, payload
@@ -88,33 +91,6 @@ class FakeVllm(FakeServer):
                 f'vllm:prefix_cache_queries_total{{engine="0",model_name="{self.served}"}} {float(self.queries)}\n'
                 f'vllm:prefix_cache_queries_created{{engine="0"}} {time.time()}\n'
                 f'vllm:prefix_cache_hits_total{{engine="0",model_name="{self.served}"}} {float(self.hits)}\n').encode()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The parent's loop, plus /metrics as Prometheus text (not JSON)."""
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                length = int(headers.get("content-length", "0"))
-                body = await reader.readexactly(length) if length else b""
-                if path.split("?", 1)[0] == "/metrics":
-                    status, data, kind = 200, self._metrics(), "text/plain"
-                else:
-                    status, payload = await self._handle(method, path, headers, body)
-                    data, kind = json.dumps(payload).encode("utf-8"), "application/json"
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\n"
-                             f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode() + data)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
 
 
 def main() -> None:
