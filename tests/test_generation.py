@@ -405,3 +405,35 @@ def test_kill_minus_nine_then_rerun_leaves_every_record_once(project):
         lines = (project.bench_dir / "model_judgment" / "judge" / f"{model}.jsonl").read_text().splitlines()
         ids = [json.loads(line)["question_id"] for line in lines]  # every line valid JSON
         assert ids == [q["question_id"] for q in qs]  # each question once, in question order
+
+
+def test_the_seed_configs_work_unchanged(project, shared):
+    """arena-hard-local's three YAML files, as its users write them, drive a judging run."""
+    reference = shared / "reference"
+    qs = project.simple_questions(3)
+    judge_cfg = (reference / "arena-hard-local-judge_config.yaml").read_text().replace(
+        "bench_name: arena-hard-v0.1", f"bench_name: {project.bench}")
+    config_dir = project.root / "config"
+    config_dir.mkdir()
+    (config_dir / "judge_config.yaml").write_text(judge_cfg)
+    (config_dir / "gen_answer_config.yaml").write_text(
+        (reference / "arena-hard-local-gen_answer_config.yaml").read_text().replace("arena-hard-v0.1", project.bench))
+    models = ["Phi-3-medium-128k-instruct", "suzume-llama-3-8B-multilingual", "Vikhr-7B-instruct_0.5", "aya-23-8B",
+              "Meta-Llama-3-8B-Instruct-f16", "suzume-llama-3-8B-multilingual-orpo-borda-half", "alpindale_gemma-2b-it",
+              "SELM-Llama-3-8B-Instruct-iter-3", "Llama-3-Instruct-8B-SimPO", "Qwen2-7B-Instruct"]
+    for m in models:
+        project.write_answers(m, qs)
+    with FakeServer(Script(verdict=lambda p: "A=B")) as server:
+        api = (reference / "arena-hard-local-api_config.yaml").read_text().replace(
+            "http://localhost:8010/v1", server.base_url)
+        api += (f"\nQwen2-72B-Instruct-AWQ:\n     model_name: /home/jupyter/models/Qwen2-72B-Instruct-AWQ\n"
+                f"     endpoints:\n         - api_base: {server.base_url}\n           api_key: token-abc123\n"
+                "     api_type: openai\n     parallel: 16\n")
+        (config_dir / "api_config.yaml").write_text(api)
+        assert judge() == 0
+        bodies = [r.body for r in server.chat_requests()]
+    assert len(bodies) == 2 * len(models) * len(qs)
+    assert {b["model"] for b in bodies} == {"/home/jupyter/models/Qwen2-72B-Instruct-AWQ"}
+    assert {b["max_tokens"] for b in bodies} == {512}
+    records = project.records("model_judgment/Qwen2-72B-Instruct-AWQ/aya-23-8B.jsonl")
+    assert [g["score"] for r in records for g in r["games"]] == ["A=B"] * 6
