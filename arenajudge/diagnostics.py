@@ -13,7 +13,6 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .battles import clean_label, outcome
 
@@ -146,6 +145,8 @@ def board_correlation(scores_by_judge: dict[str, dict[str, float]]) -> list[Boar
         if len(models) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
             rho = tau = float("nan")
         else:
+            from scipy import stats  # here, not at the top: it costs 0.6 s to import and few runs need it
+
             rho = float(stats.spearmanr(x, y).statistic)
             tau = float(stats.kendalltau(x, y).statistic)
         result.append(BoardCorrelation(j1, j2, len(models), rho, tau))

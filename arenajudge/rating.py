@@ -53,20 +53,20 @@ _WINNER_CODE = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
 def group_battles(battles: pd.DataFrame) -> BattleKinds:
     if battles.empty:
         raise UserError("no battles to rate (no judgment has a verdict)")
-    winners = battles["winner"].map(_WINNER_CODE)
-    # The seed's regression counts any other winner value as a win of model_b.
-    winners = winners.fillna(1).astype(int)
-    models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
-    index = {m: i for i, m in enumerate(models)}
-    a = battles["model_a"].map(index).to_numpy()
-    b = battles["model_b"].map(index).to_numpy()
-    kind_key = (a * len(models) + b) * 3 + winners.to_numpy()
+    # Categorical codes: much faster than mapping strings row by row (pandas' arrow strings).
+    winner = pd.Categorical(battles["winner"])
+    code_of = np.array([_WINNER_CODE.get(w, 1) for w in winner.categories], dtype=np.int64)
+    # The seed's regression counts any other winner value as a win of model_b (code 1).
+    winners = code_of[winner.codes] if len(code_of) else np.ones(len(battles), dtype=np.int64)
+    models = sorted(set(battles["model_a"].unique()) | set(battles["model_b"].unique()))
+    a = pd.Categorical(battles["model_a"], categories=models).codes.astype(np.int64)
+    b = pd.Categorical(battles["model_b"], categories=models).codes.astype(np.int64)
+    kind_key = (a * len(models) + b) * 3 + winners
     kinds, kind_of_row = np.unique(kind_key, return_inverse=True)
     if "question_id" in battles:
-        qkeys = battles["question_id"].astype(str)
+        q_of_row, question_ids = pd.factorize(battles["question_id"].astype(str), sort=True)
     else:
-        qkeys = pd.Series(np.arange(len(battles)).astype(str))
-    question_ids, q_of_row = np.unique(qkeys.to_numpy(), return_inverse=True)
+        q_of_row, question_ids = np.arange(len(battles)), np.arange(len(battles)).astype(str)
     per_question = np.zeros((len(question_ids), len(kinds)), dtype=np.int64)
     np.add.at(per_question, (q_of_row, kind_of_row), 1)
     pair = kinds // 3

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import pandas as pd  # noqa: E402
 import seed_way  # noqa: E402
 from synth import make_bench  # noqa: E402
 
@@ -42,6 +43,9 @@ def main() -> None:
         sb = make_bench(cwd / "data", n_questions=args.questions, n_models=args.models, missing_rate=0.01)
         paths = BenchPaths(sb.bench, cwd / "data")
 
+        # The seed ran on pandas 2 (object strings); pandas 3 with pyarrow makes its row-by-row
+        # concatenation some 20x slower, which would flatter us. Time it as it ran.
+        pd.set_option("future.infer_string", False)
         t0 = time.perf_counter()
         load_answers(paths.answer_dir)
         judgments = load_judgments(paths, "judge-a")
@@ -50,6 +54,7 @@ def main() -> None:
         samples = seed_way.bootstrap(battles, sb.baseline, args.rounds)
         seed_way.win_rates(point, samples, sb.baseline)
         seed_seconds = time.perf_counter() - t0
+        pd.set_option("future.infer_string", True)
 
         cmd = [sys.executable, str(ROOT / "show_result.py"), "--judge-name", "judge-a",
                "--baseline", sb.baseline, "--num-rounds", str(args.rounds)]

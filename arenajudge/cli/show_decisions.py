@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from ..browser import deep_link
 from ..compare import PairResult, biggest_differences, combined_score, compare_models, projected_half_width
 from ..errors import UserError
 from ..storage import BenchPaths, load_questions, read_jsonl, turn_text
@@ -103,6 +102,8 @@ def compare_section(args: argparse.Namespace, battles: pd.DataFrame, paths: Benc
             lines.append(f"## paired comparison, category {name} ({subset['question_id'].nunique()} questions)")
             lines += [pair_line(r) for r in cat_results]
             records += [r.as_dict() for r in cat_results]
+
+    from ..browser import deep_link  # here: only --compare needs the browser's link format
 
     for r in results:
         top = biggest_differences(battles, r.model_a, r.model_b, n=args.top_questions)

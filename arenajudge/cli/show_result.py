@@ -31,7 +31,7 @@ from ..style import (
     answer_styles,
     parse_style_groups,
 )
-from . import show_decisions, show_mtbench
+from . import show_decisions
 
 DESCRIPTION = """\
 Score every judged model against the baseline, as arena-hard-auto does: each game is a
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_flags(args)
     _defaults_from_config(args)
     if args.mode is not None or args.bench_name == "mt_bench":
+        from . import show_mtbench  # imported here: it brings the openai client, which boards never need
+
         return show_mtbench.show(args)
     judges = list(args.judge_names or [args.judge_name])
     judge_label = ", ".join(judges)
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(note)
     if battles.empty:
         raise UserError(f"no battles: none of the judgments by {judge_label} has a verdict")
-    if args.baseline not in set(battles["model_a"]) | set(battles["model_b"]):
+    if args.baseline not in set(battles["model_a"].unique()) | set(battles["model_b"].unique()):
         raise UserError(f"baseline {args.baseline!r} has no battles in {source.split(' from ')[1]}")
 
     # Style features per battle (standardised over all battles, then reused by every board).
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if "question_id" not in battles:
             raise UserError(f"{battles_file}: battles have no question_id, which style/length control needs")
         cache = StyleCache(paths.bench_dir / "style_features_cache.json")
-        styles = answer_styles(answers, set(battles["model_a"]) | set(battles["model_b"]), cache)
+        styles = answer_styles(answers, set(battles["model_a"].unique()) | set(battles["model_b"].unique()), cache)
         if args.style_control:
             features = parse_style_groups(args.style_control)
             scored_battles = add_style_features(battles, styles, features, paths.answer_dir)
@@ -379,7 +381,7 @@ def _extras(
         category = qids.map(category_of).fillna("(none)")
         for value in sorted(category.unique()):
             subset = scored_battles[(category == value).to_numpy()]
-            if args.baseline not in set(subset["model_a"]) | set(subset["model_b"]):
+            if args.baseline not in set(subset["model_a"].unique()) | set(subset["model_b"].unique()):
                 lines.append(f"note: category {value!r} has no battles against the baseline")
                 continue
             category_rows = board(subset, score(subset))
@@ -402,7 +404,7 @@ def _extras(
             per_judge_scores = {}
             for judge in judges:
                 subset = scored_battles[(scored_battles["judge"] == judge).to_numpy()]
-                if args.baseline in set(subset["model_a"]) | set(subset["model_b"]):
+                if args.baseline in set(subset["model_a"].unique()) | set(subset["model_b"].unique()):
                     per_judge_scores[judge] = {r.model: r.score for r in board(subset, score(subset))}
             lines += diagnostics.agreement_lines(diagnostics.judge_agreement(judgments_by_judge),
                                                  diagnostics.board_correlation(per_judge_scores))
