@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .rating import RatingResult, win_rate
@@ -102,29 +101,3 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-def ci_half_width(rows: list[BoardRow]) -> float:
-    widths = [(r.upper - r.lower) / 2 for r in rows if r.upper != r.lower]
-    return float(np.mean(widths)) if widths else 0.0
-
-
-def _cell(row: BoardRow, decimal: int) -> str:
-    fmt = f"{{:.{decimal}f}}"
-    fmt_signed = f"{{:+.{decimal}f}}"
-    return f"{fmt.format(row.score)} ({fmt_signed.format(row.lower - row.score)}, {fmt_signed.format(row.upper - row.score)})"
-
-
-def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int) -> str:
-    """A model-card table: one row per model of the first board, its score with the 95% CI
-    offsets, average tokens, then one score column per further board (e.g. categories)."""
-    (first_title, first_rows), *others = boards
-    columns = ["Model", f"{first_title} (95% CI)", "Avg #tokens", *(title for title, _ in others)]
-    lookup = [{r.model: r for r in rows} for _, rows in others]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", "---:", "---:", *["---:"] * len(others)]) + "|"]
-    fmt = f"{{:.{decimal}f}}"
-    for row in first_rows:
-        cells = [row.model.replace("|", "\\|"), _cell(row, decimal), str(row.avg_tokens)]
-        cells += [fmt.format(board[row.model].score) if row.model in board else "" for board in lookup]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
