@@ -101,3 +101,24 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _cell(row: BoardRow, decimal: int) -> str:
+    fmt = f"{{:.{decimal}f}}"
+    fmt_signed = f"{{:+.{decimal}f}}"
+    return f"{fmt.format(row.score)} ({fmt_signed.format(row.lower - row.score)}, {fmt_signed.format(row.upper - row.score)})"
+
+
+def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int) -> str:
+    """A model-card table: one row per model of the first board, its score with the 95% CI
+    offsets, average tokens, then one score column per further board (e.g. categories)."""
+    (first_title, first_rows), *others = boards
+    columns = ["Model", f"{first_title} (95% CI)", "Avg #tokens", *(title for title, _ in others)]
+    lookup = [{r.model: r for r in rows} for _, rows in others]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", "---:", "---:", *["---:"] * len(others)]) + "|"]
+    fmt = f"{{:.{decimal}f}}"
+    for row in first_rows:
+        cells = [row.model.replace("|", "\\|"), _cell(row, decimal), str(row.avg_tokens)]
+        cells += [fmt.format(board[row.model].score) if row.model in board else "" for board in lookup]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
