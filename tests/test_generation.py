@@ -118,10 +118,10 @@ def test_persistent_failures_are_reported_never_stored_and_completed_next_run(pr
 
 def test_timeouts_are_retried_then_reported(project, capsys):
     project.simple_questions(3)
-    with FakeServer(Script(hang_on=("number 1?",), hang_seconds=5)) as server:
+    with FakeServer(Script(hang_on=("number 1?",), hang_seconds=8)) as server:
         project.write_api({"cand": entry(server.base_url, "c")})
         project.write_answer_config(["cand"])
-        assert answer("--timeout", "0.3", "--max-retries", "1") == 1
+        assert answer("--timeout", "1.5", "--max-retries", "1") == 1
     err = capsys.readouterr().err
     assert "failed: cand / question q001" in err and "Timeout" in err
     assert [r["question_id"] for r in project.records("model_answer/cand.jsonl")] == ["q000", "q002"]
