@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +56,18 @@ def build_messages(config: JudgeConfig, question: dict[str, Any], first: list[st
             fields[f"ref_answer_{i + j}"] = turn_text(turn)
     messages = [{"role": "system", "content": config.system_prompt}]
     for template in config.prompt_template:
-        messages.append({"role": "user", "content": template.format_map(_Missing(fields))})
+        messages.append({"role": "user", "content": fill_template(template, fields)})
     return messages
 
 
 class _Missing(dict[str, str]):
-    """Leaves an unknown {placeholder} as it is instead of failing mid-run."""
-
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+def fill_template(template: str, fields: dict[str, str]) -> str:
+    """`template` with its {placeholders} filled; an unknown one stays as it is instead of failing mid-run."""
+    return template.format_map(_Missing(fields))
 
 
 def shorten_evenly(answers: list[list[str]], keep_chars: int) -> list[list[str]]:
@@ -120,25 +124,41 @@ async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, 
     raise RequestFailed(f"judge prompt still too long after {OVERFLOW_RETRIES} shortenings")
 
 
-async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
-                             truncated: bool) -> dict[str, Any]:
+@dataclass
+class JudgeReplies:
+    """What a judge said over one game: its final texts, its thinking, the tokens it cost."""
+
+    texts: list[str]
+    reasonings: list[str]
+    usage: dict[str, int]
+
+
+async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
+                    settled: Callable[[list[str]], bool], follow_up: str) -> JudgeReplies:
+    """Ask, then ask again with `follow_up` (up to FOLLOW_UPS times) until `settled(texts)`."""
     conversation = list(messages)
-    texts: list[str] = []
-    reasonings: list[str] = []
-    usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    label: str | None = None
+    replies = JudgeReplies([], [], {"prompt_tokens": 0, "completion_tokens": 0})
     for _ in range(1 + FOLLOW_UPS):
         reply = await client.chat(conversation, temperature=config.temperature, max_tokens=config.max_tokens)
         content, reasoning = split_thinking(reply.content, reply.reasoning)
-        texts.append(content)
+        replies.texts.append(content)
         if reasoning:
-            reasonings.append(reasoning)
-        usage["prompt_tokens"] += reply.prompt_tokens
-        usage["completion_tokens"] += reply.completion_tokens
-        label, found = parse_verdict("\n".join(texts), config.regex_pattern)
-        if found:
-            break  # one label, or conflicting labels (no verdict, and asking again will not settle it)
-        conversation += [{"role": "assistant", "content": content}, {"role": "user", "content": FOLLOW_UP}]
+            replies.reasonings.append(reasoning)
+        replies.usage["prompt_tokens"] += reply.prompt_tokens
+        replies.usage["completion_tokens"] += reply.completion_tokens
+        if settled(replies.texts):
+            break
+        conversation += [{"role": "assistant", "content": content}, {"role": "user", "content": follow_up}]
+    return replies
+
+
+async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
+                             truncated: bool) -> dict[str, Any]:
+    # one label, or conflicting labels (no verdict, and asking again will not settle it), ends the asking
+    replies = await ask_until(client, config, messages,
+                              lambda texts: parse_verdict("\n".join(texts), config.regex_pattern)[1], FOLLOW_UP)
+    texts, reasonings, usage = replies.texts, replies.reasonings, replies.usage
+    label, _ = parse_verdict("\n".join(texts), config.regex_pattern)
     game: dict[str, Any] = {
         "user_prompt": "\n\n".join(m["content"] for m in messages[1:]),
         "judgment": "\n".join(texts),

