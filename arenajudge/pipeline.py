@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from .config import _Keys, load_api_config, load_yaml
+from .config import JudgeConfig, _Keys, load_api_config, load_judge_config, load_yaml
 from .errors import UserError, run_cli
+from .names import check_name
 from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
 PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
@@ -94,6 +95,7 @@ class Plan:
                             "run MT-Bench modes with gen_answer.py and gen_judgment.py")
         entries = load_api_config(self.api_file)
         for role, name in [*(("candidate", m) for m in self.models), ("baseline", self.baseline), ("judge", self.judge)]:
+            check_name(name, f"{role} name")
             if name not in entries:
                 raise UserError(f"{role} {name!r} has no entry in {self.api_file} (entries: {', '.join(sorted(entries))})")
         self.answer_raw = load_yaml(answer_file) if answer_file.exists() else dict(ANSWER_DEFAULTS)
@@ -111,12 +113,23 @@ def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
     return sum(1 for q in qids if q not in done)
 
 
-def _missing_judgments(paths: BenchPaths, judge: str, model: str, qids: list[Any], rejudge_missing: bool) -> int:
-    path = paths.judgment_file(judge, model)
+def _missing_judgments(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]],
+                       rejudge_missing: bool) -> int:
+    """Questions without a judgment that counts: none yet, or one made from other answers, baseline or settings."""
+    from .cli.gen_judgment import judgment_basis
+
+    qids = [q["question_id"] for q in questions]
+    path = paths.judgment_file(config.judge_model, model)
     if not path.exists():
         return len(qids)
+    assert config.baseline_model is not None
+    answers = {m: load_answer_file(paths.answer_file(m)) for m in {model, config.baseline_model}}
+    references = ([load_answer_file(paths.reference_file(config.ref_model))]
+                  if config.reference and config.ref_model and paths.reference_file(config.ref_model).exists() else [])
+    basis = judgment_basis(config, questions, answers[config.baseline_model], {model: answers[model]}, references)
     done = {r["question_id"] for r in load_judgment_file(path)
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+            if basis.mismatch(r, model) is None
+            and not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
     return sum(1 for q in qids if q not in done)
 
 
@@ -136,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     plan = Plan(args)
-    qids = [q["question_id"] for q in load_questions(plan.paths.question_file)]
+    questions = load_questions(plan.paths.question_file)
+    qids = [q["question_id"] for q in questions]
     common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
 
     # 1. answers
@@ -154,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             return code
 
     # 2. judgments
-    todo = [m for m in plan.models if m != plan.baseline
-            and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
-    judge_config = _write_config(plan.work_dir / "judge_config.yaml", {
-        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
-        "baseline_model": plan.baseline, "model_list": todo or [m for m in plan.models if m != plan.baseline]})
+    candidates = [m for m in plan.models if m != plan.baseline]
+    judge_settings = {**plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
+                      "baseline_model": plan.baseline, "model_list": candidates}
+    judge_config = _write_config(plan.work_dir / "judge_config.yaml", judge_settings)
+    loaded = load_judge_config(judge_config)
+    todo = [m for m in candidates if _missing_judgments(plan.paths, loaded, m, questions, args.rejudge_missing)]
+    if todo:
+        judge_config = _write_config(plan.work_dir / "judge_config.yaml", {**judge_settings, "model_list": todo})
     if not todo:
         say(f"== 2/3 judgments: {plan.judge} has judged every candidate; skipped")
     else:

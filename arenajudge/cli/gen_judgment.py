@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ModelClient
-from ..config import load_api_config, load_judge_config
+from ..config import JudgeConfig, load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
+from ..provenance import (
+    Basis,
+    answer_fingerprint,
+    answer_fingerprints,
+    judge_settings_fingerprint,
+    question_fingerprints,
+)
 from ..servers import ServerSession
+from ..stale import move_aside
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
 from . import mtbench_judgment
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
@@ -49,6 +57,42 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
     return [q for q in questions if str(q["question_id"]) in chosen]
 
 
+def judgment_basis(config: JudgeConfig, questions: list[dict[str, Any]], baseline: dict[Any, dict[str, Any]],
+                   answers: dict[str, dict[Any, dict[str, Any]]], references: list[dict[Any, dict[str, Any]]]) -> Basis:
+    """What a stored judgment must have been made from to count as done in this run."""
+    assert config.baseline_model is not None
+    return Basis(
+        baseline=config.baseline_model,
+        questions=question_fingerprints(questions),
+        answers=answer_fingerprints({**answers, config.baseline_model: baseline}),
+        settings=judge_settings_fingerprint(config),
+        references={str(qid): answer_fingerprint(r) for qid, r in references[0].items()} if references else None,
+    )
+
+
+def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, Any]], basis: Basis,
+           rejudge_missing: bool, report: RunReport) -> set[Any]:
+    """Question ids already judged for this run; stale judgments of these questions are moved aside first."""
+    path = paths.judgment_file(judge, model)
+    repair_tail(path)
+    records = load_judgment_file(path) if path.exists() else []
+    wanted = {str(q["question_id"]) for q in questions}
+    keep, stale = [], []
+    for record in records:
+        reason = basis.mismatch(record, model) if str(record["question_id"]) in wanted else None
+        if reason is None:
+            keep.append(record)
+        else:
+            stale.append((record, reason))
+    if stale:
+        move_aside(path, paths.replaced_file(path), keep, stale)
+        report.stale_where = str(paths.replaced_root)
+    done = {r["question_id"] for r in keep
+            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    report.stale += len({r["question_id"] for r, _ in stale} - done)
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     policy = retry_policy(args)
@@ -57,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
     paths = BenchPaths(config.bench_name, args.data_dir)
     questions = load_questions(paths.question_file)
+    all_questions = questions
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
+        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
+                                    all_questions)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
@@ -73,19 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     if config.reference:
         if not config.ref_model:
             raise UserError(f"{args.setting_file}: key 'ref_model': missing; reference is true")
-        ref_path = paths.bench_dir / "reference_answer" / f"{config.ref_model}.jsonl"
+        ref_path = paths.reference_file(config.ref_model)
         if not ref_path.exists():
             raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
         references.append(load_answer_file(ref_path))
 
     report = RunReport()
-    done: dict[str, set[Any]] = {}
-    for model in config.model_list:
-        path = paths.judgment_file(config.judge_model, model)
-        repair_tail(path)
-        records = load_judgment_file(path) if path.exists() else []
-        done[model] = {r["question_id"] for r in records
-                       if not (args.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    basis = judgment_basis(config, all_questions, baseline, answers, references)
+    done = {model: resume(paths, config.judge_model, model, questions, basis, args.rejudge_missing, report)
+            for model in config.model_list}
+    made_from = {"judge_model_name": judge.model_name, "judge_settings": basis.settings}
     # Question-major order: the prompts of one question (same system prompt, question and, in
     # game 1, baseline answer first) reach the server together, which suits its prefix cache.
     items = []
@@ -94,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             if q["question_id"] in done[model]:
                 report.skipped += 1
                 continue
-            refs = [r[q["question_id"]] for r in references if q["question_id"] in r]
-            items.append(JudgeItem(q, model, answers[model][q["question_id"]], baseline[q["question_id"]], refs))
+            qid = q["question_id"]
+            refs = [r[qid] for r in references if qid in r]
+            provenance = {**made_from, "question": basis.questions[str(qid)],  # type: ignore[index]
+                          "answer": basis.answers[model][str(qid)],
+                          "baseline_answer": basis.answers[config.baseline_model][str(qid)]}
+            if refs:
+                provenance["reference"] = answer_fingerprint(refs[0])
+            items.append(JudgeItem(q, model, answers[model][qid], baseline[qid], refs, provenance))
 
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
@@ -108,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
     )
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
-          f"({report.skipped} already judged)", file=sys.stderr)
+          f"({report.skipped} already judged"
+          + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
+          + ")", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     try:
         with session.serving([judge] if items else []):
