@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if battles.empty:
         # Not bad input: the files are fine, nothing in them can be scored. Say why, exit 1.
         print(f"# {args.bench_name}: {source}; baseline {args.baseline}")
+        notes += _model_notes(answers, [args.baseline], games, missing, judged_before, judge_label, paths)
         for note in notes:
             print(note)
         print(f"show_result: nothing to score: no game by {judge_label} against {args.baseline} has a verdict "
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; score: {label}" if label else ""))
     for row in rows:
         print(format_line(row, decimal))
-    notes += _model_notes(answers, result.point.index, games, missing, judged_before, judge_label, paths)
+    notes += _model_notes(answers, list(result.point.index), games, missing, judged_before, judge_label, paths)
     for note in notes:
         print(note)
 
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _model_notes(answers: dict[str, dict], rated: Any, games: dict[str, int], missing: dict[str, int],
+def _model_notes(answers: dict[str, dict], rated: list[str], games: dict[str, int], missing: dict[str, int],
                  judged: set[str], judge_label: str, paths: BenchPaths) -> list[str]:
     """Why a model is not on the board, or what its row rests on, one `note:` line each."""
     notes = []
