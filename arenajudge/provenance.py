@@ -120,6 +120,33 @@ class Basis:
         return None
 
 
+def mtbench_mismatch(record: dict[str, Any], basis: Basis) -> str | None:
+    """Basis.mismatch for MT-Bench records (FastChat's shape: `model`, or `model_1` and `model_2`).
+
+    Records without provenance (FastChat's) count as before, unless their question is gone."""
+    qid = str(record["question_id"])
+    if basis.questions is not None and qid not in basis.questions:
+        return "question_removed"
+    made = record.get("provenance")
+    if not isinstance(made, dict):
+        return None
+    if basis.settings is not None and made.get("judge_settings") != basis.settings:
+        return "settings"
+    if basis.questions is not None and made.get("question") != basis.questions[qid]:
+        return "question_changed"
+    models = [("answer", record.get("model"))] if "model" in record else [("answer_1", record.get("model_1")),
+                                                                           ("answer_2", record.get("model_2"))]
+    for key, model in models:
+        current = basis.answers.get(str(model), {}).get(qid)
+        if current is None:
+            return "answer_missing"
+        if made.get(key) != current:
+            return "answer_changed"
+    if basis.references is not None and made.get("reference") != basis.references.get(qid):
+        return "settings"
+    return None
+
+
 def answer_fingerprints(answers: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, dict[str, str]]:
     return {model: {str(qid): answer_fingerprint(r) for qid, r in by_q.items()} for model, by_q in answers.items()}
 

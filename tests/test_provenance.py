@@ -335,6 +335,10 @@ def test_mtbench_single_redoes_judgments_of_a_regenerated_answer(project, capsys
         lines[0]["choices"][0]["turns"][1]["content"] = "beta regenerated"
         path.write_text("".join(json.dumps(x) + "\n" for x in lines))
         capsys.readouterr()
+        # before judging again, the tables leave the two judgments of the old answer out
+        assert show("--bench-name", "mt_bench", "--judge-name", "judge") == 0
+        assert ("note: left out 2 judgments that do not match what is on disk now: 2 on answers that changed"
+                in capsys.readouterr().out)
         assert judge() == 0
         assert len(server.chat_requests()) == 3 * 2 * 2 + 2  # both turns of beta on question 100
     assert "2 stale" in capsys.readouterr().err
@@ -342,6 +346,11 @@ def test_mtbench_single_redoes_judgments_of_a_regenerated_answer(project, capsys
     assert len(records) == 12 and all(r["provenance"]["judge_settings"] for r in records)
     archived = [json.loads(x) for x in (p.bench_dir / "replaced_judgments" / "judge_single.jsonl").read_text().splitlines()]
     assert sorted((r["model"], r["question_id"], r["turn"]) for r in archived) == [("beta", 100, 1), ("beta", 100, 2)]
+    p.write_questions(qs[1:])  # question 100 removed
+    capsys.readouterr()
+    assert show("--bench-name", "mt_bench", "--judge-name", "judge") == 0
+    assert "left out 4 judgments that do not match what is on disk now: 4 on questions no longer in question.jsonl" \
+        in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- names and paths

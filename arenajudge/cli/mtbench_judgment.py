@@ -25,7 +25,14 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
-from ..provenance import Basis, answer_fingerprint, fingerprint, judge_settings_fingerprint, question_fingerprints
+from ..provenance import (
+    Basis,
+    answer_fingerprint,
+    fingerprint,
+    judge_settings_fingerprint,
+    mtbench_mismatch,
+    question_fingerprints,
+)
 from ..servers import ServerSession
 from ..stale import move_aside
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
@@ -44,31 +51,6 @@ def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list
                         f"({len(short)} such questions); rerun gen_answer.py for them")
     fingerprints[model] = {str(qid): answer_fingerprint(r) for qid, r in records.items()}
     return {qid: answer_turns(r) for qid, r in records.items()}
-
-
-def _mismatch(record: dict[str, Any], basis: Basis) -> str | None:
-    """Why a stored MT-Bench judgment of a question in this run no longer counts (REASONS key), or None.
-
-    FastChat's records carry no provenance and count as before."""
-    made = record.get("provenance")
-    if not isinstance(made, dict):
-        return None
-    qid = str(record["question_id"])
-    if made.get("judge_settings") != basis.settings:
-        return "settings"
-    if basis.questions is not None and made.get("question") != basis.questions.get(qid):
-        return "question_changed"
-    models = [("answer", record["model"])] if "model" in record else [("answer_1", record["model_1"]),
-                                                                       ("answer_2", record["model_2"])]
-    for key, model in models:
-        current = basis.answers.get(model, {}).get(qid)
-        if current is None:
-            return "answer_missing"
-        if made.get(key) != current:
-            return "answer_changed"
-    if made.get("reference") != (basis.references or {}).get(qid):
-        return "settings"
-    return None
 
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
@@ -100,7 +82,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     wanted = {str(q["question_id"]) for q in questions}
     keep, stale = [], []
     for record in read_jsonl(out, allow_torn_tail=True) if out.exists() else []:
-        reason = _mismatch(record, basis) if str(record["question_id"]) in wanted else None
+        reason = mtbench_mismatch(record, basis) if str(record["question_id"]) in wanted else None
         if reason is None:
             keep.append(record)
         else:
