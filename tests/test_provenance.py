@@ -457,3 +457,36 @@ def test_names_map_reversibly_and_seed_names_keep_theirs(shared):
         assert "/" not in stored and "\\" not in stored and from_file_name(stored) == name
     for bad in ["../x", "..", ".", "a/../../b", "/abs/path", "\\\\server\\share", "", "C:\\x", "x" * 300]:
         assert name_problem(bad) is not None, bad
+
+
+def test_kill_minus_nine_then_baseline_switch_scores_nothing_against_the_old_baseline(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    with FakeServer(Script(delay=0.05)) as server:
+        qs = _setup(project, server, n=60, models=("m1",), baselines=("base", "other"))
+        proc = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        path = project.bench_dir / "model_judgment" / "judge" / "m1.jsonl"
+        deadline = time.time() + 30
+        while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 10):
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        partial = path.read_text().count("\n")
+        assert 10 <= partial < 60
+        project.write_judge_config(["m1"], baseline="other")
+        rerun = run_script("gen_judgment.py", "--quiet", cwd=project.root)
+        assert rerun.returncode == 0, rerun.stderr
+        assert f"{partial} stale" in rerun.stderr
+    live = project.records("model_judgment/judge/m1.jsonl")
+    assert [r["question_id"] for r in live] == [q["question_id"] for q in qs]
+    assert {r["baseline"] for r in live} == {"other"}
+    assert len(project.records("replaced_judgments/judge/m1.jsonl")) == partial
+    board = _show(project, baseline="other")
+    assert board.returncode == 0 and "battles from 60 judgments" in board.stdout and "left out" not in board.stdout
