@@ -46,7 +46,7 @@ class RunReport:
     missing_verdicts: int = 0
     truncated: int = 0
     capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
-    stale: int = 0  # stored judgments that no longer matched what they were made from, moved aside and redone
+    stale: int = 0  # stored records that no longer matched what they were made from, moved aside and redone
     stale_where: str = ""  # where the stale records went
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
@@ -64,8 +64,8 @@ class RunReport:
             + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
             + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
-            + (f", {self.stale} stale (made from other answers, questions, baseline or judge settings: "
-               f"moved to {self.stale_where} and judged again)" if self.stale else ""),
+            + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
+               f"moved to {self.stale_where} and done again)" if self.stale else ""),
             f"requests: {u.requests} ok, {u.retries} retried, {u.failed} failed; tokens in/out: "
             f"{u.prompt_tokens}/{u.completion_tokens}; {self.wall_seconds:.1f} s, {rate:.1f} requests/s",
         ]

@@ -99,6 +99,10 @@ class BenchPaths:
     def judgment_file(self, judge: str, model: str) -> Path:
         return self.judgment_dir(judge) / f"{to_file_name(model, 'model name')}.jsonl"
 
+    def replaced_answer_file(self, model: str) -> Path:
+        """Answers gen_answer moved aside because their question's text changed since."""
+        return self.bench_dir / "replaced_answers" / self.answer_file(model).name
+
     @property
     def replaced_root(self) -> Path:
         """Judgments that no longer matched what they were computed from, moved aside by gen_judgment."""

@@ -490,3 +490,29 @@ def test_kill_minus_nine_then_baseline_switch_scores_nothing_against_the_old_bas
     assert len(project.records("replaced_judgments/judge/m1.jsonl")) == partial
     board = _show(project, baseline="other")
     assert board.returncode == 0 and "battles from 60 judgments" in board.stdout and "left out" not in board.stdout
+
+
+def test_reworded_question_is_answered_again_then_judged_again(project, capsys):
+    qs = project.simple_questions(4)
+    project.write_answers("base", qs)
+    with FakeServer() as server:
+        project.write_api({"cand": entry(server.base_url, "c"), "judge": entry(server.base_url, "j")})
+        project.write_answer_config(["cand"])
+        project.write_judge_config(["cand"])
+        assert answer() == 0 and judge() == 0
+        old = project.records("model_answer/cand.jsonl")[1]
+        qs[1]["turns"][0]["content"] = "Question number 1, reworded?"
+        project.write_questions(qs)
+        project.write_answers("base", qs, text="answer of {model} to {qid}, again")  # the baseline answers again
+        n = len(server.chat_requests())
+        capsys.readouterr()
+        assert answer() == 0
+        assert len(server.chat_requests()) == n + 1  # only the reworded question
+        assert "1 stale" in capsys.readouterr().err
+        assert judge() == 0
+        assert len(server.chat_requests()) == n + 1 + 4 * 2  # every judgment: the baseline's answers changed
+    archived = project.records("replaced_answers/cand.jsonl")
+    assert [r["answer_id"] for r in archived] == [old["answer_id"]]
+    now = project.records("model_answer/cand.jsonl")[1]
+    assert now["provenance"]["question"] == question_fingerprint(qs[1]) != old["provenance"]["question"]
+    assert "Question number 1, reworded?" in server.chat_requests()[n].body["messages"][-1]["content"]
