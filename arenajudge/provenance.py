@@ -170,7 +170,12 @@ class Selection:
                 extra = f" ({', '.join(sorted(self.other_baselines))})" if key == "baseline" else ""
                 parts.append(f"{n} {words}{extra}")
         return (f"note: left out {total} judgments by {judge} that do not match what is on disk now: "
-                f"{', '.join(parts)}; rerun gen_judgment.py to judge them again")
+                f"{', '.join(parts)}" + rerun_hint(self.left_out))
+
+
+def rerun_hint(left_out: Counter[str]) -> str:
+    """Advice for a left-out note: judging again helps unless the questions are simply gone."""
+    return "; rerun gen_judgment.py to judge them again" if set(left_out) - {"question_removed"} else ""
 
 
 def select_judgments(judgments: dict[str, list[dict[str, Any]]], basis: Basis) -> Selection:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..mtbench import judgment_file
-from ..provenance import REASONS, Basis, answer_fingerprints, mtbench_mismatch, question_fingerprints
+from ..provenance import REASONS, Basis, answer_fingerprints, mtbench_mismatch, question_fingerprints, rerun_hint
 from ..rating import rate
 from ..report import format_line, leaderboard
 from ..storage import BenchPaths, load_answers, load_questions, read_jsonl
@@ -79,8 +79,8 @@ def _current(records: list[dict], paths: BenchPaths, answers: dict[str, dict]) -
     if not left_out:
         return kept, None
     parts = ", ".join(f"{n} {REASONS[key]}" for key, n in left_out.items())
-    return kept, (f"note: left out {sum(left_out.values())} judgments that do not match what is on disk now: {parts}; "
-                  "rerun gen_judgment.py to judge them again")
+    return kept, (f"note: left out {sum(left_out.values())} judgments that do not match what is on disk now: {parts}"
+                  + rerun_hint(left_out))
 
 
 def show(args: argparse.Namespace) -> int:
