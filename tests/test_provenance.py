@@ -351,6 +351,16 @@ def test_mtbench_single_redoes_judgments_of_a_regenerated_answer(project, capsys
     assert show("--bench-name", "mt_bench", "--judge-name", "judge") == 0
     assert "left out 4 judgments that do not match what is on disk now: 4 on questions no longer in question.jsonl" \
         in capsys.readouterr().out
+    # ratings outside 1-10 (FastChat writes -1 for an unreadable one; a hand edit may write text): noted, not averaged
+    live = p.bench_dir / "model_judgment" / "judge_single.jsonl"
+    records = [json.loads(x) for x in live.read_text().splitlines()]
+    records[4]["score"], records[5]["score"] = "ten", -1
+    live.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert show("--bench-name", "mt_bench", "--judge-name", "judge") == 0
+    out = capsys.readouterr().out
+    assert "note: 2 ratings are not a number from 1 to 10 (first: 'ten' for" in out
+    average = out.split("########## Average ##########")[1].split("##########")[0]
+    assert [line.split()[-1] for line in average.strip().splitlines()[2:]] == ["7.0", "7.0"]  # -1 not averaged in
 
 
 # ---------------------------------------------------------------- names and paths

@@ -83,6 +83,22 @@ def _current(records: list[dict], paths: BenchPaths, answers: dict[str, dict]) -
                   + rerun_hint(left_out))
 
 
+def _valid_ratings(records: list[dict]) -> tuple[list[dict], str | None]:
+    """Ratings that are not a number from 1 to 10 (a hand-edited or foreign file) read as unreadable, with a note."""
+    out, bad, first = [], 0, ""
+    for r in records:
+        score = r.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 10):
+            bad += 1
+            first = first or f"{score!r} for {r.get('model')}, question {r.get('question_id')}, turn {r.get('turn')}"
+            out.append({**r, "score": None})
+        else:
+            out.append(r)
+    if not bad:
+        return out, None
+    return out, f"note: {bad} ratings are not a number from 1 to 10 (first: {first}); they count as unreadable"
+
+
 def show(args: argparse.Namespace) -> int:
     paths = BenchPaths(args.bench_name, args.data_dir)
     mode = args.mode or "single"
@@ -94,6 +110,9 @@ def show(args: argparse.Namespace) -> int:
     if left_out_note:
         print(left_out_note)
     if mode == "single":
+        records, invalid_note = _valid_ratings(records)
+        if invalid_note:
+            print(invalid_note)
         questions = load_questions(paths.question_file)
         tables = single_tables(records, questions)
         with pd.option_context("display.width", 200, "display.max_columns", 20):
