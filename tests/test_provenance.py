@@ -526,3 +526,33 @@ def test_reworded_question_is_answered_again_then_judged_again(project, capsys):
     now = project.records("model_answer/cand.jsonl")[1]
     assert now["provenance"]["question"] == question_fingerprint(qs[1]) != old["provenance"]["question"]
     assert "Question number 1, reworded?" in server.chat_requests()[n].body["messages"][-1]["content"]
+
+
+def test_hugging_face_ids_in_mtbench_and_compare(project, capsys):
+    p = Project(project.root, bench="mt_bench")
+    qs = [{"question_id": 100 + i, "category": "writing", "turns": [f"Ask {i}", f"Then {i}"]} for i in range(2)]
+    p.write_questions(qs)
+    with FakeServer(Script(answer=lambda messages: "Rating: [[6]]")) as server:
+        p.write_api({HF_ID: entry(server.base_url, HF_ID), "judge": entry(server.base_url, "j")})
+        (p.root / "config" / "gen_answer_config.yaml").write_text(yaml.safe_dump(
+            {"bench_name": "mt_bench", "max_tokens": 32, "model_list": [HF_ID]}))
+        assert answer() == 0
+        (p.root / "config" / "judge_config.yaml").write_text(yaml.safe_dump(
+            {"bench_name": "mt_bench", "judge_model": "judge", "mode": "single", "model_list": [HF_ID], "max_tokens": 32}))
+        assert judge() == 0
+    capsys.readouterr()
+    assert show("--bench-name", "mt_bench", "--judge-name", "judge") == 0
+    assert HF_ID in capsys.readouterr().out
+    # --compare of two Hugging Face ids on an arena-hard bench
+    qs = project.simple_questions(30)
+    for m in ("org/a", "org/b", "base"):
+        project.write_answers(m, qs)
+    for i, m in enumerate(("org/a", "org/b")):
+        path = project.bench_dir / "model_judgment" / "judge" / f"org%2F{m[-1]}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(_judgment(q["question_id"], m, "base", "B>A" if (j + i) % 3 else "A>B", "A>B"))
+                                + "\n" for j, q in enumerate(qs)))
+    proc = _show(project, "--compare", "org/a", "org/b")
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("org/b - org/a:") for line in proc.stdout.splitlines())
+    assert "model=org%2Fb" in proc.stdout  # the browser link names the model, URL-encoded
