@@ -199,7 +199,7 @@ def select_judgments(judgments: dict[str, list[dict[str, Any]]], basis: Basis) -
 
 def unverified_words(count: int) -> str:
     """The board header's words for judgments without provenance."""
-    return f"{count} judgments unverified (no provenance: arena-hard-local's format)"
+    return f"{count} judgments unverified (no provenance recorded, as in arena-hard-local's files)"
 
 
 def question_fingerprints(questions: Iterable[dict[str, Any]]) -> dict[str, str]:

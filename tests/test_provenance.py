@@ -248,7 +248,7 @@ def test_removed_questions_are_not_counted_and_noted(project):
     assert ("note: left out 10 judgments by judge that do not match what is on disk now: "
             "10 on questions no longer in question.jsonl") in proc.stdout
     header = proc.stdout.splitlines()[0]
-    assert "30 judgments unverified (no provenance: arena-hard-local's format)" in header
+    assert "30 judgments unverified (no provenance recorded, as in arena-hard-local's files)" in header
 
 
 def test_compare_and_browser_apply_the_same_rule(project):
