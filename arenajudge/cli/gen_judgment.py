@@ -23,7 +23,7 @@ from ..provenance import (
     question_fingerprints,
 )
 from ..servers import ServerSession
-from ..stale import move_aside
+from ..stale import move_aside, split_stale
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
 from . import mtbench_judgment
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
@@ -77,13 +77,7 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
     repair_tail(path)
     records = load_judgment_file(path) if path.exists() else []
     wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = [], []
-    for record in records:
-        reason = basis.mismatch(record, model) if str(record["question_id"]) in wanted else None
-        if reason is None:
-            keep.append(record)
-        else:
-            stale.append((record, reason))
+    keep, stale = split_stale(records, lambda r: basis.mismatch(r, model) if str(r["question_id"]) in wanted else None)
     if stale:
         move_aside(path, paths.replaced_file(path), keep, stale)
         report.stale_where = str(paths.replaced_root)

@@ -34,7 +34,7 @@ from ..provenance import (
     question_fingerprints,
 )
 from ..servers import ServerSession
-from ..stale import move_aside
+from ..stale import move_aside, split_stale
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
 from .common import Appenders, require_answers
 
@@ -80,13 +80,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     repair_tail(out)
     report = RunReport()
     wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = [], []
-    for record in read_jsonl(out, allow_torn_tail=True) if out.exists() else []:
-        reason = mtbench_mismatch(record, basis) if str(record["question_id"]) in wanted else None
-        if reason is None:
-            keep.append(record)
-        else:
-            stale.append((record, reason))
+    keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
+                              lambda r: mtbench_mismatch(r, basis) if str(r["question_id"]) in wanted else None)
     if stale:
         move_aside(out, paths.replaced_file(out), keep, stale)
         report.stale_where = str(paths.replaced_root)
