@@ -28,10 +28,10 @@ from ..mtbench import (
 from ..provenance import (
     Basis,
     answer_fingerprint,
-    fingerprint,
     judge_settings_fingerprint,
     mtbench_mismatch,
     question_fingerprints,
+    texts_fingerprint,
 )
 from ..servers import ServerSession
 from ..stale import move_aside, split_stale
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
     basis = Basis(baseline="", questions=question_fingerprints(all_questions or questions), answers=fps,
                   settings=judge_settings_fingerprint(config, prompts),
-                  references={str(q["question_id"]): fingerprint(refs[q["question_id"]]) for q in questions
+                  references={str(q["question_id"]): texts_fingerprint(refs[q["question_id"]]) for q in questions
                               if needs_reference(config, q) and q["question_id"] in refs})
     out = judgment_file(paths, config.judge_model, config.mode)
     repair_tail(out)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         made = {**made_from, "question": basis.questions[qid]}  # type: ignore[index]
         made |= {key: fps[model][qid] for key, model in models.items()}
         if ref is not None:
-            made["reference"] = fingerprint(ref)
+            made["reference"] = texts_fingerprint(ref)
         return made
 
     items: list[Any] = []
