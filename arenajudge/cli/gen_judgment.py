@@ -17,7 +17,7 @@ from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
-from . import mtbench_judgment
+from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
+    until_decided.add_flags(p)
     return p
 
 
@@ -60,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
+    if args.until_decided and config.mode is not None:
+        raise UserError(f"{args.setting_file}: key 'mode': --until-decided judges arena-hard pairs against a baseline, "
+                        "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
         return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
+    if args.until_decided:
+        return until_decided.run(args, config, judge, paths, questions, order)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
