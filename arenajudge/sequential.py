@@ -66,40 +66,44 @@ def grid(step: float = GRID_STEP) -> np.ndarray:
     return (np.linspace(-1.0, 1.0, n + 1) + 1.0) / 2.0
 
 
-def stakes(x: np.ndarray, alpha: float) -> np.ndarray:
+def stakes(x: np.ndarray, alpha: float, horizon: int | None = None) -> np.ndarray:
     """Predictable plug-in stakes lambda_t (before truncation), shape of x (sequences x time).
 
-    lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), sigma2 a running variance
-    estimate that starts at 1/4 and uses only x_1 .. x_{t-1}.
+    lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} min(t log(1 + t), horizon))), sigma2 a running
+    variance estimate that starts at 1/4 and uses only x_1 .. x_{t-1}. A bench has a known number
+    of questions (`horizon`); once t log(1 + t) passes it the stakes stop shrinking, which narrows
+    the interval over the last questions. The cap is fixed before any data, so validity holds.
     """
     t = np.arange(1, x.shape[-1] + 1, dtype=float)
     mean = (0.5 + np.cumsum(x, axis=-1)) / (t + 1)  # mu_hat_t, uses x_1 .. x_t
     sq = (0.25 + np.cumsum((x - mean) ** 2, axis=-1)) / (t + 1)  # sigma2_t
     prev = np.concatenate([np.full((*x.shape[:-1], 1), 0.25), sq[..., :-1]], axis=-1)  # sigma2_{t-1}
-    return np.sqrt(2 * math.log(2 / alpha) / (prev * t * np.log1p(t)))
+    scale = t * np.log1p(t) if horizon is None else np.minimum(t * np.log1p(t), horizon)
+    return np.sqrt(2 * math.log(2 / alpha) / (prev * scale))
 
 
-def confidence_sequence(x: np.ndarray, alpha: float, step: float = GRID_STEP,
-                        at: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def confidence_sequence(x: np.ndarray, alpha: float, step: float = GRID_STEP, at: Sequence[int] | None = None,
+                        horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the (1 - alpha) confidence sequence for the mean of x in [0, 1].
 
     x: sequences x time (a 1-D x is one sequence). Returns (lower, upper) on the scale of x,
     shaped (sequences, times): after each observation, or only after the counts of observations
-    in `at` (bounds are the same either way; fewer are kept). A candidate mean that was ever
-    rejected stays out (the running intersection); the bounds are widened by one grid step so
-    that a mean between two grid points is not lost. An emptied interval is NaN.
+    in `at` (bounds are the same either way; fewer are kept); `horizon`: see `stakes`. A
+    candidate mean that was ever rejected stays out (the running intersection); the bounds are
+    widened by one grid step so that a mean between two grid points is not lost. An emptied
+    interval is NaN.
     """
     x = np.atleast_2d(np.asarray(x, dtype=float))
     if x.size and (x.min() < 0 or x.max() > 1):
         raise ValueError("confidence_sequence: observations must lie in [0, 1]")
     m = grid(step)
-    n_seq, horizon = x.shape
-    report = list(range(1, horizon + 1)) if at is None else sorted(set(at))
-    if report and not 1 <= report[0] <= report[-1] <= horizon:
-        raise ValueError(f"confidence_sequence: report times must lie in 1..{horizon}")
+    n_seq, length = x.shape
+    report = list(range(1, length + 1)) if at is None else sorted(set(at))
+    if report and not 1 <= report[0] <= report[-1] <= length:
+        raise ValueError(f"confidence_sequence: report times must lie in 1..{length}")
     lower = np.full((n_seq, len(report)), np.nan)
     upper = np.full((n_seq, len(report)), np.nan)
-    lam = stakes(x, alpha)
+    lam = stakes(x, alpha, horizon)
     cap_up = TRUNCATION / np.maximum(m, 1e-12)  # keeps 1 + lambda (x - m) >= 1 - TRUNCATION
     cap_down = TRUNCATION / np.maximum(1 - m, 1e-12)
     wealth_up = np.ones((n_seq, len(m)))
@@ -110,7 +114,7 @@ def confidence_sequence(x: np.ndarray, alpha: float, step: float = GRID_STEP,
     threshold = 1 / alpha
     width = m[1] - m[0]
     next_report = 0
-    for t in range(horizon):
+    for t in range(length):
         np.subtract(x[:, t:t + 1], m, out=gap)
         np.minimum(lam[:, t:t + 1], cap_up, out=bet)
         bet *= gap
@@ -176,15 +180,15 @@ def decide(lower: float, upper: float, margin: float | None) -> str:
 
 
 def pair_decision(outcomes: pd.DataFrame, model_a: str, model_b: str, questions: Sequence[str], alpha: float,
-                  margin: float | None, min_questions: int) -> PairDecision:
-    """The pair's interval over `questions` (in judging order) and what it decides.
+                  margin: float | None, min_questions: int, horizon: int) -> PairDecision:
+    """The pair's interval over `questions` (in judging order; `horizon` questions in all) and what it decides.
 
     Before `min_questions` questions are observed nothing is decided (the interval is still shown).
     """
     d = paired_differences(outcomes, model_a, model_b, questions)
     if len(d) == 0:
         return PairDecision(model_a, model_b, len(questions), 0, math.nan, -100.0, 100.0, alpha, "open")
-    lower, upper = confidence_sequence((d + 1) / 2, alpha)
+    lower, upper = confidence_sequence((d + 1) / 2, alpha, horizon=horizon)
     lo, hi = 100 * (2 * lower[0, -1] - 1), 100 * (2 * upper[0, -1] - 1)
     decision = decide(lo, hi, margin) if len(d) >= min_questions else "open"
     return PairDecision(model_a, model_b, len(questions), len(d), 100 * float(d.mean()), float(lo), float(hi), alpha,

@@ -174,7 +174,7 @@ def anytime_lines(args: argparse.Namespace, battles: pd.DataFrame, paths: BenchP
         lines[(a, b)] = []
         for n in dict.fromkeys(ends):
             d = pair_decision(outcomes, first, second, order[:n], alpha, plan.get("margin"),
-                              int(plan.get("min_questions") or 0))
+                              int(plan.get("min_questions") or 0), len(order))
             when = "where the run stopped" if n == stopped else f"first {n} questions of its order"
             lines[(a, b)].append(f"  anytime-valid (until-decided run of {run.get('start')}, seed {plan['seed']}, "
                                  f"{when}): {decision_line(d, len(order))}")

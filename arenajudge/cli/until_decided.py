@@ -149,7 +149,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             for pair in pairs:
                 if pair in decisions:
                     continue
-                d = pair_decision(outcomes, *pair, judging_order[:covered], alpha_pair, args.margin, args.min_questions)
+                d = pair_decision(outcomes, *pair, judging_order[:covered], alpha_pair, args.margin,
+                                  args.min_questions, total)
                 if d.settled or covered == total:
                     decisions[pair] = d
                 if not args.quiet:
