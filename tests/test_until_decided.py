@@ -228,3 +228,23 @@ def test_bad_flags_stop_before_any_request(project, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (project.bench_dir / "model_judgment").exists()
+
+
+# ---------------------------------------------------------------- the simulation in bench/
+
+
+def test_simulation_on_the_shared_answers_runs_and_separates_the_rules(shared, capsys):
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--null", "100", "--alt", "50", "--shifts", "10", "--rounds", "200"]) == 0
+    out = capsys.readouterr().out
+    anytime, naive = (float(x) for x in re.search(r"summary: false decisions ([\d.]+) anytime-valid vs ([\d.]+) naive",
+                                                     out).groups())
+    assert anytime <= 0.1 and naive > anytime  # peeking at a fixed-sample bootstrap decides falsely more often
+    shifted = out.split("## B shifted by +10 points")[1]
+    assert int(re.search(r"questions needed: median (\d+)", shifted).group(1)) < 500
