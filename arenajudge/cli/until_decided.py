@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         records = {}
         for model in models:
             path = paths.judgment_file(config.judge_model, model)
-            records[model] = load_judgment_file(path) if path.exists() else []
+            latest = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
+            records[model] = list(latest.values())  # a question judged again (--rejudge-missing): the last record
         return records
 
     for model in models:
