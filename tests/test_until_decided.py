@@ -219,6 +219,8 @@ def test_three_models_split_alpha_and_stop_judging_settled_pairs(project, capsys
     (["--until-decided", "m1", "m2", "--batch", "0"], "--batch must be at least 1"),
     (["--until-decided", "m1", "nobody"], "'nobody' has no answers"),
     (["--until-decided", "m1", "m2", "--sample", "5"], "cannot be used with --sample"),
+    (["--margin", "2"], "--margin only works with --until-decided"),
+    (["--min-questions", "20"], "--min-questions only works with --until-decided"),
 ])
 def test_bad_flags_stop_before_any_request(project, capsys, args, message):
     with FakeServer() as server:
@@ -228,6 +230,24 @@ def test_bad_flags_stop_before_any_request(project, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (project.bench_dir / "model_judgment").exists()
+
+
+def test_a_failed_batch_stops_the_run_and_the_rerun_resumes(project, capsys):
+    with FakeServer(Script(verdict=strong_m2, fail_first=1)) as server:
+        _setup(project, server, n=40)
+        args = ("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10", "--max-retries", "0")
+        assert judge(*args) == 1  # every first attempt fails: the first batch leaves a gap, nothing is decided
+        assert not (project.bench_dir / "model_judgment" / "judge" / "m1.jsonl").exists() or not \
+            project.records("model_judgment/judge/m1.jsonl")
+        [failed] = project.records("runs.jsonl")
+        assert failed["until_decided"]["pairs"] == [] and failed["until_decided"]["questions"] == []
+        first = len(server.chat_requests())
+        assert first == 10 * 2 * 2
+        assert judge(*args) == 0  # the same command again: the retried conversations now succeed
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("m2 - m1"))
+        judged = int(re.search(r"decided after (\d+) of 40", line).group(1))
+        assert len(server.chat_requests()) - first == judged * 2 * 2
+        assert len(project.records("model_judgment/judge/m2.jsonl")) == judged
 
 
 # ---------------------------------------------------------------- the simulation in bench/

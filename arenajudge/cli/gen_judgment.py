@@ -52,6 +52,7 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    until_decided.check_unused(args)
     policy = retry_policy(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)

@@ -27,6 +27,7 @@ from ..storage import BenchPaths, load_judgment_file, repair_tail, sort_by_quest
 from .common import Appenders, require_answers, retry_policy
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
+DEFAULTS = {"alpha": 0.05, "min_questions": 50, "batch": 50}
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -36,13 +37,26 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                         "--margin, lies inside +-margin); a later full run only adds the rest")
     p.add_argument("--margin", type=float, metavar="M",
                    help="with --until-decided: also settle a pair as equivalent when its interval lies inside (-M, M) points")
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="with --until-decided: chance of any wrong decision over all pairs, split evenly "
-                        "between them (default: %(default)s)")
-    p.add_argument("--min-questions", type=int, default=50, metavar="N",
-                   help="with --until-decided: decide nothing before N questions (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=50, metavar="N",
-                   help="with --until-decided: questions judged between two looks at the intervals (default: %(default)s)")
+    p.add_argument("--alpha", type=float,
+                   help=f"with --until-decided: chance of any wrong decision over all pairs, split evenly "
+                        f"between them (default: {DEFAULTS['alpha']})")
+    p.add_argument("--min-questions", type=int, metavar="N",
+                   help=f"with --until-decided: decide nothing before N questions (default: {DEFAULTS['min_questions']})")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help=f"with --until-decided: questions judged between two looks at the intervals "
+                        f"(default: {DEFAULTS['batch']})")
+
+
+def check_unused(args: argparse.Namespace) -> None:
+    """Flags of --until-decided given without it are a mistake, not something to ignore."""
+    if args.until_decided:
+        for name, value in DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        return
+    for name in ("margin", *DEFAULTS):
+        if getattr(args, name) is not None:
+            raise UserError(f"--{name.replace('_', '-')} only works with --until-decided")
 
 
 def check_flags(args: argparse.Namespace) -> list[str]:
