@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N",
                    help="judge only a fixed random sample of N questions (the same for every model and judge); "
                         "a later full run reuses these judgments and asks only for the rest")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--sample-seed", type=int, default=0,
+                   help="seed of --sample and of the question order of --until-decided (default: %(default)s)")
     p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
