@@ -168,6 +168,9 @@ def test_stopped_run_sends_only_what_it_reports_and_a_full_run_sends_the_rest(pr
         shown = capsys.readouterr().out
         assert f"where the run stopped): {line}" in shown
         assert "95% CI" in shown  # the ordinary bootstrap line is still there
+        # named the other way round, the pair is still the run's pair
+        assert run_cli(show_result.main, [*COMPARE[:-4], "m2", "m1", *COMPARE[-2:]]) == 0
+        assert f"where the run stopped): {line}" in capsys.readouterr().out
 
         # a later full run asks exactly for the rest
         assert judge() == 0
