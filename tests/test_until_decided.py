@@ -271,3 +271,59 @@ def test_simulation_on_the_shared_answers_runs_and_separates_the_rules(shared, c
     assert anytime <= 0.1 and naive > anytime  # peeking at a fixed-sample bootstrap decides falsely more often
     shifted = out.split("## B shifted by +10 points")[1]
     assert int(re.search(r"questions needed: median (\d+)", shifted).group(1)) < 500
+
+
+def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, tmp_path, monkeypatch, capsys):
+    """gen_judgment --until-decided on the real Russian answers, judged by the bench's stand-in judge behind
+    our server: the run's interval is the one the bench's per-question outcomes give in the same order."""
+    import importlib.util
+    import shutil
+
+    from conftest import ROOT
+
+    from arenajudge.battles import battles_from_judgments
+    from arenajudge.sequential import confidence_sequence, outcome_table
+
+    spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a, b = bench.PAIR[1], "aya-23-8B"  # far apart under the stand-in judge: settled early, few requests
+    monkeypatch.chdir(tmp_path)
+    project = Project(tmp_path, bench="ru")
+    project.bench_dir.mkdir(parents=True)
+    shutil.copy(bench.DATA / "question.jsonl", project.bench_dir / "question.jsonl")
+    (project.bench_dir / "model_answer").mkdir()
+    for model in (a, b, bench.BASELINE):
+        shutil.copy(bench.DATA / "model_answer" / f"{model}.jsonl", project.bench_dir / "model_answer")
+    judgments, ids = bench.standin_judgments([a, b])
+    answers = {m: bench.load_answer_file(bench.DATA / "model_answer" / f"{m}.jsonl") for m in (a, b, bench.BASELINE)}
+    whose = {rec["choices"][0]["turns"][0]["content"].strip(): (m, str(qid))
+             for m, recs in answers.items() for qid, rec in recs.items()}
+    verdicts = {(r["model"], str(r["question_id"])): [g["score"] for g in r["games"]]
+                for records in judgments.values() for r in records}
+
+    def verdict(prompt: str) -> str:
+        first = prompt.split("<|The Start of Assistant A's Answer|>\n")[1].split("\n<|The End of Assistant A's")[0]
+        second = prompt.split("<|The Start of Assistant B's Answer|>\n")[1].split("\n<|The End of Assistant B's")[0]
+        model_a, _ = whose[first.strip()]
+        model, qid = whose[second.strip()] if model_a == bench.BASELINE else whose[first.strip()]
+        return verdicts[model, qid][0 if model_a == bench.BASELINE else 1]
+
+    with FakeServer(Script(verdict=verdict)) as server:
+        project.write_api({"judge": entry(server.base_url, "j", parallel=16)})
+        project.write_judge_config([a, b], baseline=bench.BASELINE)
+        assert judge("--until-decided", a, b) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{b} - {a}"))
+    [run] = project.records("runs.jsonl")
+    [pair] = run["until_decided"]["pairs"]
+    judged = pair["judged"]
+    assert len(server.chat_requests()) == judged * 2 * 2 and judged < 500 and pair["decision"] == "better"
+    # the same numbers from the bench's path: its stand-in verdicts, outcomes, the order of seed 0
+    table = outcome_table(battles_from_judgments(judgments, bench.BASELINE, "x").battles, [a, b])
+    order = question_order(ids, 0)[:judged]
+    d = (table.loc[order, b] - table.loc[order, a]).to_numpy()
+    lower, upper = confidence_sequence((d + 1) / 2, 0.05, horizon=len(ids))
+    assert pair["diff"] == pytest.approx(100 * d.mean())
+    assert pair["lower"] == pytest.approx(100 * (2 * lower[0, -1] - 1))
+    assert pair["upper"] == pytest.approx(100 * (2 * upper[0, -1] - 1))
+    assert f"({pair['lower']:+.1f}, {pair['upper']:+.1f})" in line

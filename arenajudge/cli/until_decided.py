@@ -107,19 +107,21 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     pairs = list(itertools.combinations(models, 2))
     alpha_pair = args.alpha / len(pairs)  # Bonferroni: all pairs right together with chance >= 1 - alpha
 
-    def judged() -> dict[str, list[dict[str, Any]]]:
-        records = {}
-        for model in models:
-            path = paths.judgment_file(config.judge_model, model)
-            latest = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
-            records[model] = list(latest.values())  # a question judged again (--rejudge-missing): the last record
-        return records
-
+    # every model's judgments by question: read once, then kept up to date as records are written
+    # (a question judged again, with --rejudge-missing, keeps its last record, as the file will)
+    judged: dict[str, dict[str, dict[str, Any]]] = {}
     for model in models:
-        repair_tail(paths.judgment_file(config.judge_model, model))
-    done = {m: {str(r["question_id"]) for r in records
+        path = paths.judgment_file(config.judge_model, model)
+        repair_tail(path)
+        judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
+    done = {m: {qid for qid, r in records.items()
                 if not (args.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
-            for m, records in judged().items()}
+            for m, records in judged.items()}
+
+    def write(item: JudgeItem, record: dict[str, Any]) -> None:
+        appenders.write(paths.judgment_file(config.judge_model, item.model), record)
+        judged[item.model][str(item.question_id)] = record
+
     decisions: dict[tuple[str, str], PairDecision] = {}
     report = RunReport()
     appenders = Appenders()
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         lane: Lane[JudgeItem] = Lane(
             name=config.judge_model, client=client, items=items,
             work=lambda item: judge_item(client, config, item),
-            write=lambda item, record: appenders.write(paths.judgment_file(config.judge_model, item.model), record),
+            write=write,
             describe=lambda item: f"{item.model} / question {item.question_id}",
             max_items=max(1, client.capacity // 2) + 1,
         )
@@ -159,7 +161,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             for item in items:
                 done[item.model].add(str(item.question_id))
             covered += len(batch)
-            outcomes = outcome_table(battles_from_judgments(judged(), config.baseline_model, config.judge_model,
+            records = {m: list(judged[m].values()) for m in models}
+            outcomes = outcome_table(battles_from_judgments(records, config.baseline_model, config.judge_model,
                                                             weight=WEIGHT).battles, models)
             for pair in pairs:
                 if pair in decisions:
