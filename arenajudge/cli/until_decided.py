@@ -180,7 +180,9 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
           file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
     try:
-        with session.serving([judge]):
+        # a managed judge server is started only if some judgment is missing
+        missing = any(qid not in done[m] for m in models for qid in judging_order)
+        with session.serving([judge] if missing else []):
             asyncio.run(until_settled())
     finally:
         appenders.close()
