@@ -25,7 +25,7 @@ from ..provenance import (
 from ..servers import ServerSession
 from ..stale import move_aside
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
-from . import mtbench_judgment
+from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
@@ -41,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N",
                    help="judge only a fixed random sample of N questions (the same for every model and judge); "
                         "a later full run reuses these judgments and asks only for the rest")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--sample-seed", type=int, default=0,
+                   help="seed of --sample and of the question order of --until-decided (default: %(default)s)")
     p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
+    until_decided.add_flags(p)
     return p
 
 
@@ -95,6 +97,7 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    until_decided.check_unused(args)
     policy = retry_policy(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
+    if args.until_decided and config.mode is not None:
+        raise UserError(f"{args.setting_file}: key 'mode': --until-decided judges arena-hard pairs against a baseline, "
+                        "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
         return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
+    if args.until_decided:
+        return until_decided.run(args, config, judge, paths, questions, order)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
