@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ModelClient
-from ..config import JudgeConfig, load_api_config, load_judge_config
+from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judging import JudgeItem, judge_item
@@ -95,6 +95,21 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
     return done
 
 
+def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,
+                   answers: dict[str, dict[Any, dict[str, Any]]], baseline: dict[Any, dict[str, Any]],
+                   references: list[dict[Any, dict[str, Any]]]) -> JudgeItem:
+    """The work of judging `model` on `question`, with the provenance its record will carry."""
+    assert basis.questions is not None and config.baseline_model is not None
+    qid = question["question_id"]
+    refs = [r[qid] for r in references if qid in r]
+    provenance = {"judge_model_name": judge.model_name, "judge_settings": basis.settings,
+                  "question": basis.questions[str(qid)], "answer": basis.answers[model][str(qid)],
+                  "baseline_answer": basis.answers[config.baseline_model][str(qid)]}
+    if refs:
+        provenance["reference"] = answer_fingerprint(refs[0])
+    return JudgeItem(question, model, answers[model][qid], baseline[qid], refs, provenance)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     until_decided.check_unused(args)
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
     if args.until_decided:
-        return until_decided.run(args, config, judge, paths, questions, order)
+        return until_decided.run(args, config, judge, paths, questions, order, all_questions)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
@@ -136,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     basis = judgment_basis(config, all_questions, baseline, answers, references)
     done = {model: resume(paths, config.judge_model, model, questions, basis, args.rejudge_missing, report)
             for model in config.model_list}
-    made_from = {"judge_model_name": judge.model_name, "judge_settings": basis.settings}
     # Question-major order: the prompts of one question (same system prompt, question and, in
     # game 1, baseline answer first) reach the server together, which suits its prefix cache.
     items = []
@@ -145,14 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             if q["question_id"] in done[model]:
                 report.skipped += 1
                 continue
-            qid = q["question_id"]
-            refs = [r[qid] for r in references if qid in r]
-            provenance = {**made_from, "question": basis.questions[str(qid)],  # type: ignore[index]
-                          "answer": basis.answers[model][str(qid)],
-                          "baseline_answer": basis.answers[config.baseline_model][str(qid)]}
-            if refs:
-                provenance["reference"] = answer_fingerprint(refs[0])
-            items.append(JudgeItem(q, model, answers[model][qid], baseline[qid], refs, provenance))
+            items.append(judge_item_for(config, judge, basis, q, model, answers, baseline, references))
 
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
