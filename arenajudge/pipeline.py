@@ -4,7 +4,10 @@ Steps, each skipped when its output is already complete on disk (so a rerun resu
 1. answers of the candidates and of the baseline (gen_answer.py; models whose managed servers
    share GPUs are served one after the other, models on disjoint GPUs at once),
 2. judgments of the candidates against the baseline (gen_judgment.py; the judge's managed
-   server is started only once the answer servers are down),
+   server is started only once the answer servers are down). When the judge's server shares
+   no GPU (or port) with any answering model's, steps 1 and 2 run at once instead: the judge
+   starts with the first answers and judges each one as it lands on disk (overlap.py;
+   --no-overlap keeps them apart),
 3. the leaderboard (show_result.py).
 
 What to run comes from flags, else from a `pipeline:` section (of --pipeline-file, or of the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the games without a verdict (otherwise a judgment with a missing verdict counts as done)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="judge only once every answer is in, even when the judge's GPUs are free of answer servers "
+                        "(by default the judge then starts with the first answers and judges while the rest come)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -131,6 +138,62 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _judge_config(plan: Plan, models: list[str]) -> Path:
+    return _write_config(plan.work_dir / "judge_config.yaml", {
+        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
+        "baseline_model": plan.baseline, "model_list": models})
+
+
+def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, qids: list[Any], todo: list[str],
+                              common: list[str]) -> int | None:
+    """Steps 1 and 2 together when the judge's server shares no GPU with an answering one (overlap.py).
+
+    Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
+    """
+    from .cli import gen_answer
+    from .cli.common import require_entry
+    from .client import RetryPolicy
+    from .overlap import FollowingJudge, judge_fits_beside
+
+    entries = load_api_config(plan.api_file)
+    judged = [m for m in plan.models if m != plan.baseline
+              and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
+    if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
+        return None
+    say(f"== 1/3 answers: {', '.join(todo)}")
+    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, "
+        "as the answers come (the judge's GPUs are free of answer servers)")
+    judge_config = _judge_config(plan, judged)
+    answer_config = _write_config(plan.work_dir / "gen_answer_config.yaml",
+                                  {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
+    judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
+    follower = FollowingJudge(judge_config, judge, args.data_dir, RetryPolicy(),  # gen_judgment.py's defaults
+                              rejudge_missing=args.rejudge_missing, quiet=args.quiet)
+    thread = threading.Thread(target=follower.run, name="judge", daemon=True)
+    thread.start()
+    try:
+        code = run_cli(gen_answer.main, ["--setting-file", str(answer_config), *common])
+    except BaseException:
+        follower.cancel()
+        raise
+    finally:
+        follower.finish()
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:  # a second Ctrl-C while the judge winds down
+                follower.cancel()
+    if follower.error is not None:
+        raise follower.error
+    if code != 0:
+        say(f"run_eval: the answer step failed (exit {code}); rerun the same command to resume")
+        return code
+    if follower.exit_code != 0:
+        say(f"run_eval: the judgment step failed (exit {follower.exit_code}); rerun the same command to resume")
+        return follower.exit_code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli import gen_answer, gen_judgment, show_result
 
@@ -142,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))
     todo = [m for m in wanted if _missing_answers(plan.paths, m, qids)]
-    if not todo:
+    overlapped = False
+    if todo and not args.no_overlap:
+        code = _answer_and_judge_at_once(plan, args, qids, todo, common)
+        if code is not None and code != 0:
+            return code
+        overlapped = code == 0
+    if overlapped:
+        pass  # answered and judged at once
+    elif not todo:
         say(f"== 1/3 answers: all {len(wanted)} models have answered the {len(qids)} questions; skipped")
     else:
         say(f"== 1/3 answers: {', '.join(todo)}")
@@ -156,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     # 2. judgments
     todo = [m for m in plan.models if m != plan.baseline
             and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
-    judge_config = _write_config(plan.work_dir / "judge_config.yaml", {
-        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
-        "baseline_model": plan.baseline, "model_list": todo or [m for m in plan.models if m != plan.baseline]})
-    if not todo:
+    judge_config = _judge_config(plan, todo or [m for m in plan.models if m != plan.baseline])
+    if overlapped:
+        pass  # judged with the answers
+    elif not todo:
         say(f"== 2/3 judgments: {plan.judge} has judged every candidate; skipped")
     else:
         say(f"== 2/3 judgments by {plan.judge}: {', '.join(todo)} against {plan.baseline}")
