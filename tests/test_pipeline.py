@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import yaml
+from conftest import ROOT
 from gen_project import Project
 from test_servers import alive, free_port, managed, pids
 
 from arenajudge import pipeline
 from arenajudge.errors import run_cli
+from arenajudge.storage import load_judgment_file
 
 
 @pytest.fixture
@@ -169,3 +178,40 @@ def test_the_overlapped_schedule_writes_the_records_of_the_sequential_one(tmp_pa
                              for m in ("ckpt-a", "ckpt-b")}
     assert results["overlapped"] == results["sequential"]
     assert all(len(judged) == 6 for _, judged in results["sequential"].values())
+
+
+def test_an_overlapped_run_killed_midway_resumes_without_judging_anything_twice(project, capsys):
+    _overlap_setup(project, n=12, judge_gpus="1,2", answer_delay="0.3")
+    judged_a = project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl"
+    answers_b = project.bench_dir / "model_answer" / "ckpt-b.jsonl"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--models", "ckpt-a", "ckpt-b",
+                             "--judge", "judge"], cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (judged_a.exists() and judged_a.read_bytes().count(b"\n") >= 2):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not answers_b.exists() or answers_b.read_bytes().count(b"\n") < 12  # killed while answering
+    started = pids(project)  # pairs: a server, its worker
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in started[::2]):
+        time.sleep(0.05)
+    assert not any(alive(p) for p in started[::2])  # its servers follow it out (PR_SET_PDEATHSIG)
+    for pid in started[1::2]:  # their workers (not told by the kernel): cleaned up here, as in test_servers
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    judged = [project.bench_dir / "model_judgment" / "judge" / f"{m}.jsonl" for m in ("ckpt-a", "ckpt-b")]
+    kept = sum(len(load_judgment_file(path)) for path in judged if path.exists())  # a torn last line is not kept
+
+    assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
+    capsys.readouterr()
+    runs = project.records("runs.jsonl")
+    rerun = [r for r in runs if r["command"] == "gen_judgment"][-1]
+    assert kept >= 2 and rerun["skipped"] == kept and rerun["done"] == 24 - kept
+    for model in ("ckpt-a", "ckpt-b"):
+        lines = (project.bench_dir / "model_judgment" / "judge" / f"{model}.jsonl").read_text().splitlines()
+        assert [json.loads(line)["question_id"] for line in lines] == [f"q{i:03d}" for i in range(12)]
+        assert len(project.records(f"model_answer/{model}.jsonl")) == 12
