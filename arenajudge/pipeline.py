@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .config import _Keys, load_api_config, load_yaml
+from .config import _Keys, load_answer_config, load_api_config, load_yaml
 from .errors import UserError, run_cli
 from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
@@ -166,6 +166,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, qids: list[A
     judge_config = _judge_config(plan, judged)
     answer_config = _write_config(plan.work_dir / "gen_answer_config.yaml",
                                   {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
+    load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
     judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
     follower = FollowingJudge(judge_config, judge, args.data_dir, RetryPolicy(),  # gen_judgment.py's defaults
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
