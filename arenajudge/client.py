@@ -28,7 +28,6 @@ _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contai
 
 
 
-
 class FatalEndpointError(Exception):
     """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
 
