@@ -27,7 +27,6 @@ _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|co
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
 
 
-
 class FatalEndpointError(Exception):
     """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
 
