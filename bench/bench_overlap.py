@@ -70,14 +70,18 @@ def make_project(root: Path, n_questions: int, candidates: list[str], scale: flo
     return project
 
 
-def run_eval(project: Project, candidates: list[str], *extra: str) -> float:
+def run_eval(project: Project, candidates: list[str], *extra: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of run_eval.py and the servers it started)."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--models", *candidates,
-                           "--judge", "judge", *extra], cwd=project.root, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"run_eval.py failed ({proc.returncode}):\n{proc.stderr}")
-    return wall
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--models", *candidates,
+                                 "--judge", "judge", *extra], cwd=project.root, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # its reaped servers' CPU is included
+        wall = time.perf_counter() - start
+        if status != 0:
+            err.seek(0)
+            sys.exit(f"run_eval.py failed ({status}):\n{err.read().decode()}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def judge_busy_seconds(project: Project, candidates: list[str], scale: float) -> tuple[float, int]:
@@ -109,12 +113,12 @@ def main() -> None:
     candidates = [f"ckpt-{i + 1}" for i in range(args.candidates)]
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with tempfile.TemporaryDirectory() as tmp:
-        walls, projects = {}, {}
+        walls, cpus, projects = {}, {}, {}
         for schedule, extra in (("sequential", ("--no-overlap",)), ("overlapped", ())):
             root = Path(tmp) / schedule
             root.mkdir()
             projects[schedule] = make_project(root, args.questions, candidates, args.scale)
-            walls[schedule] = run_eval(projects[schedule], candidates, *extra)
+            walls[schedule], cpus[schedule] = run_eval(projects[schedule], candidates, *extra)
         bound, requests = judge_busy_seconds(projects["overlapped"], candidates, args.scale)
         same = records(projects["sequential"], candidates) == records(projects["overlapped"], candidates)
         runs = [json.loads(line) for line in (projects["overlapped"].bench_dir / "runs.jsonl").read_text().splitlines()]
@@ -122,9 +126,10 @@ def main() -> None:
 
     print(f"{args.candidates} candidates x {args.questions} questions: {args.candidates * args.questions} answers, "
           f"{requests} judge requests ({os.cpu_count()} cores; load average before {load_before}, after {load_after})")
-    print(f"sequential schedule (--no-overlap): {walls['sequential']:.1f} s")
-    print(f"overlapped (default):               {walls['overlapped']:.1f} s  "
-          f"(of which judging {runs[-1]['wall_seconds']:.1f} s)")
+    print(f"sequential schedule (--no-overlap): {walls['sequential']:.1f} s  (CPU with its servers: "
+          f"{cpus['sequential']:.1f} s)")
+    print(f"overlapped (default):               {walls['overlapped']:.1f} s  (CPU with its servers: "
+          f"{cpus['overlapped']:.1f} s; judging took {runs[-1]['wall_seconds']:.1f} s of it)")
     print(f"judge's own busy time (bound):      {bound:.1f} s")
     print(f"overlapped / sequential wall time: {walls['overlapped'] / walls['sequential']:.2f}  "
           f"(speed-up {walls['sequential'] / walls['overlapped']:.2f}x)")
