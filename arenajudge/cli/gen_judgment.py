@@ -10,21 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ModelClient
-from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
+from ..config import load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
+from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
-from ..provenance import (
-    Basis,
-    answer_fingerprint,
-    answer_fingerprints,
-    judge_settings_fingerprint,
-    question_fingerprints,
-)
 from ..servers import ServerSession
-from ..stale import move_aside
-from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
+from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
 from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
@@ -57,57 +50,6 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
     ids = sorted(str(q["question_id"]) for q in questions)
     chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
     return [q for q in questions if str(q["question_id"]) in chosen]
-
-
-def judgment_basis(config: JudgeConfig, questions: list[dict[str, Any]], baseline: dict[Any, dict[str, Any]],
-                   answers: dict[str, dict[Any, dict[str, Any]]], references: list[dict[Any, dict[str, Any]]]) -> Basis:
-    """What a stored judgment must have been made from to count as done in this run."""
-    assert config.baseline_model is not None
-    return Basis(
-        baseline=config.baseline_model,
-        questions=question_fingerprints(questions),
-        answers=answer_fingerprints({**answers, config.baseline_model: baseline}),
-        settings=judge_settings_fingerprint(config),
-        references={str(qid): answer_fingerprint(r) for qid, r in references[0].items()} if references else None,
-    )
-
-
-def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, Any]], basis: Basis,
-           rejudge_missing: bool, report: RunReport) -> set[Any]:
-    """Question ids already judged for this run; stale judgments of these questions are moved aside first."""
-    path = paths.judgment_file(judge, model)
-    repair_tail(path)
-    records = load_judgment_file(path) if path.exists() else []
-    wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = [], []
-    for record in records:
-        reason = basis.mismatch(record, model) if str(record["question_id"]) in wanted else None
-        if reason is None:
-            keep.append(record)
-        else:
-            stale.append((record, reason))
-    if stale:
-        move_aside(path, paths.replaced_file(path), keep, stale)
-        report.stale_where = str(paths.replaced_root)
-    done = {r["question_id"] for r in keep
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
-    report.stale += len({r["question_id"] for r, _ in stale} - done)
-    return done
-
-
-def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,
-                   answers: dict[str, dict[Any, dict[str, Any]]], baseline: dict[Any, dict[str, Any]],
-                   references: list[dict[Any, dict[str, Any]]]) -> JudgeItem:
-    """The work of judging `model` on `question`, with the provenance its record will carry."""
-    assert basis.questions is not None and config.baseline_model is not None
-    qid = question["question_id"]
-    refs = [r[qid] for r in references if qid in r]
-    provenance = {"judge_model_name": judge.model_name, "judge_settings": basis.settings,
-                  "question": basis.questions[str(qid)], "answer": basis.answers[model][str(qid)],
-                  "baseline_answer": basis.answers[config.baseline_model][str(qid)]}
-    if refs:
-        provenance["reference"] = answer_fingerprint(refs[0])
-    return JudgeItem(question, model, answers[model][qid], baseline[qid], refs, provenance)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError
+from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
 from ..sequential import PairDecision, outcome_table, pair_decision, question_order
 from ..servers import ServerSession
@@ -95,8 +96,6 @@ def pair_line(d: PairDecision, total: int) -> str:
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
-    from . import gen_judgment  # it imports this module for its flags
-
     models = check_flags(args)
     policy = retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
@@ -113,11 +112,11 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     # Stale judgments (another baseline, changed answers or settings) are moved aside first, exactly as a
     # full run does; what stays is every model's judgments by question, read once, then kept up to date
     # as records are written (a question judged again, with --rejudge-missing, keeps its last record).
-    basis = gen_judgment.judgment_basis(config, all_questions, baseline, answers, [])
+    basis = judgment_basis(config, all_questions, baseline, answers, [])
     judged: dict[str, dict[str, dict[str, Any]]] = {}
     done: dict[str, set[str]] = {}
     for model in models:
-        done[model] = {str(qid) for qid in gen_judgment.resume(paths, config.judge_model, model, questions, basis,
+        done[model] = {str(qid) for qid in resume(paths, config.judge_model, model, questions, basis,
                                                                 args.rejudge_missing, report)}
         path = paths.judgment_file(config.judge_model, model)
         judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                     if qid in done[model]:
                         report.skipped += 1
                         continue
-                    items.append(gen_judgment.judge_item_for(config, judge, basis, by_id[qid], model, answers,
+                    items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers,
                                                              baseline, []))
             if items:
                 part = await judge_batch(items)
