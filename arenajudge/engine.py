@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,7 +30,7 @@ Item = TypeVar("Item")
 class Lane(Generic[Item]):
     name: str
     client: ModelClient
-    items: list[Item]
+    items: list[Item] | AsyncIterable[Item]  # a stream: items come while the lane runs (overlap.py)
     work: Callable[[Item], Awaitable[dict[str, Any]]]
     write: Callable[[Item, dict[str, Any]], None]
     describe: Callable[[Item], str]
@@ -112,7 +112,7 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                 progress.set_postfix_str(f"{lane.client.usage.requests / max(elapsed, 1e-9):.1f} req/s", refresh=False)
 
     async with asyncio.TaskGroup() as group:
-        for item in lane.items:
+        async for item in _each(lane.items):
             await limit.acquire()
             if fatal.is_set():
                 limit.release()
@@ -120,10 +120,21 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             group.create_task(one(item))
 
 
+async def _each(items: list[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
+    if isinstance(items, list):
+        for item in items:
+            yield item
+    else:
+        async for item in items:
+            yield item
+
+
 async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = False) -> None:
-    total = sum(len(lane.items) for lane in lanes)
+    streaming = any(not isinstance(lane.items, list) for lane in lanes)  # no total known ahead
+    total = sum(len(lane.items) for lane in lanes if isinstance(lane.items, list))
     start = time.perf_counter()
-    with tqdm(total=total, disable=quiet or total == 0, unit="item", mininterval=0.5, file=sys.stderr,
+    with tqdm(total=None if streaming else total, disable=quiet or (total == 0 and not streaming), unit="item",
+              mininterval=0.5, file=sys.stderr,
               dynamic_ncols=True) as progress:
         try:
             await asyncio.gather(*(_run_lane(lane, report, progress) for lane in lanes))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ class Basis:
 
     baseline: str
     questions: dict[str, str] | None
-    answers: Mapping[str, Mapping[str, str]]
+    answers: MutableMapping[str, MutableMapping[str, str]]  # overlap.py adds answers as they arrive
     settings: str | None = None
     references: dict[str, str] | None = None  # question_id -> reference answer fingerprint
 
@@ -158,18 +158,30 @@ def mtbench_mismatch(record: dict[str, Any], basis: Basis) -> str | None:
     return None
 
 
-class _AnswerPrints(Mapping[str, str]):
+class _AnswerPrints(MutableMapping[str, str]):
     """One model's answer fingerprints by question_id (str), computed when first asked for:
-    boards over arena-hard-local's files (no provenance) never pay for them."""
+    boards over arena-hard-local's files (no provenance) never pay for them. A fingerprint set
+    directly (run_eval's overlapped judge, as answers arrive) replaces the record's."""
 
     def __init__(self, records: dict[Any, dict[str, Any]]) -> None:
-        self._records = {str(qid): r for qid, r in records.items()}
+        self._records: dict[str, dict[str, Any] | None] = {str(qid): r for qid, r in records.items()}
         self._prints: dict[str, str] = {}
 
     def __getitem__(self, qid: str) -> str:
         if qid not in self._prints:
-            self._prints[qid] = answer_fingerprint(self._records[qid])
+            record = self._records[qid]
+            if record is None:
+                raise KeyError(qid)
+            self._prints[qid] = answer_fingerprint(record)
         return self._prints[qid]
+
+    def __setitem__(self, qid: str, value: str) -> None:
+        self._records[qid] = None
+        self._prints[qid] = value
+
+    def __delitem__(self, qid: str) -> None:
+        del self._records[qid]
+        self._prints.pop(qid, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)
@@ -178,7 +190,7 @@ class _AnswerPrints(Mapping[str, str]):
         return len(self._records)
 
 
-def answer_fingerprints(answers: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, Mapping[str, str]]:
+def answer_fingerprints(answers: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, MutableMapping[str, str]]:
     return {model: _AnswerPrints(by_q) for model, by_q in answers.items()}
 
 

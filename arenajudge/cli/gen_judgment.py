@@ -10,22 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ModelClient
-from ..config import JudgeConfig, load_api_config, load_judge_config
+from ..config import load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
+from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
-from ..provenance import (
-    Basis,
-    answer_fingerprint,
-    answer_fingerprints,
-    judge_settings_fingerprint,
-    question_fingerprints,
-)
 from ..servers import ServerSession
-from ..stale import move_aside, split_stale
-from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
-from . import mtbench_judgment
+from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
+from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
@@ -41,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N",
                    help="judge only a fixed random sample of N questions (the same for every model and judge); "
                         "a later full run reuses these judgments and asks only for the rest")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--sample-seed", type=int, default=0,
+                   help="seed of --sample and of the question order of --until-decided (default: %(default)s)")
     p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
+    until_decided.add_flags(p)
     return p
 
 
@@ -57,38 +52,9 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
     return [q for q in questions if str(q["question_id"]) in chosen]
 
 
-def judgment_basis(config: JudgeConfig, questions: list[dict[str, Any]], baseline: dict[Any, dict[str, Any]],
-                   answers: dict[str, dict[Any, dict[str, Any]]], references: list[dict[Any, dict[str, Any]]]) -> Basis:
-    """What a stored judgment must have been made from to count as done in this run."""
-    assert config.baseline_model is not None
-    return Basis(
-        baseline=config.baseline_model,
-        questions=question_fingerprints(questions),
-        answers=answer_fingerprints({**answers, config.baseline_model: baseline}),
-        settings=judge_settings_fingerprint(config),
-        references={str(qid): answer_fingerprint(r) for qid, r in references[0].items()} if references else None,
-    )
-
-
-def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, Any]], basis: Basis,
-           rejudge_missing: bool, report: RunReport) -> set[Any]:
-    """Question ids already judged for this run; stale judgments of these questions are moved aside first."""
-    path = paths.judgment_file(judge, model)
-    repair_tail(path)
-    records = load_judgment_file(path) if path.exists() else []
-    wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = split_stale(records, lambda r: basis.mismatch(r, model) if str(r["question_id"]) in wanted else None)
-    if stale:
-        move_aside(path, paths.replaced_file(path), keep, stale)
-        report.stale_where = str(paths.replaced_root)
-    done = {r["question_id"] for r in keep
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
-    report.stale += len({r["question_id"] for r, _ in stale} - done)
-    return done
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    until_decided.check_unused(args)
     policy = retry_policy(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
@@ -99,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
+    if args.until_decided and config.mode is not None:
+        raise UserError(f"{args.setting_file}: key 'mode': --until-decided judges arena-hard pairs against a baseline, "
+                        "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
         return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
@@ -106,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
+    if args.until_decided:
+        return until_decided.run(args, config, judge, paths, questions, order, all_questions)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
@@ -122,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     basis = judgment_basis(config, all_questions, baseline, answers, references)
     done = {model: resume(paths, config.judge_model, model, questions, basis, args.rejudge_missing, report)
             for model in config.model_list}
-    made_from = {"judge_model_name": judge.model_name, "judge_settings": basis.settings}
     # Question-major order: the prompts of one question (same system prompt, question and, in
     # game 1, baseline answer first) reach the server together, which suits its prefix cache.
     items = []
@@ -131,14 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if q["question_id"] in done[model]:
                 report.skipped += 1
                 continue
-            qid = q["question_id"]
-            refs = [r[qid] for r in references if qid in r]
-            provenance = {**made_from, "question": basis.questions[str(qid)],  # type: ignore[index]
-                          "answer": basis.answers[model][str(qid)],
-                          "baseline_answer": basis.answers[config.baseline_model][str(qid)]}
-            if refs:
-                provenance["reference"] = answer_fingerprint(refs[0])
-            items.append(JudgeItem(q, model, answers[model][qid], baseline[qid], refs, provenance))
+            items.append(judge_item_for(config, judge, basis, q, model, answers, baseline, references))
 
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
