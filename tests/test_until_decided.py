@@ -3,6 +3,7 @@ against our stand-in judge server (what it sends, what it records, what show_res
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -331,3 +332,26 @@ def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, t
     assert pair["lower"] == pytest.approx(100 * (2 * lower[0, -1] - 1))
     assert pair["upper"] == pytest.approx(100 * (2 * upper[0, -1] - 1))
     assert f"({pair['lower']:+.1f}, {pair['upper']:+.1f})" in line
+
+
+def test_until_decided_moves_stale_judgments_aside_and_judges_them_again(project, capsys):
+    with FakeServer(Script(verdict=always_tie)) as server:
+        qs = _setup(project, server, n=20)
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10") == 0
+        first = len(server.chat_requests())
+        assert first == 20 * 2 * 2  # identical models are never decided without a margin: all judged
+        # the same judgments now claim another baseline: none of them may count for this run
+        live = project.root / "data" / "tbench" / "model_judgment" / "judge" / "m1.jsonl"
+        rows = [json.loads(x) for x in live.read_text().splitlines()]
+        live.write_text("".join(json.dumps({**r, "baseline": "other"}) + "\n" for r in rows))
+        capsys.readouterr()
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10") == 0
+        # m1's 20 stale judgments were judged again (2 games each); m2's still count
+        assert len(server.chat_requests()) == first + 20 * 2
+    archived = project.records("replaced_judgments/judge/m1.jsonl")
+    assert len(archived) == 20 and {r["baseline"] for r in archived} == {"other"}
+    assert {r["baseline"] for r in project.records("model_judgment/judge/m1.jsonl")} == {"base"}
+    assert all("provenance" in r for r in project.records("model_judgment/judge/m1.jsonl"))
+    [_, second] = project.records("runs.jsonl")
+    assert second["stale"] == 20
+    assert len(qs) == 20

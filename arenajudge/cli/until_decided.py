@@ -20,10 +20,11 @@ from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError
+from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
 from ..sequential import PairDecision, outcome_table, pair_decision, question_order
 from ..servers import ServerSession
-from ..storage import BenchPaths, load_judgment_file, repair_tail, sort_by_question
+from ..storage import BenchPaths, load_judgment_file, sort_by_question
 from .common import Appenders, require_answers, retry_policy
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
@@ -94,7 +95,7 @@ def pair_line(d: PairDecision, total: int) -> str:
 
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
-        questions: list[dict[str, Any]], order: list[Any]) -> int:
+        questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
     models = check_flags(args)
     policy = retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
@@ -107,23 +108,24 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     pairs = list(itertools.combinations(models, 2))
     alpha_pair = args.alpha / len(pairs)  # Bonferroni: all pairs right together with chance >= 1 - alpha
 
-    # every model's judgments by question: read once, then kept up to date as records are written
-    # (a question judged again, with --rejudge-missing, keeps its last record, as the file will)
+    report = RunReport()
+    # Stale judgments (another baseline, changed answers or settings) are moved aside first, exactly as a
+    # full run does; what stays is every model's judgments by question, read once, then kept up to date
+    # as records are written (a question judged again, with --rejudge-missing, keeps its last record).
+    basis = judgment_basis(config, all_questions, baseline, answers, [])
     judged: dict[str, dict[str, dict[str, Any]]] = {}
+    done: dict[str, set[str]] = {}
     for model in models:
+        done[model] = {str(qid) for qid in resume(paths, config.judge_model, model, questions, basis,
+                                                                args.rejudge_missing, report)}
         path = paths.judgment_file(config.judge_model, model)
-        repair_tail(path)
         judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
-    done = {m: {qid for qid, r in records.items()
-                if not (args.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
-            for m, records in judged.items()}
 
     def write(item: JudgeItem, record: dict[str, Any]) -> None:
         appenders.write(paths.judgment_file(config.judge_model, item.model), record)
         judged[item.model][str(item.question_id)] = record
 
     decisions: dict[tuple[str, str], PairDecision] = {}
-    report = RunReport()
     appenders = Appenders()
     covered = 0  # questions of judging_order looked at so far
 
@@ -151,8 +153,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                     if qid in done[model]:
                         report.skipped += 1
                         continue
-                    items.append(JudgeItem(by_id[qid], model, answers[model][by_id[qid]["question_id"]],
-                                           baseline[by_id[qid]["question_id"]], []))
+                    items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers,
+                                                             baseline, []))
             if items:
                 part = await judge_batch(items)
                 _merge(report, part)
