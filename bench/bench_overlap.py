@@ -53,7 +53,8 @@ def server(port: int, name: str, gpus: str, shape: dict[str, float], scale: floa
     env = {"FAKE_VLLM_CONCURRENCY": str(int(shape["concurrency"])),
            "FAKE_VLLM_PROMPT_TOKEN_SECONDS": str(shape["prompt"] * scale),
            "FAKE_VLLM_COMPLETION_TOKEN_SECONDS": str(shape["completion"] * scale),
-           "FAKE_VLLM_REPLY_TOKENS": str(int(shape["reply_tokens"]))}
+           "FAKE_VLLM_REPLY_TOKENS": str(int(shape["reply_tokens"])),
+           "FAKE_VLLM_CACHE_TOKENS": "0"}  # no simulated prefix cache: its CPU would compete with the client's
     return {"model_name": name, "endpoints": [{"api_base": f"http://127.0.0.1:{port}/v1"}], "parallel": parallel,
             "server": {"model": name, "command": FAKE, "gpus": gpus, "startup_timeout": 60, "env": env}}
 
