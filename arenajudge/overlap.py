@@ -96,7 +96,6 @@ class FollowingJudge:
     report: RunReport = field(default_factory=RunReport)
     error: BaseException | None = None
     answers_final: threading.Event = field(default_factory=threading.Event)
-    judged_first: float | None = None  # time.time() of the first judgment written (for tests and benches)
 
     def __post_init__(self) -> None:
         self.config: JudgeConfig = load_judge_config(self.config_file)
@@ -162,8 +161,6 @@ class FollowingJudge:
         client = ModelClient(self.judge, self.policy)
 
         def write(item: JudgeItem, record: dict[str, Any]) -> None:
-            if self.judged_first is None:
-                self.judged_first = record["tstamp"]
             appenders.write(self.paths.judgment_file(config.judge_model, item.model), record)
 
         lane: Lane[JudgeItem] = Lane(
