@@ -46,6 +46,8 @@ class RunReport:
     missing_verdicts: int = 0
     truncated: int = 0
     capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
+    stale: int = 0  # stored records that no longer matched what they were made from, moved aside and redone
+    stale_where: str = ""  # where the stale records went
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
@@ -61,7 +63,9 @@ class RunReport:
             f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {len(self.failures)} failed"
             + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
-            + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else ""),
+            + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
+            + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
+               f"moved to {self.stale_where} and done again)" if self.stale else ""),
             f"requests: {u.requests} ok, {u.retries} retried, {u.failed} failed; tokens in/out: "
             f"{u.prompt_tokens}/{u.completion_tokens}; {self.wall_seconds:.1f} s, {rate:.1f} requests/s",
         ]
@@ -153,6 +157,7 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "requests": u.requests, "retried": u.retries, "failed_requests": u.failed,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "capped_max_tokens": report.capped,
+        "stale": report.stale,
         "wall_seconds": round(report.wall_seconds, 3),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }

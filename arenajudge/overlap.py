@@ -28,9 +28,11 @@ from .client import ModelClient, RetryPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
 from .engine import Lane, RunReport, log_run, run_lanes
 from .errors import UserError
+from .judge_run import judge_item_for, judgment_basis, resume
 from .judging import JudgeItem, judge_item
+from .provenance import Basis, answer_fingerprint
 from .servers import ServerSession
-from .storage import BenchPaths, JsonlAppender, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
+from .storage import BenchPaths, JsonlAppender, load_answer_file, load_questions, sort_by_question
 
 POLL_SECONDS = 0.25  # how often the answer files are read for new records
 
@@ -173,22 +175,25 @@ class FollowingJudge:
         )
         await run_lanes([lane], self.report, quiet=self.quiet)
 
-    def _done(self) -> dict[str, set[Any]]:
-        done: dict[str, set[Any]] = {}
-        for model in self.config.model_list:
-            path = self.paths.judgment_file(self.config.judge_model, model)
-            repair_tail(path)
-            records = load_judgment_file(path) if path.exists() else []
-            done[model] = {r["question_id"] for r in records
-                           if not (self.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
-        return done
+    def _done(self) -> tuple[dict[str, set[Any]], Basis]:
+        """The judgments that count already (stale ones moved aside, as gen_judgment.py does), and the basis
+        that later answers are added to as they land."""
+        config = self.config
+        assert config.baseline_model is not None
+        on_disk = {m: load_answer_file(self.paths.answer_file(m)) if self.paths.answer_file(m).exists() else {}
+                   for m in dict.fromkeys([*config.model_list, config.baseline_model])}
+        basis = judgment_basis(config, self.questions, on_disk[config.baseline_model], on_disk, self.references)
+        done = {model: resume(self.paths, config.judge_model, model, self.questions, basis, self.rejudge_missing,
+                              self.report)
+                for model in config.model_list}
+        return done, basis
 
     async def _items(self) -> AsyncIterator[JudgeItem]:
         """Judge items as their answers appear, question-major within each read (as gen_judgment.py orders them)."""
         config = self.config
         baseline = config.baseline_model
         assert baseline is not None
-        done = self._done()
+        done, basis = self._done()
         self.report.skipped = sum(len(done[m] & {q["question_id"] for q in self.questions}) for m in done)
         tails = {m: AnswerTail(self.paths.answer_file(m)) for m in dict.fromkeys([*config.model_list, baseline])}
         answers: dict[str, dict[Any, dict[str, Any]]] = {m: {} for m in tails}
@@ -198,6 +203,7 @@ class FollowingJudge:
             for model, tail in tails.items():
                 for record in tail.read_new():
                     answers[model][record["question_id"]] = record
+                    basis.answers.setdefault(model, {})[str(record["question_id"])] = answer_fingerprint(record)
             for q in self.questions:
                 qid = q["question_id"]
                 base = answers[baseline].get(qid)
@@ -208,8 +214,7 @@ class FollowingJudge:
                     if answer is None or qid in done[model] or (model, qid) in sent:
                         continue
                     sent.add((model, qid))
-                    refs = [r[qid] for r in self.references if qid in r]
-                    yield JudgeItem(q, model, answer, base, refs)
+                    yield judge_item_for(config, self.judge, basis, q, model, answers, answers[baseline], self.references)
             if final:
                 return
             await asyncio.sleep(POLL_SECONDS)

@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
-from .config import _Keys, load_answer_config, load_api_config, load_yaml
+from .config import JudgeConfig, _Keys, load_answer_config, load_api_config, load_judge_config, load_yaml
 from .errors import UserError, run_cli
+from .judge_run import judgment_basis
+from .names import check_name
 from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
 PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
@@ -101,6 +103,7 @@ class Plan:
                             "run MT-Bench modes with gen_answer.py and gen_judgment.py")
         entries = load_api_config(self.api_file)
         for role, name in [*(("candidate", m) for m in self.models), ("baseline", self.baseline), ("judge", self.judge)]:
+            check_name(name, f"{role} name")
             if name not in entries:
                 raise UserError(f"{role} {name!r} has no entry in {self.api_file} (entries: {', '.join(sorted(entries))})")
         self.answer_raw = load_yaml(answer_file) if answer_file.exists() else dict(ANSWER_DEFAULTS)
@@ -118,12 +121,23 @@ def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
     return sum(1 for q in qids if q not in done)
 
 
-def _missing_judgments(paths: BenchPaths, judge: str, model: str, qids: list[Any], rejudge_missing: bool) -> int:
-    path = paths.judgment_file(judge, model)
+def _missing_judgments(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]],
+                       rejudge_missing: bool) -> int:
+    """Questions without a judgment that counts: none yet, or one made from other answers, baseline or settings."""
+    qids = [q["question_id"] for q in questions]
+    path = paths.judgment_file(config.judge_model, model)
     if not path.exists():
         return len(qids)
+    assert config.baseline_model is not None
+    # an answer not on disk (yet) leaves its judgment stale: it was made from an answer that is gone
+    answers = {m: load_answer_file(paths.answer_file(m)) if paths.answer_file(m).exists() else {}
+               for m in {model, config.baseline_model}}
+    references = ([load_answer_file(paths.reference_file(config.ref_model))]
+                  if config.reference and config.ref_model and paths.reference_file(config.ref_model).exists() else [])
+    basis = judgment_basis(config, questions, answers[config.baseline_model], {model: answers[model]}, references)
     done = {r["question_id"] for r in load_judgment_file(path)
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+            if basis.mismatch(r, model) is None
+            and not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
     return sum(1 for q in qids if q not in done)
 
 
@@ -144,7 +158,14 @@ def _judge_config(plan: Plan, models: list[str]) -> Path:
         "baseline_model": plan.baseline, "model_list": models})
 
 
-def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, qids: list[Any], todo: list[str],
+def _judgments_todo(plan: Plan, questions: list[dict[str, Any]], rejudge_missing: bool) -> list[str]:
+    """The candidates with a question not yet judged by a judgment that counts."""
+    candidates = [m for m in plan.models if m != plan.baseline]
+    config = load_judge_config(_judge_config(plan, candidates))
+    return [m for m in candidates if _missing_judgments(plan.paths, config, m, questions, rejudge_missing)]
+
+
+def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: list[dict[str, Any]], todo: list[str],
                               common: list[str]) -> int | None:
     """Steps 1 and 2 together when the judge's server shares no GPU with an answering one (overlap.py).
 
@@ -156,8 +177,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, qids: list[A
     from .overlap import FollowingJudge, judge_fits_beside
 
     entries = load_api_config(plan.api_file)
-    judged = [m for m in plan.models if m != plan.baseline
-              and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
+    judged = _judgments_todo(plan, questions, args.rejudge_missing)
     if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
         return None
     say(f"== 1/3 answers: {', '.join(todo)}")
@@ -200,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     plan = Plan(args)
-    qids = [q["question_id"] for q in load_questions(plan.paths.question_file)]
+    questions = load_questions(plan.paths.question_file)
+    qids = [q["question_id"] for q in questions]
     common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
 
     # 1. answers
@@ -208,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [m for m in wanted if _missing_answers(plan.paths, m, qids)]
     overlapped = False
     if todo and not args.no_overlap:
-        code = _answer_and_judge_at_once(plan, args, qids, todo, common)
+        code = _answer_and_judge_at_once(plan, args, questions, todo, common)
         if code is not None and code != 0:
             return code
         overlapped = code == 0
@@ -226,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
 
     # 2. judgments
-    todo = [m for m in plan.models if m != plan.baseline
-            and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
+    todo = _judgments_todo(plan, questions, args.rejudge_missing)
     judge_config = _judge_config(plan, todo or [m for m in plan.models if m != plan.baseline])
     if overlapped:
         pass  # judged with the answers
