@@ -27,6 +27,13 @@ _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|co
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
 
 
+# The client's platform headers (X-Stainless-OS, -Arch, -Runtime, ...) mean nothing to vLLM, and each
+# request copies and normalises every header several times: without them it costs ~50 us less CPU.
+_NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version", "X-Stainless-Async")}
+
+
 class FatalEndpointError(Exception):
     """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
 
@@ -116,7 +123,8 @@ class ModelClient:
             # our keep-alive transport (http_transport): the default one cost half the CPU per request
             tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
             client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                        timeout=self.policy.timeout, http_client=keep_alive_http_client(tls))
+                                        timeout=self.policy.timeout, http_client=keep_alive_http_client(tls),
+                                        default_headers=_NO_PLATFORM_HEADERS)
             self._slots.append(_Slot(client, ep.describe(), self.entry.parallel))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._free = asyncio.Condition()
