@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the games without a verdict (otherwise a judgment with a missing verdict counts as done)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--wait", action="store_true",
+                   help="if another run is writing the same answers or judgments, wait for it instead of stopping")
     return p
 
 
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     plan = Plan(args)
     qids = [q["question_id"] for q in load_questions(plan.paths.question_file)]
-    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
+    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else []) \
+        + (["--wait"] if args.wait else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))

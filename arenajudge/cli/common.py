@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..client import RetryPolicy
 from ..config import ModelEntry
+from ..engine import RunReport
 from ..errors import UserError
-from ..storage import BenchPaths, JsonlAppender, load_answer_file
+from ..storage import BenchPaths, JsonlAppender, WriteFailed, answer_problem, line_of, load_answer_file
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +22,9 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="retries per request on connection errors, timeouts, 429 and 5xx (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing the same files, wait for it to finish (then do what is left) "
+                             "instead of stopping at once")
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:
@@ -48,7 +53,26 @@ def require_answers(paths: BenchPaths, setting_file: Path, model: str, questions
     if absent:
         raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
                         f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    check_answer_texts(path, answers, [q["question_id"] for q in questions])
     return answers
+
+
+def check_answer_texts(path: Path, answers: dict[Any, dict[str, Any]], question_ids: list[Any]) -> None:
+    """Every answer to be judged has text in every turn (`content: null` would reach the judge as "None")."""
+    for qid in question_ids:
+        problem = answer_problem(answers[qid])
+        if problem is not None:
+            raise UserError(f"{path}:{line_of(path, qid)}: question {qid}: {problem}; "
+                            "delete this line and rerun gen_answer.py to answer it again")
+
+
+def finish_files(report: RunReport, steps: Iterable[Callable[[], None]]) -> None:
+    """Run the end-of-run file steps (sorts); a write error is reported in the summary, never a traceback."""
+    for step in steps:
+        try:
+            step()
+        except WriteFailed as exc:
+            report.stop_on_write_error(exc)
 
 
 class Appenders:

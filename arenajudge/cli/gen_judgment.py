@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..client import ModelClient
-from ..config import load_api_config, load_judge_config
+from .. import locks
+from ..client import ModelClient, RetryPolicy
+from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
-from ..judging import JudgeItem, judge_item
+from ..judging import JudgeItem, check_fillable, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
+from ..probe import probe_endpoints
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
 from . import mtbench_judgment
-from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
+from .common import Appenders, add_engine_flags, finish_files, require_answers, require_entry, retry_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         questions = sample_questions(questions, args.sample, args.sample_seed)
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
+        out = mtbench_judgment.judgment_file(paths, config.judge_model, config.mode)
+        with locks.hold([locks.mtbench_lock(out)], wait=args.wait):  # one writer per MT-Bench judgment file
+            return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
@@ -78,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
         references.append(load_answer_file(ref_path))
 
+    # one writer per bench and judge, from reading what is done to the final sort
+    with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):
+        return _run(args, policy, config, judge, paths, questions, order, baseline, answers, references)
+
+
+def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
+         questions: list[dict[str, Any]], order: list[Any], baseline: dict[Any, dict[str, Any]],
+         answers: dict[str, dict[Any, dict[str, Any]]], references: list[dict[Any, dict[str, Any]]]) -> int:
     report = RunReport()
     done: dict[str, set[Any]] = {}
     for model in config.model_list:
@@ -98,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             items.append(JudgeItem(q, model, answers[model][q["question_id"]], baseline[q["question_id"]], refs))
 
     items = order_judge_items(items, args.judge_order)
+    check_fillable(config, items)
     client = ModelClient(judge, policy)
     appenders = Appenders()
     lane: Lane[JudgeItem] = Lane(
@@ -110,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
+    probe_endpoints([judge] if items else [])
     try:
         with session.serving([judge] if items else []):
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
     finally:
         appenders.close()
-        for model in config.model_list:
-            sort_by_question(paths.judgment_file(config.judge_model, model), order)
+        finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
+                              for model in config.model_list])
         log_run(paths.runs_file, "gen_judgment", report,
                 {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
                  "bench": config.bench_name, "sample": args.sample, **session.log_fields()})

@@ -25,9 +25,10 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
+from ..probe import probe_endpoints
 from ..servers import ServerSession
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
-from .common import Appenders, require_answers
+from .common import Appenders, finish_files, require_answers
 
 
 def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]], key: str
@@ -102,12 +103,13 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     )
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
+    probe_endpoints([judge] if items else [])
     try:
         with session.serving([judge] if items else []):  # a managed judge server starts only when needed
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
     finally:
         appenders.close()
-        _sort(out, order)
+        finish_files(report, [lambda: _sort(out, order)])
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                           "models": config.model_list, "bench": config.bench_name,
                                                           **session.log_fields()})
