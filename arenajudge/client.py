@@ -29,6 +29,7 @@ _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contai
 
 
 POOL_SIZE = 8
+DEFAULT_TIMEOUT = 600.0  # seconds per request: room for a long answer from a busy server
 _JSON: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
 
 
@@ -59,7 +60,7 @@ class RetryPolicy:
     attempts: int = 6  # tries per request, the first included
     first_wait: float = 0.1  # seconds before the first retry; doubles each time, with jitter
     max_wait: float = 20.0
-    timeout: float = 600.0  # seconds per request
+    timeout: float | None = None  # seconds per request; None: the entry's `timeout`, else DEFAULT_TIMEOUT
     max_retry_after: float = 60.0  # a server's Retry-After (429, 503) is honoured up to this many seconds
 
 
@@ -140,6 +141,7 @@ class ModelClient:
 
     def __post_init__(self) -> None:
         self._slots = []
+        self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         for ep in self.entry.endpoints:
             # The HTTP pool scans all its connections on every request and response, so its CPU cost
             # per request grows with its size; pools of at most POOL_SIZE connections keep it small.
@@ -148,7 +150,7 @@ class ModelClient:
             for shard in range(shards):
                 capacity = self.entry.parallel // shards + (shard < self.entry.parallel % shards)
                 client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                            timeout=self.policy.timeout,
+                                            timeout=self.timeout,
                                             http_client=openai.DefaultAsyncHttpxClient(verify=tls))
                 self._slots.append(_Slot(client, ep.describe(), capacity))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
@@ -225,7 +227,7 @@ class ModelClient:
                     self.usage.failed += 1
                     raise RequestFailed(f"{slot.describe}: {self.last_error}") from None
             except (_BadReply, ValueError) as exc:  # ValueError: a body sent as JSON that does not parse
-                self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not valid JSON ({exc})")
+                self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not JSON ({exc})")
                 if attempt == self.policy.attempts:
                     self.usage.failed += 1
                     raise RequestFailed(f"{slot.describe}: {self.last_error}") from None

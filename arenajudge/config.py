@@ -162,6 +162,7 @@ class ModelEntry:
     parallel: int = 1
     system_prompt: str | None = None
     tokenizer: str | None = None
+    timeout: float | None = None  # seconds per request (None: --timeout, else 600)
     server: ServerSpec | None = None  # a server the tools start and stop (see servers.py)
     source: Path = Path("config/api_config.yaml")
 
@@ -217,10 +218,18 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             parallel=keys.positive_int("parallel", 1),
             system_prompt=keys.get("system_prompt", str, None),
             tokenizer=keys.get("tokenizer", str, None),
+            timeout=_positive_seconds(keys, "timeout"),
             server=server,
             source=path,
         )
     return entries
+
+
+def _positive_seconds(keys: _Keys, key: str) -> float | None:
+    value = keys.get(key, float, None)
+    if value is not None and value <= 0:
+        raise keys.fail(key, f"must be a positive number of seconds, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -299,7 +308,7 @@ def load_judge_config(path: Path) -> JudgeConfig:
     reference = keys.get("reference", bool, False)
     if mode is None:  # MT-Bench prompts are checked where they are loaded (mtbench.check_prompts)
         for i, t in enumerate(templates):
-            key = "prompt_template" if isinstance(template, str) else f"prompt_template[{i}]"
+            key = "prompt_template" if len(templates) == 1 else f"prompt_template[{i}]"
             where = f"{path}: key '{key}'"
             check_names(placeholders(t, where), ARENA_FIELDS, where,
                         "arena-hard judging fills {question_N}, {answer_N} and, with reference: true, {ref_answer_N}",

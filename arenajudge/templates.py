@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from .errors import UserError
 
 # arena-hard judging (judging.build_messages): question turns, the two answers' turns, reference turns
-ARENA_FIELDS = re.compile(r"question_[1-9]\d*|answer_[1-9]\d*|ref_answer_[1-9]\d*")
+ARENA_FIELDS = re.compile(r"question_[1-9]\d*|answer_[1-9]\d*")
 # MT-Bench judging (mtbench._fields and the prompt builders): per kind of prompt
 MTBENCH_FIELDS = {
     "single": re.compile(r"question(_[1-9]\d*)?|answer(_[1-9]\d*)?"),

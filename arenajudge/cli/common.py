@@ -20,7 +20,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
     parser.add_argument("--max-retries", type=int, default=5,
                         help="retries per request on connection errors, timeouts, 429 and 5xx (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per request, for every model (default: the api config entry's `timeout`, else 600)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing the same files, wait for it to finish (then do what is left) "
@@ -30,7 +31,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     return RetryPolicy(attempts=args.max_retries + 1, timeout=args.timeout)
 

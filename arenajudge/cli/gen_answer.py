@@ -77,13 +77,13 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
         lanes.append(Lane(name=entry.name, client=client, items=todo, work=work, write=write,
                           describe=lambda q, name=entry.name: f"{name} / question {q['question_id']}",
                           max_items=max(1, client.capacity // config.num_choices)))
+    probe_endpoints([lane.client.entry for lane in lanes if lane.items])
     print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
           f"({report.skipped} already answered" + (f"; {redo} stored without text, asked again" if redo else "") + ")",
           file=sys.stderr)
     # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
     session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
-    probe_endpoints([e for e in models if by_name[e.name].items])
     try:
         session.run_in_waves([e for e in models if by_name[e.name].items], lambda group: asyncio.run(
             run_lanes([by_name[e.name] for e in group], report, quiet=args.quiet)))

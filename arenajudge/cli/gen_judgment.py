@@ -121,10 +121,10 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
         describe=lambda item: f"{item.model} / question {item.question_id}",
         max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
     )
+    probe_endpoints([judge] if items else [])
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
-    probe_endpoints([judge] if items else [])
     try:
         with session.serving([judge] if items else []):
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))

@@ -101,9 +101,9 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         describe=_describe,
         max_items=client.capacity if single else client.capacity // 2 + 1,
     )
+    probe_endpoints([judge] if items else [])
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
-    probe_endpoints([judge] if items else [])
     try:
         with session.serving([judge] if items else []):  # a managed judge server starts only when needed
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
