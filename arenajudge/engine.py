@@ -146,7 +146,9 @@ async def _show_status(clients: list[ModelClient], progress: tqdm, since: float)
     that accepts requests and never answers shows up as requests in flight for a long time."""
     while True:
         await asyncio.sleep(STATUS_SECONDS)
-        progress.set_postfix_str("; ".join(_status(c, since) for c in clients), refresh=True)
+        named = len(clients) > 1
+        progress.set_postfix_str("; ".join((f"{c.entry.name}: " if named else "") + _status(c, since) for c in clients),
+                                 refresh=True)
 
 
 async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = False) -> None:
