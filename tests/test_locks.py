@@ -52,6 +52,18 @@ def test_a_second_judging_run_refuses_then_waits_and_does_only_what_is_left(proj
             assert "gen_judgment.py --quiet --sample 6" in line and str(lock_file.relative_to(project.root)) in line
             assert first.poll() is None  # the refusal came while the first run was still judging
 
+            # readers take no lock: show_result reads what is stored so far while the run goes on
+            judged = project.bench_dir / "model_judgment" / "judge"
+            while time.time() < deadline and not all(
+                    (judged / f"{m}.jsonl").exists() and (judged / f"{m}.jsonl").read_text().count("\n") >= 1
+                    for m in ("m1", "m2")):
+                time.sleep(0.05)
+            board = run_script("show_result.py", "--bench-name", project.bench, "--judge-name", "judge",
+                               "--baseline", "base", "--num-rounds", "5", cwd=project.root)
+            assert board.returncode == 0, board.stderr
+            assert "m1 " in board.stdout and "| score:" in board.stdout
+            assert first.poll() is None
+
             third = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet", "--wait"],
                                      cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             waiting = third.stderr.readline()
@@ -96,3 +108,27 @@ def test_answering_and_mt_bench_judging_refuse_while_another_process_holds_their
         proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         assert proc.returncode == 0, proc.stderr
         assert len(project.records("model_judgment/judge_single.jsonl")) == 2
+
+
+def test_run_eval_passes_wait_to_its_steps(project):
+    project.simple_questions(3)
+    paths = BenchPaths(project.bench, project.root / "data")
+    with FakeServer() as server:
+        project.write_api({m: entry(server.base_url, m) for m in ("cand", "base", "judge")})
+        project.write_judge_config(["cand"])
+        with locks.hold([locks.judgment_lock(paths, "judge")]):
+            refused = run_script("run_eval.py", "--quiet", "--models", "cand", cwd=project.root)
+            assert refused.returncode == 2 and f"held by process {os.getpid()} " in refused.stderr
+            assert "the judgment step failed (exit 2)" in refused.stderr
+            waiting = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--wait", "--models", "cand"],
+                                       cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.time() + 60
+            line = ""
+            while time.time() < deadline and not line.startswith("waiting for"):
+                line = waiting.stderr.readline()
+                assert line or waiting.poll() is None, "run_eval ended without waiting"
+            assert line.startswith(f"waiting for process {os.getpid()} (")
+        out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert len(project.records("model_judgment/judge/cand.jsonl")) == 3
+    assert any(line.startswith("cand ") and "| score:" in line for line in out.splitlines())
