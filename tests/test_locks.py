@@ -110,7 +110,7 @@ def test_answering_and_mt_bench_judging_refuse_while_another_process_holds_their
         assert len(project.records("model_judgment/judge_single.jsonl")) == 2
 
 
-def test_run_eval_passes_wait_to_its_steps(project):
+def test_run_eval_refuses_or_waits_for_the_judges_lock(project):
     project.simple_questions(3)
     paths = BenchPaths(project.bench, project.root / "data")
     with FakeServer() as server:
@@ -119,7 +119,6 @@ def test_run_eval_passes_wait_to_its_steps(project):
         with locks.hold([locks.judgment_lock(paths, "judge")]):
             refused = run_script("run_eval.py", "--quiet", "--models", "cand", cwd=project.root)
             assert refused.returncode == 2 and f"held by process {os.getpid()} " in refused.stderr
-            assert "the judgment step failed (exit 2)" in refused.stderr
             waiting = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--wait", "--models", "cand"],
                                        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             deadline = time.time() + 60

@@ -17,7 +17,9 @@ from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import run_cli
 from ..probe import probe_endpoints
+from ..provenance import question_fingerprints
 from ..servers import ServerSession
+from ..stale import move_aside
 from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
 from .common import Appenders, add_engine_flags, finish_files, require_entry, retry_policy
 
@@ -32,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer config (default: %(default)s)")
     add_engine_flags(p)
     return p
+
+
+def answers_another_text(record: dict[str, Any], question_fingerprint: str | None) -> bool:
+    """True when an answer we wrote was generated for another text of its question (reworded since).
+
+    Answers without provenance (arena-hard-local's) and answers to questions no longer in the
+    bench are left as they are."""
+    made = record.get("provenance")
+    return question_fingerprint is not None and isinstance(made, dict) and made.get("question") != question_fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, models: list[ModelEntry],
          paths: BenchPaths, questions: list[dict[str, Any]], order: list[Any]) -> int:
     report = RunReport()
+    fingerprints = question_fingerprints(questions)
     appenders = Appenders()
     lanes: list[Lane[Any]] = []
     redo = 0
@@ -60,6 +72,14 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
         path = paths.answer_file(entry.name)
         repair_tail(path)
         done = load_answer_file(path) if path.exists() else {}
+        stale = [r for qid, r in done.items() if answers_another_text(r, fingerprints.get(str(qid)))]
+        if stale:
+            for record in stale:
+                del done[record["question_id"]]
+            move_aside(path, paths.replaced_answer_file(entry.name), list(done.values()),
+                       [(r, "question_changed") for r in stale])
+            report.stale += len(stale)
+            report.stale_where = str(paths.replaced_answer_file(entry.name).parent)
         # a stored turn without text (written by another tool) is answered again; the new line wins
         broken = {qid for qid, record in done.items() if answer_problem(record) is not None}
         redo += len(broken)
