@@ -183,7 +183,7 @@ def test_dead_endpoint_is_found_before_the_run(project):
     proc = run_script("gen_answer.py", "--quiet", cwd=project.root)
     _one_line_error(proc, "api_config.yaml", "'cand.endpoints[0].api_base'", f"http://127.0.0.1:{port}/v1",
                     "nothing answers")
-    assert time.time() - start < 20
+    assert time.time() - start < 30  # not 5 retries for each of 50 questions
     assert not (project.bench_dir / "model_answer" / "cand.jsonl").exists()
 
 
@@ -202,14 +202,14 @@ def test_wrong_endpoint_path_is_found_before_the_run(project):
 
 def test_a_hanging_server_shows_in_the_progress_line(project):
     project.simple_questions(3)
-    with FakeServer(Script(hang_on=("",), hang_seconds=30)) as server:
+    with FakeServer(Script(hang_on=("",), hang_seconds=90)) as server:
         project.write_api({"cand": entry(server.base_url, "c", parallel=3, timeout=7)})  # the api config's timeout
         project.write_answer_config(["cand"])
         start = time.time()
         proc = run_script("gen_answer.py", "--max-retries", "0", cwd=project.root)
         took = time.time() - start
     _no_traceback(proc)
-    assert proc.returncode == 1 and 6.5 < took < 20
+    assert proc.returncode == 1 and 6.5 < took < 60
     assert "in flight 3 (oldest " in proc.stderr  # shown while nothing came back
     assert "failed: cand / question q000" in proc.stderr and "Timeout" in proc.stderr
     assert "answers: 0 done" in proc.stderr
@@ -217,12 +217,12 @@ def test_a_hanging_server_shows_in_the_progress_line(project):
 
 def test_timeout_flag_overrides_the_api_config(project):
     project.simple_questions(1)
-    with FakeServer(Script(hang_on=("",), hang_seconds=30)) as server:
+    with FakeServer(Script(hang_on=("",), hang_seconds=90)) as server:
         project.write_api({"cand": entry(server.base_url, "c", timeout=600)})
         project.write_answer_config(["cand"])
         start = time.time()
         proc = run_script("gen_answer.py", "--quiet", "--timeout", "1", "--max-retries", "0", cwd=project.root)
-    assert proc.returncode == 1 and "Timeout" in proc.stderr and time.time() - start < 15
+    assert proc.returncode == 1 and "Timeout" in proc.stderr and time.time() - start < 60
 
 
 # ---------------------------------------------------------------- templates
@@ -372,7 +372,7 @@ def test_a_sort_that_cannot_be_written_leaves_the_file_and_no_tmp(project):
 
 
 
-@pytest.mark.parametrize(("header", "cap", "low", "high"), [("3600", 1.5, 1.3, 4.0), ("date", 30.0, 1.0, 5.0)])
+@pytest.mark.parametrize(("header", "cap", "low", "high"), [("3600", 1.5, 1.3, 20.0), ("date", 30.0, 1.0, 20.0)])
 def test_retry_after_is_capped_and_read_as_seconds_or_a_date(tmp_path, header, cap, low, high):
     """The client itself (the cap of 60 s is RetryPolicy.max_retry_after; here lowered to keep the test short)."""
     value = header if header != "date" else email.utils.formatdate(time.time() + 3, usegmt=True)
