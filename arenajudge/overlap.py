@@ -15,6 +15,7 @@ The records are those gen_judgment.py writes for the same items.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 
 from .client import ModelClient, RetryPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
-from .engine import Lane, RunReport, log_run, run_lanes
+from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
 from .judge_run import judge_item_for, judgment_basis, resume
 from .judging import JudgeItem, judge_item
@@ -148,8 +149,8 @@ class FollowingJudge:
             for appender in appenders.values():
                 appender.close()
             order = [q["question_id"] for q in self.questions]
-            for model in config.model_list:
-                sort_by_question(paths.judgment_file(config.judge_model, model), order)
+            finish_files(self.report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, m),
+                                                         order) for m in config.model_list])
             log_run(paths.runs_file, "gen_judgment", self.report,
                     {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
                      "bench": config.bench_name, "sample": None, "overlapped_with_answers": True,

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..mtbench import (
     PairItem,
@@ -25,6 +25,7 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
+from ..probe import probe_endpoints
 from ..provenance import (
     Basis,
     answer_fingerprint,
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         describe=_describe,
         max_items=client.capacity if single else client.capacity // 2 + 1,
     )
+    probe_endpoints([judge] if items else [])
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged"
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
     finally:
         appenders.close()
-        _sort(out, order)
+        finish_files(report, [lambda: _sort(out, order)])
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                           "models": config.model_list, "bench": config.bench_name,
                                                           **session.log_fields()})

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
@@ -193,8 +194,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             asyncio.run(until_settled())
     finally:
         appenders.close()
-        for model in models:
-            sort_by_question(paths.judgment_file(config.judge_model, model), order)
+        finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
+                              for model in models])
         record = {"seed": args.sample_seed, "alpha": args.alpha, "margin": args.margin,
                   "min_questions": args.min_questions, "batch": args.batch, "weight": WEIGHT,
                   "questions": judging_order[:covered],
