@@ -45,7 +45,15 @@ class ContextOverflow(Exception):
 
 
 class RequestFailed(Exception):
-    """A request that still failed after its retries (or failed in a way retries cannot fix)."""
+    """A request that still failed after its retries (or failed in a way retries cannot fix).
+
+    `permanent`: a rerun of the same command cannot fix it either (the prompt does not fit the
+    context, or the server rejects the request as malformed).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ class ModelClient:
                     raise ContextOverflow(text) from None
                 if not _retriable(exc) or attempt == self.policy.attempts:
                     self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {text}") from None
+                    raise RequestFailed(f"{slot.describe}: {text}", permanent=not _retriable(exc)) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 if attempt == self.policy.attempts:
                     self.usage.failed += 1

@@ -40,3 +40,55 @@ def parse_verdict(text: str, pattern: re.Pattern[str]) -> tuple[str | None, bool
     if len(labels) == 1:
         return labels.pop(), True
     return None, bool(labels)
+
+
+# A label inside a verbatim copy of this many characters of our own prompt (around the label) is an echo.
+ECHO_CHARS = 40
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _copied_reach(ours: str, left: str, label: str, right: str) -> int:
+    """How many characters around `label` (left, then right) the reply shares verbatim with `ours`."""
+
+    def longest(fits: Any, limit: int) -> int:  # the property is monotone in the length: bisect
+        lo, hi = 0, limit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    if label not in ours:
+        return 0
+    k_left = longest(lambda k: left[len(left) - k:] + label in ours, len(left))
+    core = left[len(left) - k_left:] + label
+    k_right = longest(lambda k: core + right[:k] in ours, len(right))
+    return k_left + k_right
+
+
+def parse_own_verdict(text: str, pattern: re.Pattern[str], ours: str) -> tuple[str | None, bool]:
+    """parse_verdict over the judge's own words only: a label that sits in a passage copied from `ours`
+    (our system prompt, prompt and follow-up; at least ECHO_CHARS characters around the label) is an echo."""
+    squashed_ours = _squash(ours)
+    labels: set[str | None] = set()
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        left = _squash(text[max(0, start - 4 * ECHO_CHARS):start])
+        if text[max(0, start - 1):start].isspace():
+            left += " "
+        right = _squash(text[end:end + 4 * ECHO_CHARS])
+        if text[end:end + 1].isspace():
+            right = " " + right
+        if _copied_reach(squashed_ours, left, _squash(match.group(0)), right) >= ECHO_CHARS:
+            continue
+        groups = match.groups()  # as parse_verdict's findall: the first group, else the whole match
+        labels.add(label_from_judge((groups[0] or "") if groups else match.group(0)))
+    labels.discard(None)
+    if len(labels) == 1:
+        return labels.pop(), True
+    return None, bool(labels)

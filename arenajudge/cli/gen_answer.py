@@ -68,15 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
     session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
+    interrupted = False
     try:
         session.run_in_waves([e for e in models if by_name[e.name].items], lambda group: asyncio.run(
             run_lanes([by_name[e.name] for e in group], report, quiet=args.quiet)))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         for entry in models:
             sort_by_question(paths.answer_file(entry.name), order)
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
-                                                         **session.log_fields()})
+                                                         **session.log_fields()}, interrupted=interrupted)
     print(report.summary("answers"), file=sys.stderr)
     return 0 if report.ok else 1
 

@@ -102,15 +102,19 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     )
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged)", file=sys.stderr)
+    interrupted = False
     try:
         with session.serving([judge] if items else []):  # a managed judge server starts only when needed
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         _sort(out, order)
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                           "models": config.model_list, "bench": config.bench_name,
-                                                          **session.log_fields()})
+                                                          **session.log_fields()}, interrupted=interrupted)
     print(report.summary("judgments"), file=sys.stderr)
     return 0 if report.ok else 1
 
