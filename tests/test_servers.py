@@ -121,7 +121,7 @@ def test_server_block_is_typed_with_defaults_from_the_entry(tmp_path):
     assert spec.served_model_name == "Llama-3-70B-AWQ" and spec.gpus == ("2", "3")
     assert dict(spec.env)["CUDA_VISIBLE_DEVICES"] == "2,3"
     cmd = servers.vllm_command(spec)
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[:4] == [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve`, not deprecated
     for flag, value in [("--model", "/models/llama-70b-awq"), ("--served-model-name", "Llama-3-70B-AWQ"),
                         ("--port", "8010"), ("--quantization", "awq"), ("--tensor-parallel-size", "2"),
                         ("--max-model-len", "8192")]:
