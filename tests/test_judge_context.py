@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from conftest import ROOT
 from fake_openai import FakeServer, Script
 from fake_vllm import FakeVllm, prompt_text
@@ -20,6 +21,7 @@ from gen_project import Project, entry
 from arenajudge.cli import gen_answer, gen_judgment
 from arenajudge.errors import run_cli
 from arenajudge.judging import FOLLOW_UP
+from arenajudge.verdicts import parse_own_verdict
 
 LABELS_SYSTEM = (
     "Compare the two answers below and explain which one serves the user better.\n"
@@ -84,6 +86,24 @@ def test_a_verdict_in_the_judges_own_words_counts_even_in_the_instructed_form(pr
         assert len(server.chat_requests()) == 4  # no follow-ups
     for record in project.records("model_judgment/judge/m1.jsonl"):
         assert [g["score"] for g in record["games"]] == ["A>B", "A>B"]
+
+
+PROJECT_SYSTEM = yaml.safe_load((ROOT / "config" / "judge_config.yaml").read_text())["system_prompt"]
+
+
+@pytest.mark.parametrize(("reply", "label"), [
+    ("Verdict: [[B>A]]", "B>A"),  # the instructed form, in the judge's own reply
+    ("Assistant A is much better: [[A>>B]]", "A>>B"),
+    ("A answers, B does not. My verdict: [[A>B]]", "A>B"),
+    ('For example: "Verdict: [[B>A]]".', None),  # the system prompt's example line, copied
+    ("I see. For example: \"Verdict: [[B>A]]\"", None),
+    ("- Assistant A is much better: [[A>>B]]", None),  # a list item of the instructions
+    ("- Assistant A is much better: [[A>>B]]\n- Assistant A is a little better: [[A>B]]", None),
+])
+def test_labels_copied_from_the_system_prompt_are_echoes(reply, label):
+    ours = "\n".join([PROJECT_SYSTEM, "<|User Prompt|>\nWhat is 2+2?", FOLLOW_UP])
+    pattern = re.compile(r"\[(\[?[AB<>=ab]+\]?)\]")
+    assert parse_own_verdict(reply, pattern, ours)[0] == label
 
 
 # ---------------------------------------------------------------- the judge's context
