@@ -161,9 +161,11 @@ class ModelClient:
             slot.in_flight -= 1
             self._free.notify()
 
-    async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int) -> Reply:
+    async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                   extra_body: dict[str, Any] | None = None) -> Reply:
+        """One chat request; `extra_body` adds server-specific fields (e.g. vLLM's `structured_outputs`)."""
         body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
-                "max_tokens": max_tokens}
+                "max_tokens": max_tokens, **(extra_body or {})}
         # serialised once here: passed as `body`, the client would deep-copy the messages per attempt
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         wait = self.policy.first_wait

@@ -321,7 +321,7 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = ()  # added to the environment of the server process
     gpus: tuple[str, ...] | None = None  # CUDA_VISIBLE_DEVICES as a set; None: every GPU of the box
     startup_timeout: float = 1200.0  # seconds until /health and /v1/models answer
-    command: tuple[str, ...] | None = None  # default: this Python's `-m vllm.entrypoints.cli.main serve`
+    command: tuple[str, ...] | None = None  # default: this Python's vLLM server module (servers.py)
 
     @property
     def api_base(self) -> str:
@@ -429,7 +429,7 @@ def _server_spec(path: Path, name: str, entry_keys: _Keys, endpoints: list[Endpo
     if command is not None:
         if not command or not all(isinstance(c, str) and c for c in command):
             raise keys.fail("command", "expected a command line such as "
-                                       f"[/envs/vllm/bin/python, -m, vllm.entrypoints.cli.main, serve], got {command!r}")
+                                       f"[/envs/vllm/bin/python, -m, vllm.entrypoints.openai.api_server], got {command!r}")
     spec = ServerSpec(
         model=str(keys.get("model", (str, int, float), model_name)),
         served_model_name=served,
