@@ -168,8 +168,8 @@ def evaluated(smol, tmp_path_factory) -> dict[str, Any]:
         BASELINE: entry(BASELINE, free_port()),  # has answers on disk; never asked
     }))
     (root / "config" / "gen_answer_config.yaml").write_text(yaml.safe_dump(
-        {"bench_name": BENCH, "temperature": 0.0, "max_tokens": 96, "num_choices": 1, "model_list": ["smol"]}))
-    judge_config(root, ["smol"], "smol-judge")
+        {"bench_name": BENCH, "temperature": 0.0, "max_tokens": 64, "num_choices": 1, "model_list": ["smol"]}))
+    judge_config(root, ["smol"], "smol-judge", max_tokens=96)  # short, to keep CI's time
     started = time.time()
     done = run([str(ROOT / "run_eval.py"), "--quiet", "--models", "smol", "--judge", "smol-judge"], cwd=root)
     seconds = time.time() - started
@@ -379,11 +379,12 @@ def test_the_context_budget_on_real_counts(small_judge, tmp_path, capsys):
 def test_prefix_cache_hit_rate_on_real_judge_prompts_our_order_against_shuffled(small_judge, tmp_path, capsys):
     """Several models judged against one baseline on the same questions: in our order the prompts that share
     system prompt, question and baseline answer meet the server together."""
-    questions = real_bench(tmp_path, n=6)
+    questions = real_bench(tmp_path, n=4)
     bench = tmp_path / "data" / BENCH
-    # four "models": gpt-4-0314's answers cut at different places (distinct answers, same length class)
+    models = ["m1", "m2", "m3"]
+    # three "models": gpt-4-0314's answers cut at different places (distinct answers of about one length)
     source = {r["question_id"]: r for r in read_jsonl(bench / "model_answer" / f"{BASELINE}.jsonl")}
-    for i, name in enumerate(["m1", "m2", "m3", "m4"]):
+    for i, name in enumerate(models):
         rows = []
         for q in questions:
             r = json.loads(json.dumps(source[q["question_id"]]))
@@ -403,8 +404,8 @@ def test_prefix_cache_hit_rate_on_real_judge_prompts_our_order_against_shuffled(
         {"judge": {**entry("judge", small_judge["port"], parallel=4), "tokenizer": "counted-by-the-server"}}))
     rates = {}
     for order in ("shuffled", "question-major"):
-        judge_config(tmp_path, ["m1", "m2", "m3", "m4"], "judge", max_tokens=8)
-        for name in ("m1", "m2", "m3", "m4"):  # judge afresh in each order
+        judge_config(tmp_path, models, "judge", max_tokens=8)
+        for name in models:  # judge afresh in each order
             (bench / "model_judgment" / "judge" / f"{name}.jsonl").unlink(missing_ok=True)
         proc = run([str(ROOT / "gen_judgment.py"), "--quiet", "--judge-order", order], cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
