@@ -183,11 +183,15 @@ def test_run_eval_answers_and_judges_real_questions_with_a_real_model(evaluated,
     ids = [q["question_id"] for q in evaluated["questions"]]
     answers = read_jsonl(bench / "model_answer" / "smol.jsonl")
     assert [a["question_id"] for a in answers] == ids
+    words = []
     for a in answers:
         turn = a["choices"][0]["turns"][0]
-        # real text: words of letters, not gibberish tokens or an error
-        assert len(re.findall(r"[A-Za-z]{2,}", turn["content"])) >= 5, turn["content"]
+        assert turn["content"].strip()
         assert turn["usage"]["completion_tokens"] > 0 and turn["finish_reason"] in ("stop", "length")
+        words += re.findall(r"[A-Za-z]+", turn["content"].lower())
+    # real English, not gibberish: a small model may answer one question with "The answer is "No"" and
+    # another with a list of letters, but over a dozen answers the common words are there
+    assert len(words) >= 150 and sum(w in {"the", "a", "is", "of", "to", "and", "in"} for w in words) >= 0.05 * len(words)
     judgments = read_jsonl(bench / "model_judgment" / "smol-judge" / "smol.jsonl")
     assert [j["question_id"] for j in judgments] == ids
     games = [g for j in judgments for g in j["games"]]
