@@ -40,6 +40,8 @@ class BattleSet:
     battles: pd.DataFrame  # one row per battle copy: question_id, model_a, model_b, winner, judge, game
     games: Counter[str] = field(default_factory=Counter)  # model -> games read
     missing: Counter[str] = field(default_factory=Counter)  # model -> games with no verdict
+    invalid: Counter[str] = field(default_factory=Counter)  # model -> of those, scores outside the label set
+    invalid_example: str = ""  # the first such score, where it is
 
     @property
     def total_missing(self) -> int:
@@ -51,6 +53,14 @@ class BattleSet:
         per_model = ", ".join(f"{m}: {n}" for m, n in sorted(self.missing.items()) if n)
         return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict "
                 f"and were dropped ({per_model})")
+
+    def invalid_note(self) -> str | None:
+        """Scores that are neither a label nor null (a hand-edited or foreign file): said apart from null ones."""
+        total = sum(self.invalid.values())
+        if not total:
+            return None
+        return (f"note: {total} of those games have a score outside the labels {', '.join(LABELS)} "
+                f"(first: {self.invalid_example}); they count as no verdict")
 
 
 BATTLE_COLUMNS = ["question_id", "model_a", "model_b", "winner", "judge", "game"]
@@ -74,9 +84,14 @@ def battles_from_judgments(
             games = record["games"][:1] if first_game_only else record["games"][:2]
             for index, game in enumerate(games):
                 result.games[model] += 1
-                label = clean_label(game.get("score") if isinstance(game, dict) else None)
+                raw = game.get("score") if isinstance(game, dict) else game
+                label = clean_label(raw) if isinstance(game, dict) else None
                 if label is None:
                     result.missing[model] += 1
+                    if raw is not None:
+                        result.invalid[model] += 1
+                        result.invalid_example = result.invalid_example or (
+                            f"{raw!r} for {model}, question {record['question_id']}, game {index + 1}")
                     continue
                 winner, strong = outcome(label, index)
                 rows.append((record["question_id"], baseline, model, winner, judge, index + 1))

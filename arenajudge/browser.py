@@ -42,6 +42,8 @@ from pygments.util import ClassNotFound
 
 from .battles import battles_from_judgments, clean_label, outcome
 from .errors import UserError
+from .names import from_file_name
+from .provenance import board_basis, select_judgments, unverified_words
 from .rating import BootstrapUnit, rate
 from .report import BoardRow, format_line, leaderboard
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
@@ -208,7 +210,7 @@ def find_benches(data_dir: Path) -> list[str]:
     """Bench folders under the data root: those holding a question.jsonl."""
     if not data_dir.is_dir():
         return []
-    return sorted(p.parent.name for p in data_dir.glob("*/question.jsonl"))
+    return sorted(from_file_name(p.parent.name) for p in data_dir.glob("*/question.jsonl"))
 
 
 def load_bench(data_dir: Path, bench: str, judges: Iterable[str] | None = None) -> BenchData:
@@ -492,19 +494,24 @@ def compute_board(
     if not named and baseline not in data.answers and baseline not in judgments:
         return Board(header=f"No leaderboard for {judge} against {baseline}: it has no battles (no answers in "
                             f"{data.paths.answer_dir} and no judgments, so nothing was judged against it).")
+    # the same rule as show_result.py: current questions, this baseline, the answers on disk now
+    selection = select_judgments(judgments, board_basis(baseline, data.questions, data.answers))
+    judgments = selection.kept
+    notes = [note] if (note := selection.note(judge)) else []
     battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
     battles = battle_set.battles
     n_judgments = sum(len(r) for r in judgments.values())
     try:
         result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
     except UserError as exc:
-        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}")
+        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}", notes=notes)
     battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
     rows = leaderboard(result, baseline, data.answers, battle_counts=battle_counts,
                        games=dict(battle_set.games), missing=dict(battle_set.missing))
-    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}; baseline {baseline}; "
-              f"95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}")
-    notes = [note] if (note := battle_set.missing_note()) else []
+    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}"
+              + (f"; {unverified_words(selection.unverified)}" if selection.unverified else "")
+              + f"; baseline {baseline}; 95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}")
+    notes += [n for n in (battle_set.missing_note(), battle_set.invalid_note()) if n]
     for model in sorted(set(data.answers) - set(result.point.index)):
         notes.append(f"note: {model} has answers but no battles (not judged by {judge}?)")
     return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes)
