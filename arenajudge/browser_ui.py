@@ -9,10 +9,13 @@ component updates. User events are `.input`/`.submit`/`.click`/`.select` listene
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+# Gradio's telemetry and version check call out to the internet; set before the import, which reads it
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 import pandas as pd
 
@@ -235,7 +238,7 @@ class BrowserApp:
         def choices_of(update: Any) -> Any:
             return update.get("choices")
 
-        with gr.Blocks(title="arenajudge — battles browser") as demo:
+        with gr.Blocks(title="arenajudge — battles browser", analytics_enabled=False) as demo:
             gr.Markdown("## arenajudge · battles browser")
             with gr.Tab("Battles", id="battles"):
                 with gr.Row():

@@ -53,7 +53,15 @@ class ContextOverflow(Exception):
 
 
 class RequestFailed(Exception):
-    """A request that still failed after its retries (or failed in a way retries cannot fix)."""
+    """A request that still failed after its retries (or failed in a way retries cannot fix).
+
+    `permanent`: a rerun of the same command cannot fix it either (the prompt does not fit the
+    context, or the server rejects the request as malformed).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class _BadReply(Exception):
@@ -195,9 +203,11 @@ class ModelClient:
             slot.in_flight -= 1
             self._free.notify()
 
-    async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int) -> Reply:
+    async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                   extra_body: dict[str, Any] | None = None) -> Reply:
+        """One chat request; `extra_body` adds server-specific fields (e.g. vLLM's `structured_outputs`)."""
         body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
-                "max_tokens": max_tokens}
+                "max_tokens": max_tokens, **(extra_body or {})}
         # serialised once here: passed as `body`, the client would deep-copy the messages per attempt;
         # no per-request options (the client's default headers already say application/json: copied per attempt)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -222,7 +232,7 @@ class ModelClient:
                     raise ContextOverflow(text) from None
                 if not _retriable(exc) or attempt == self.policy.attempts:
                     self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {text}") from None
+                    raise RequestFailed(f"{slot.describe}: {text}", permanent=not _retriable(exc)) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 self.last_error = self.redact(_error_text(exc))
                 if attempt == self.policy.attempts:

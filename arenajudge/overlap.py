@@ -27,6 +27,7 @@ from typing import Any
 
 from .client import ModelClient, RetryPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
+from .context_budget import ContextBudget, wants_budget
 from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
 from .judge_run import judge_item_for, judgment_basis, resume
@@ -142,7 +143,7 @@ class FollowingJudge:
             with session.serving([self.judge]):
                 asyncio.run(self._judge(appenders))
         except asyncio.CancelledError:
-            self.report.fatal.append("interrupted; rerun the same command to resume")
+            self.report.interrupted = True
         except BaseException as exc:  # reported by the calling thread
             self.error = exc
         finally:
@@ -168,9 +169,10 @@ class FollowingJudge:
                 appenders[path] = JsonlAppender(path)
             appenders[path].write(record)
 
+        budget = ContextBudget(client, self.report) if wants_budget(self.judge) else None  # counted before sending
         lane: Lane[JudgeItem] = Lane(
             name=config.judge_model, client=client, items=self._items(),
-            work=lambda item: judge_item(client, config, item), write=write,
+            work=lambda item: judge_item(client, config, item, budget), write=write,
             describe=lambda item: f"{item.model} / question {item.question_id}",
             max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
         )

@@ -104,14 +104,18 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
     # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
     session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
+    interrupted = False
     try:
         session.run_in_waves([e for e in models if by_name[e.name].items], lambda group: asyncio.run(
             run_lanes([by_name[e.name] for e in group], report, quiet=args.quiet)))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         finish_files(report, [functools.partial(sort_by_question, paths.answer_file(e.name), order) for e in models])
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
-                                                         **session.log_fields()})
+                                                         **session.log_fields()}, interrupted=interrupted)
     print(report.summary("answers"), file=sys.stderr)
     return 0 if report.ok else 1
 

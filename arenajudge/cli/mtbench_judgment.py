@@ -141,15 +141,19 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
           f"({report.skipped} already judged"
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
           + ")", file=sys.stderr)
+    interrupted = False
     try:
         with session.serving([judge] if items else []):  # a managed judge server starts only when needed
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         finish_files(report, [lambda: _sort(out, order)])
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                           "models": config.model_list, "bench": config.bench_name,
-                                                          **session.log_fields()})
+                                                          **session.log_fields()}, interrupted=interrupted)
     print(report.summary("judgments"), file=sys.stderr)
     return 0 if report.ok else 1
 

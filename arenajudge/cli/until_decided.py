@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
+from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..judge_run import judge_item_for, judgment_basis, resume
@@ -137,14 +138,15 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
     async def judge_batch(items: list[JudgeItem]) -> RunReport:
         client = ModelClient(judge, policy)
+        batch_report = RunReport()
+        budget = ContextBudget(client, batch_report) if wants_budget(judge) else None  # counted before sending
         lane: Lane[JudgeItem] = Lane(
             name=config.judge_model, client=client, items=items,
-            work=lambda item: judge_item(client, config, item),
+            work=lambda item: judge_item(client, config, item, budget),
             write=write,
             describe=lambda item: f"{item.model} / question {item.question_id}",
             max_items=max(1, client.capacity // 2) + 1,
         )
-        batch_report = RunReport()
         await run_lanes([lane], batch_report, quiet=args.quiet)
         return batch_report
 
