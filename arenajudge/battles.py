@@ -40,6 +40,8 @@ class BattleSet:
     battles: pd.DataFrame  # one row per battle copy: question_id, model_a, model_b, winner, judge, game
     games: Counter[str] = field(default_factory=Counter)  # model -> games read
     missing: Counter[str] = field(default_factory=Counter)  # model -> games with no verdict
+    # model -> judgments left out whole (arena-hard-auto v2's rule: one game without a verdict drops both)
+    dropped_judgments: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_missing(self) -> int:
@@ -49,6 +51,10 @@ class BattleSet:
         if not self.total_missing:
             return None
         per_model = ", ".join(f"{m}: {n}" for m, n in sorted(self.missing.items()) if n)
+        if self.dropped_judgments:
+            dropped = sum(self.dropped_judgments.values())
+            return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict ({per_model}); "
+                    f"as arena-hard-auto v2 does, the {dropped} judgments holding them were dropped whole")
         return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict "
                 f"and were dropped ({per_model})")
 
@@ -63,8 +69,13 @@ def battles_from_judgments(
     *,
     weight: int = 3,
     first_game_only: bool = False,
+    whole_judgments: bool = False,
 ) -> BattleSet:
-    """Turn one judge's records ({model: [records]}) into battles against `baseline`."""
+    """Turn one judge's records ({model: [records]}) into battles against `baseline`.
+
+    With `whole_judgments` a judgment counts only when every game read has a verdict
+    (arena-hard-auto v2's rule); otherwise each game without a verdict is dropped alone.
+    """
     rows: list[tuple[Any, str, str, str, str, int]] = []
     repeats: list[int] = []
     result = BattleSet(battles=pd.DataFrame(columns=BATTLE_COLUMNS))
@@ -72,6 +83,12 @@ def battles_from_judgments(
         for record in records:
             model = record.get("model") or file_model
             games = record["games"][:1] if first_game_only else record["games"][:2]
+            labels = [clean_label(game.get("score") if isinstance(game, dict) else None) for game in games]
+            if whole_judgments and None in labels:
+                result.games[model] += len(games)
+                result.missing[model] += labels.count(None)
+                result.dropped_judgments[model] += 1
+                continue
             for index, game in enumerate(games):
                 result.games[model] += 1
                 label = clean_label(game.get("score") if isinstance(game, dict) else None)

@@ -4,6 +4,7 @@ file with inline SVG (no scripts, no CDN). One panel per board (overall, then ca
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 from .errors import UserError
@@ -53,10 +54,8 @@ def _write_png(path: Path, panels: list[Panel], axis_label: str) -> None:
 def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
     label_w, plot_w, row_h, top, bottom = 260, 420, 22, 30, 36
     height = top + row_h * len(rows) + bottom
-    lo = min(min(r.lower, r.score) for r in rows)
-    hi = max(max(r.upper, r.score) for r in rows)
-    pad = (hi - lo) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
+    ticks = nice_ticks(min(min(r.lower, r.score) for r in rows), max(max(r.upper, r.score) for r in rows))
+    lo, hi = ticks[0], ticks[-1]
 
     def x(v: float) -> float:
         return label_w + (v - lo) / (hi - lo) * plot_w
@@ -73,12 +72,23 @@ def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
                   f'<circle cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4" fill="#1f5fa8"><title>{html.escape(tip)}</title></circle>']
     axis_y = top + row_h * len(rows) + 4
     parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:.1f}</text>')
+    for v in ticks:
+        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:g}</text>')
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 30}" text-anchor="middle" fill="#555">'
                  f'{html.escape(axis_label)}</text></svg>')
     return "\n".join(parts)
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi], as matplotlib picks them."""
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1.0, hi + 1.0
+    raw = (hi - lo) / max(target - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    count = math.ceil((hi - first) / step - 1e-9)
+    return [round(first + k * step, 10) for k in range(count + 1)]
 
 
 def _html(panels: list[Panel], axis_label: str) -> str:

@@ -69,13 +69,13 @@ def leaderboard(
     return rows
 
 
-def format_line(row: BoardRow, decimal: int) -> str:
-    """The seed's exact line, so scripts that grep it keep working."""
+def format_line(row: BoardRow, decimal: int, ci_level: float = 95.0) -> str:
+    """The seed's exact line, so scripts that grep it keep working (the label follows --ci-level)."""
     score = round(row.score, decimal)
     interval = str((round(row.lower - row.score, decimal), round(row.upper - row.score, decimal)))
     if decimal == 0:
         score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
-    return f"{row.model : <50} | score: {score : ^5} | 95% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
+    return f"{row.model : <50} | score: {score : ^5} | {ci_level:g}% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
 
 
 def write_outputs(rows: list[BoardRow], directory: Path, stem: str, meta: dict[str, Any]) -> list[Path]:
@@ -93,6 +93,10 @@ def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> 
     csv_path = directory / f"{stem}.csv"
     _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
     frame = pd.DataFrame(records).drop(columns=["results"], errors="ignore")
+    for column in frame:  # counts absent for some rows (judge tokens) stay integers, not 1234.0
+        values = [r[column] for r in records if r.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[column] = frame[column].astype("Int64")
     _replace(csv_path, frame.to_csv(index=False))
     return [json_path, csv_path]
 

@@ -136,7 +136,7 @@ def test_single_grading_tables_are_exact(project, capsys):
     out = capsys.readouterr().out
     for header in ("First turn", "Second turn", "Average", "Per category"):
         assert f"########## {header} ##########" in out
-    assert "1 of 32 ratings could not be read" in out
+    assert "1 of 32 ratings had no verdict and were dropped" in out
     assert out.index("alpha") < out.index("beta")  # best first
     assert (project.root / "radar.png").stat().st_size > 10_000
 

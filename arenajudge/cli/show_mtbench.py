@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,11 @@ def show(args: argparse.Namespace) -> int:
         missing = tables["missing"]
         if not missing.empty:
             per_model = ", ".join(f"{m}: {n}" for m, n in missing["missing"].items())
-            print(f"note: {int(missing['missing'].sum())} of {len(records)} ratings could not be read and are "
-                  f"left out of the means ({per_model})")
+            print(f"note: {int(missing['missing'].sum())} of {len(records)} ratings had no verdict and were "
+                  f"dropped ({per_model})")
         if getattr(args, "plot", None):
-            radar_chart(tables["category"], Path(args.plot))
+            title = f"{args.bench_name}: mean rating per category, judge {args.judge_name}"
+            print(f"wrote {radar_chart(tables['category'], Path(args.plot), title)}", file=sys.stderr)
         return 0
 
     battles, missing_games = pair_battles(records)
@@ -99,7 +101,7 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def radar_chart(per_category: pd.DataFrame, out: Path) -> None:
+def radar_chart(per_category: pd.DataFrame, out: Path, title: str = "mean rating per category") -> Path:
     """One polygon per model over the categories (MT-Bench's usual picture), saved as PNG."""
     import matplotlib
 
@@ -120,6 +122,8 @@ def radar_chart(per_category: pd.DataFrame, out: Path) -> None:
     ax.set_xticklabels(categories)
     ax.set_ylim(0, 10)
     ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
+    ax.set_title(title, pad=24)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    return out

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the bootstrap resamples: 'battles' (the seed's way, narrower) or 'questions' "
                         "(all battles of a question together; the honest interval for decisions)")
     p.add_argument("--first-game-only", action="store_true", help="use only game 1 of each judgment")
+    p.add_argument("--ci-level", type=float, default=95.0, metavar="PERCENT",
+                   help="coverage of the printed intervals in percent (default: 95); arena-hard-auto v2 prints 90 "
+                        "(its 5th to 95th percentile)")
     p.add_argument("--output", action="store_true", help="write the leaderboard as JSON and CSV")
     p.add_argument("--output-dir", type=Path, default=Path("."), help="where --output writes (default: current dir)")
     p.add_argument("--judge-names", nargs="+", metavar="JUDGE",
@@ -90,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "difference) and is scored at length difference 0 (AlpacaEval 2's idea)")
     p.add_argument("--method", choices=("bt", "mean"), default="bt",
                    help="'bt': Bradley-Terry (default); 'mean': mean battle score vs the baseline with a "
-                        "bootstrap per model (arena-hard-auto v2)")
+                        "bootstrap per model, a judgment counted only when both games have a verdict "
+                        "(arena-hard-auto v2; add --ci-level 90 for its interval)")
     p.add_argument("--category", nargs="?", const="category", metavar="FIELD",
                    help="also print one board per value of this question field (default field: category; "
                         "e.g. --category cluster)")
@@ -141,6 +145,8 @@ def _check_baseline(baseline: str, judgments: dict[str, list[dict]], answers: di
 def _check_flags(args: argparse.Namespace) -> None:
     if args.load_bootstrap and not args.load_battles:
         raise UserError("--load-bootstrap needs --load-battles (the samples must match the battles)")
+    if not 0 < args.ci_level < 100:
+        raise UserError(f"--ci-level must be between 0 and 100 (a percentage), got {args.ci_level:g}")
     if args.num_rounds < 1:
         raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if args.weight < 1:
@@ -185,16 +191,18 @@ def _scoring_label(args: argparse.Namespace, features: list[str]) -> str | None:
     if args.length_controlled:
         return "length-controlled win rate (per-model length term, scored at equal length)"
     if args.method == "mean":
-        return "mean battle score vs the baseline, bootstrap per model"
+        return ("mean battle score vs the baseline, bootstrap per model, judgments with a game "
+                "without a verdict dropped whole (arena-hard-auto v2)")
     return None
 
 
 def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
     assert result.coefficients is not None and result.coefficient_samples is not None
-    lines = [title]
+    level = result.level
+    lines = [f"{title}; {level:g}% CI: bootstrap over {result.coefficient_unit}, {len(result.coefficient_samples)} rounds"]
     for name, value in result.coefficients.items():
-        lo, hi = np.percentile(result.coefficient_samples[name], [2.5, 97.5])
-        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | 95% CI: ({lo:+.3f}, {hi:+.3f})")
+        lo, hi = np.percentile(result.coefficient_samples[name], [(100 - level) / 2, (100 + level) / 2])
+        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | {level:g}% CI: ({lo:+.3f}, {hi:+.3f})")
     return lines
 
 
@@ -233,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
             _check_baseline(args.baseline, judgments, answers, paths)
             judgments_by_judge[judge] = judgments
         battle_sets = [battles_from_judgments(judgments, args.baseline, judge,
-                                              weight=args.weight, first_game_only=args.first_game_only)
+                                              weight=args.weight, first_game_only=args.first_game_only,
+                                              whole_judgments=args.method == "mean")
                        for judge, judgments in judgments_by_judge.items()]
         battle_set = battle_sets[0] if len(battle_sets) == 1 else BattleSet(
             battles=pd.concat([b.battles for b in battle_sets], ignore_index=True),
             games=sum((b.games for b in battle_sets), Counter()),
-            missing=sum((b.missing for b in battle_sets), Counter()))
+            missing=sum((b.missing for b in battle_sets), Counter()),
+            dropped_judgments=sum((b.dropped_judgments for b in battle_sets), Counter()))
         battles = battle_set.battles
         games, missing = dict(battle_set.games), dict(battle_set.missing)
         n_judgments = sum(len(r) for judgments in judgments_by_judge.values() for r in judgments.values())
@@ -249,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no battles: none of the judgments by {judge_label} has a verdict")
     if args.baseline not in set(battles["model_a"].unique()) | set(battles["model_b"].unique()):
         raise UserError(f"baseline {args.baseline!r} has no battles in {source.split(' from ')[1]}")
+    if args.compare:
+        show_decisions.check_compare(args, battles)
 
     # Style features per battle (standardised over all battles, then reused by every board).
     features: list[str] = []
@@ -267,17 +279,21 @@ def main(argv: list[str] | None = None) -> int:
 
     def score(subset: pd.DataFrame) -> RatingResult:
         options: dict[str, Any] = {"rounds": args.num_rounds, "seed": args.seed, "unit": args.bootstrap}
+        rated: RatingResult
         if features:
-            return rate_with_features(subset, args.baseline, features, **options)
-        if args.method == "mean":
-            return mean_scores(subset, args.baseline, **options)
-        return rate(subset, args.baseline, **options)
+            rated = rate_with_features(subset, args.baseline, features, **options)
+        elif args.method == "mean":
+            rated = mean_scores(subset, args.baseline, **options)
+        else:
+            rated = rate(subset, args.baseline, **options)
+        rated.level = args.ci_level
+        return rated
 
     plain = _scoring_label(args, features) is None
     result = score(scored_battles)
     if args.load_bootstrap:
         samples = _load_bootstrap(bootstrap_file, list(result.point.index))
-        result = RatingResult(point=result.point, samples=samples, unit="battles")
+        result = RatingResult(point=result.point, samples=samples, unit="battles", level=args.ci_level)
     else:
         if not args.load_battles:
             save_battles(battles, battles_file)
@@ -296,12 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     unit = "loaded from cache" if args.load_bootstrap else (
         f"bootstrap over {args.bootstrap}, {rounds} rounds, seed {args.seed}")
     label = _scoring_label(args, features)
-    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; 95% CI: {unit}"
+    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; {args.ci_level:g}% CI: {unit}"
           + (f"; score: {label}" if label else ""))
     for row in rows:
-        print(format_line(row, decimal))
-    for model in sorted(set(answers) - set(result.point.index)):
-        notes.append(f"note: {model} has answers but no battles (not judged by {judge_label}?)")
+        print(format_line(row, decimal, args.ci_level))
+    if unjudged := sorted(set(answers) - set(result.point.index)):
+        notes.append(unjudged_note(unjudged, judge_label))
     for note in notes:
         print(note)
 
@@ -379,7 +395,12 @@ def _extras(
     if category_of:
         qids = scored_battles["question_id"].astype(str)
         category = qids.map(category_of).fillna("(none)")
-        for value in sorted(category.unique()):
+        values = sorted(category.unique())
+        if len(values) == 1:  # one board per category would repeat the board above
+            lines.append(f"note: every judged question has {args.category} {values[0]!r}: "
+                         "its board is the board above")
+            values = []
+        for value in values:
             subset = scored_battles[(category == value).to_numpy()]
             if args.baseline not in set(subset["model_a"].unique()) | set(subset["model_b"].unique()):
                 lines.append(f"note: category {value!r} has no battles against the baseline")
@@ -388,7 +409,7 @@ def _extras(
             boards.append((value, category_rows))
             lines.append(f"## {args.category}: {value} ({subset['question_id'].nunique()} questions, "
                          f"{len(subset)} battles)")
-            lines += [format_line(row, decimal) for row in category_rows]
+            lines += [format_line(row, decimal, args.ci_level) for row in category_rows]
 
     if args.diagnostics:
         pooled: dict[str, diagnostics.ConsistencyRow] = {}
@@ -411,10 +432,19 @@ def _extras(
         intervals = {r.model: (r.lower, r.upper) for r in rows if r.model != args.baseline}
         share, pairs = diagnostics.separability(intervals)
         shown = "n/a" if np.isnan(share) else f"{100 * share:.1f}%"
-        lines.append(f"## separability: {shown} of {pairs} model pairs have non-overlapping 95% CIs (baseline excluded)")
+        lines.append(f"## separability: {shown} of {pairs} model pairs have non-overlapping {args.ci_level:g}% CIs "
+                     "(baseline excluded)")
         for row in rows:
             columns.setdefault(row.model, {})["separability"] = share
     return lines, boards, columns
+
+
+def unjudged_note(models: list[str], judge_label: str, shown: int = 3) -> str:
+    """One line for all models with answers but no battles (an answer folder often holds many)."""
+    if len(models) == 1:
+        return f"note: {models[0]} has answers but no battles (not judged by {judge_label}?)"
+    names = ", ".join(models[:shown]) + (f" and {len(models) - shown} more" if len(models) > shown else "")
+    return f"note: {len(models)} models have answers but no battles (not judged by {judge_label}?): {names}"
 
 
 def _records(boards: list[tuple[str, list[BoardRow]]], meta: dict[str, Any],
