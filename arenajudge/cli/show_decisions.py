@@ -131,6 +131,35 @@ def compare_section(args: argparse.Namespace, battles: pd.DataFrame, paths: Benc
     return lines, records, results
 
 
+def question_differences(args: argparse.Namespace, battles: pd.DataFrame, paths: BenchPaths, judge: str,
+                         results: list[PairResult], judgments: dict[str, list[dict[str, Any]]]) -> list:
+    """For the HTML report: per compared pair, the questions where the two differ most, with a prompt
+    excerpt, both models' verdicts by `judge` and a link into qa_browser.py."""
+    if not results:
+        return []
+    from ..browser import deep_link
+    from ..html_report import QuestionDiff
+
+    questions = {str(q["question_id"]): q for q in load_questions(paths.question_file)} if paths.question_file.exists() else {}
+    verdicts: dict[tuple[str, str], list[str | None]] = {}
+    for file_model, records in judgments.items():
+        for record in records:
+            verdicts[(record.get("model") or file_model, str(record["question_id"]))] = [
+                g.get("score") if isinstance(g, dict) else None for g in record["games"]]
+    out = []
+    for r in results:
+        rows = []
+        for qid, row in biggest_differences(battles, r.model_a, r.model_b, n=args.top_questions).iterrows():
+            text = " ".join(turn_text(questions[qid]["turns"][0]).split()) if qid in questions else ""
+            rows.append(QuestionDiff(
+                question_id=str(qid), diff=float(row["diff"]), excerpt=text[:160] + ("..." if len(text) > 160 else ""),
+                verdicts_a=verdicts.get((r.model_a, str(qid)), []), verdicts_b=verdicts.get((r.model_b, str(qid)), []),
+                link=deep_link(args.browser_url, bench=args.bench_name, judge=judge, model=r.model_b, question=qid,
+                               vs=r.model_a)))
+        out.append((r, rows))
+    return out
+
+
 def pair_markdown(results: list[PairResult]) -> str:
     lines = ["| comparison | difference | 95% CI | p | Holm p | significant |", "|---|---:|---|---:|---:|:---:|"]
     for r in results:

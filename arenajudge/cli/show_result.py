@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -104,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="also print the board as a markdown table (for a model card)")
     p.add_argument("--plot", type=Path, metavar="FILE",
                    help="draw scores with 95%% CIs (one panel per category): FILE.png or a self-contained FILE.html")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="also write one self-contained HTML page to share: the board and its interval, a CI chart, "
+                        "the boards per --category, the --compare results, judge diagnostics, the runs' cost and "
+                        "how it was made (no scripts, nothing loaded from the network)")
     p.add_argument("--mode", choices=("single", "pairwise-baseline", "pairwise-all"),
                    help="MT-Bench judgments (gen_judgment.py with `mode:`): 'single' prints the first-turn, "
                         "second-turn, average and per-category tables (radar chart with --plot FILE.png); the "
@@ -172,6 +177,8 @@ def _check_flags(args: argparse.Namespace) -> None:
     show_decisions.parse_weights(args.category_weights)
     if args.compare and args.load_battles:
         raise UserError("--compare reads judgments; it cannot be used with --load-battles")
+    if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--report {args.report}: the report is one HTML page, use a .html file name")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise UserError(f"--plot {args.plot}: unknown format {args.plot.suffix or '(none)'!r}, "
                         "use a .png or .html file name")
@@ -207,6 +214,7 @@ def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "")
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = "show_result.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.runs:
         print(show_decisions.runs_table(BenchPaths(args.bench_name, args.data_dir)))
@@ -327,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         extra_lines += show_decisions.projection_lines(battles, paths, args.baseline)
     if category_of and len(boards) > 2:
         extra_lines += show_decisions.combined_lines(args, battles, category_of)
-    pair_results = []
+    pair_results: list = []
+    compare_lines: list[str] = []
     if args.compare:
         compare_lines, compare_records, pair_results = show_decisions.compare_section(args, battles, paths, judges[0])
         extra_lines += compare_lines
@@ -344,6 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         axis = "Elo" if args.show_elo else f"win rate vs {args.baseline} (%)"
         print(f"wrote {write_plot(args.plot, boards, axis)}", file=sys.stderr)
+    if args.report is not None:
+        from .. import html_report  # here: only --report needs it
+
+        data = html_report.ReportData(
+            bench=args.bench_name, judge=judge_label, baseline=args.baseline,
+            interval=f"{args.ci_level:g}% CI: {unit}", scoring=label or "Bradley-Terry win rate against the baseline",
+            rows=rows, axis_label="Elo" if args.show_elo else f"win rate vs {args.baseline} (%)", decimal=decimal,
+            ci_level=args.ci_level, reference=next((r.score for r in rows if r.model == args.baseline), None),
+            notes=notes, categories=boards[1:], category_field=args.category or "category",
+            pairs=pair_results, compared=list(dict.fromkeys(args.compare or [])),
+            compare_interval=compare_lines[0].removeprefix("## ") if compare_lines else "",
+            differences=show_decisions.question_differences(args, battles, paths, judges[0], pair_results,
+                                                            judgments_by_judge.get(judges[0], {})),
+            consistency={judge: diagnostics.position_consistency(j) for judge, j in judgments_by_judge.items()},
+            runs=read_jsonl(paths.runs_file, allow_torn_tail=True) if paths.runs_file.exists() else [],
+            provenance={"command": command, "bench": args.bench_name, "judge": judge_label, "baseline": args.baseline,
+                        "scoring": label or "Bradley-Terry (arena-hard-auto)", "interval": f"{args.ci_level:g}% CI: {unit}",
+                        "weight of a strong verdict": str(args.weight), "bootstrap rounds": str(rounds),
+                        "seed": str(args.seed), "battles": source,
+                        "made": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
+            fingerprints=_fingerprints(paths, judges, [r.model for r in rows], battles_file if args.load_battles else None))
+        print(f"wrote {html_report.write_report(args.report, data)}", file=sys.stderr)
 
     if args.output:
         stem = f"arena_hard_leaderboard_{datetime.datetime.now():%Y%m%d}"
@@ -437,6 +468,20 @@ def _extras(
         for row in rows:
             columns.setdefault(row.model, {})["separability"] = share
     return lines, boards, columns
+
+
+def _fingerprints(paths: BenchPaths, judges: list[str], models: list[str], battles_file: Path | None
+                  ) -> list[tuple[str, str]]:
+    """SHA-256 prefixes of the files the board rests on: questions, answers and judgments (or the battles cache)."""
+    from ..html_report import fingerprint
+
+    files = [paths.question_file] if paths.question_file.exists() else []
+    files += [paths.answer_dir / f"{m}.jsonl" for m in models]
+    if battles_file is not None:
+        files.append(battles_file)
+    else:
+        files += [paths.judgment_dir(j) / f"{m}.jsonl" for j in judges for m in models]
+    return [(str(f), fingerprint(f)) for f in files if f.is_file()]
 
 
 def unjudged_note(models: list[str], judge_label: str, shown: int = 3) -> str:
