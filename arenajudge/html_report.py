@@ -13,7 +13,7 @@ from typing import Any
 
 from .compare import PairResult
 from .diagnostics import ConsistencyRow
-from .plots import nice_ticks
+from .plots import ci_chart
 from .report import BoardRow
 
 
@@ -96,42 +96,6 @@ def _board(data: ReportData, rows: list[BoardRow], section_id: str) -> str:
               f"{_fmt(r.lower, data.decimal)} to {_fmt(r.upper, data.decimal)}",
               str(r.avg_tokens), str(r.battles), str(r.missing)] for r in rows]
     return f'<div class="board" id="{section_id}">{_table(header, cells)}</div>'
-
-
-def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float | None) -> str:
-    """One row per model, best first: a point at the score, a bar over the interval, and the
-    baseline's score as a dashed line."""
-    label_w, plot_w, row_h, top, bottom = 280, 460, 24, 34, 40
-    height = top + row_h * len(rows) + bottom
-    values = [v for r in rows for v in (r.lower, r.upper, r.score)] + ([reference] if reference is not None else [])
-    ticks = nice_ticks(min(values), max(values))
-    lo, hi = ticks[0], ticks[-1]
-
-    def x(v: float) -> float:
-        return label_w + (v - lo) / (hi - lo) * plot_w
-
-    parts = [f'<svg class="ci-chart" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 30}" '
-             f'height="{height}" font-family="sans-serif" font-size="12" role="img">',
-             f'<text x="4" y="18" font-weight="bold">{_e(title)}</text>']
-    axis_y = top + row_h * len(rows) + 4
-    for v in ticks:
-        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" y2="{axis_y}" stroke="#eee"/>')
-        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:g}</text>')
-    if reference is not None:
-        parts.append(f'<line class="reference" x1="{x(reference):.1f}" x2="{x(reference):.1f}" y1="{top - 8}" '
-                     f'y2="{axis_y}" stroke="#c0392b" stroke-dasharray="4 3"/>')
-    for i, r in enumerate(rows):
-        cy = top + row_h * i + row_h / 2
-        tip = f"{r.model}: {r.score} ({r.lower} to {r.upper})"
-        parts += [f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{_e(r.model)}</text>',
-                  f'<line class="interval" x1="{x(r.lower):.1f}" x2="{x(r.upper):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
-                  'stroke="#7aa6d6" stroke-width="3"/>',
-                  f'<circle class="score" cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4.5" fill="#1f5fa8" '
-                  f'data-model="{_e(r.model)}"><title>{_e(tip)}</title></circle>']
-    parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
-    parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 32}" text-anchor="middle" fill="#555">'
-                 f'{_e(axis_label)}</text></svg>')
-    return "\n".join(parts)
 
 
 def _comparisons(data: ReportData) -> str:

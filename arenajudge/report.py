@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from .rating import RatingResult, win_rate
+from .rating import FeatureRatingResult, RatingResult, win_rate
 
 
 @dataclass
@@ -76,6 +77,24 @@ def format_line(row: BoardRow, decimal: int, ci_level: float = 95.0) -> str:
     if decimal == 0:
         score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
     return f"{row.model : <50} | score: {score : ^5} | {ci_level:g}% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
+
+
+def coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
+    assert result.coefficients is not None and result.coefficient_samples is not None
+    level = result.level
+    lines = [f"{title}; {level:g}% CI: bootstrap over {result.coefficient_unit}, {len(result.coefficient_samples)} rounds"]
+    for name, value in result.coefficients.items():
+        lo, hi = np.percentile(result.coefficient_samples[name], [(100 - level) / 2, (100 + level) / 2])
+        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | {level:g}% CI: ({lo:+.3f}, {hi:+.3f})")
+    return lines
+
+
+def unjudged_note(models: list[str], judge_label: str, shown: int = 3) -> str:
+    """One line for all models with answers but no battles (an answer folder often holds many)."""
+    if len(models) == 1:
+        return f"note: {models[0]} has answers but no battles (not judged by {judge_label}?)"
+    names = ", ".join(models[:shown]) + (f" and {len(models) - shown} more" if len(models) > shown else "")
+    return f"note: {len(models)} models have answers but no battles (not judged by {judge_label}?): {names}"
 
 
 def write_outputs(rows: list[BoardRow], directory: Path, stem: str, meta: dict[str, Any]) -> list[Path]:

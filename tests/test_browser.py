@@ -262,4 +262,6 @@ def test_command_serves_on_localhost_and_reports_what_it_loaded(served: Served, 
         os.killpg(process.pid, signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}" in stdout  # Gradio's own line: listening on this machine only
+    # Gradio's hint names its launch() argument; ours names the flag
+    assert "share=True" not in stdout and "restart with --share" in stdout
     assert f"{served.bench.bench}: 60 questions, 4 models, judges: {JUDGE}; loaded in" in stderr

@@ -21,7 +21,16 @@ from ..config import load_judge_config
 from ..errors import UserError, run_cli
 from ..plots import write_plot
 from ..rating import FeatureRatingResult, RatingResult, mean_scores, rate, rate_with_features
-from ..report import BoardRow, format_line, leaderboard, markdown_table, write_outputs, write_records
+from ..report import (
+    BoardRow,
+    coefficient_lines,
+    format_line,
+    leaderboard,
+    markdown_table,
+    unjudged_note,
+    write_outputs,
+    write_records,
+)
 from ..storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl
 from ..style import (
     LC_FEATURE_PREFIX,
@@ -201,16 +210,6 @@ def _scoring_label(args: argparse.Namespace, features: list[str]) -> str | None:
         return ("mean battle score vs the baseline, bootstrap per model, judgments with a game "
                 "without a verdict dropped whole (arena-hard-auto v2)")
     return None
-
-
-def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
-    assert result.coefficients is not None and result.coefficient_samples is not None
-    level = result.level
-    lines = [f"{title}; {level:g}% CI: bootstrap over {result.coefficient_unit}, {len(result.coefficient_samples)} rounds"]
-    for name, value in result.coefficients.items():
-        lo, hi = np.percentile(result.coefficient_samples[name], [(100 - level) / 2, (100 + level) / 2])
-        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | {level:g}% CI: ({lo:+.3f}, {hi:+.3f})")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,13 +411,13 @@ def _extras(
     decimal = 0 if args.show_elo else 1
 
     if isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.style_control:
-        lines += _coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
+        lines += coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
                                     "> 0: the judge favours the answer with more of it)", result)
         for name, value in result.coefficients.items():
             for row in rows:
                 columns.setdefault(row.model, {})[f"coef_{name}"] = float(value)
     elif isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.length_controlled:
-        lines += _coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
+        lines += coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
                                     "difference); > 0: the judge favours the longer answer)", result, LC_FEATURE_PREFIX)
         for name, value in result.coefficients.items():
             columns.setdefault(str(name).removeprefix(LC_FEATURE_PREFIX), {})["length_slope"] = float(value)
@@ -482,14 +481,6 @@ def _fingerprints(paths: BenchPaths, judges: list[str], models: list[str], battl
     else:
         files += [paths.judgment_dir(j) / f"{m}.jsonl" for j in judges for m in models]
     return [(str(f), fingerprint(f)) for f in files if f.is_file()]
-
-
-def unjudged_note(models: list[str], judge_label: str, shown: int = 3) -> str:
-    """One line for all models with answers but no battles (an answer folder often holds many)."""
-    if len(models) == 1:
-        return f"note: {models[0]} has answers but no battles (not judged by {judge_label}?)"
-    names = ", ".join(models[:shown]) + (f" and {len(models) - shown} more" if len(models) > shown else "")
-    return f"note: {len(models)} models have answers but no battles (not judged by {judge_label}?): {names}"
 
 
 def _records(boards: list[tuple[str, list[BoardRow]]], meta: dict[str, Any],
