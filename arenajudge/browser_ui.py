@@ -403,7 +403,7 @@ class BrowserApp:
             # so the new question replaces the old one without a flash.
             instant: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
             for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
-                control.input(refresh, control_inputs, everything).then(None, url_inputs, None, js=URL_JS)
+                control.input(refresh, control_inputs, everything, **instant).then(None, url_inputs, None, js=URL_JS)
             # Typing filters as you go; Enter and leaving the box apply it too (Gradio sends no input event
             # when a selection is deleted, e.g. Ctrl+A then Backspace).
             search_box.input(refresh, control_inputs, everything, trigger_mode="always_last").then(
