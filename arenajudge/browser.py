@@ -623,6 +623,10 @@ class BenchCache:
         self._loaded: dict[str, BenchData] = {}
         self._lock = threading.Lock()
 
+    def exists(self, bench: str) -> bool:
+        """Whether `bench` is a bench folder found under the data directory (a query value is never a path)."""
+        return bench in self._loaded or bench in find_benches(self.data_dir)
+
     def get(self, bench: str) -> BenchData:
         with self._lock:
             if bench not in self._loaded:

@@ -83,8 +83,7 @@ class BrowserApp:
         """Turn requested values into a valid Selection; notes say what was asked for but not found."""
         notes: list[str] = []
         bench_name = bench or self.defaults.bench
-        if bench_name != self.defaults.bench and bench_name not in self.benches():
-            # only benches found on disk are opened: a query value is never used as a path
+        if bench_name != self.defaults.bench and not self.cache.exists(bench_name):
             notes.append(f"No bench {bench_name!r} under the data directory.")
             bench_name = self.defaults.bench
         try:

@@ -139,6 +139,7 @@ def test_single_grading_tables_are_exact(project, capsys):
     assert "1 of 32 ratings had no verdict and were dropped" in out
     assert out.index("alpha") < out.index("beta")  # best first
     assert (project.root / "radar.png").stat().st_size > 10_000
+    assert f"wrote {project.root / 'radar.png'}" in capsys.readouterr().err
 
 
 def test_rerun_skips_and_rejudge_missing_retries_only_those(project):

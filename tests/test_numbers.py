@@ -194,3 +194,19 @@ def test_runs_table_is_compact(tmp_path):
     assert max(len(line) for line in lines) <= 160
     assert "servers" not in lines[0] and "cache_hit_rate" not in lines[0] and "judge" not in lines[0]
     assert "2026-11-24 08:01" in lines[2] and "prompt_tokens" in lines[0]
+
+
+def test_projection_says_what_its_half_width_measures(tmp_path):
+    from arenajudge.battles import battles_from_judgments
+    from arenajudge.cli.show_decisions import projection_lines
+
+    sb = make_bench(tmp_path / "data", n_questions=40, n_models=2)
+    paths = BenchPaths(sb.bench, tmp_path / "data")
+    judgments = {m: [r for r in records if r["question_id"] in sb.question_ids[:10]]
+                 for m, records in load_judgments(paths, "judge-a").items()}
+    battles = battles_from_judgments(judgments, sb.baseline, "judge-a").battles
+    header, *rows = projection_lines(battles, paths, sb.baseline)
+    assert header.startswith("## projected 95% CI half-width with all 40 questions (now 10 judged): 1.96 x the "
+                             "standard error of each model's mean battle outcome per question")
+    assert "like --bootstrap questions, so it is wider than a board interval from the bootstrap over battles" in header
+    assert len(rows) == 2 and all(" | now: ±" in row for row in rows)
