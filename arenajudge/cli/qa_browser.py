@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # Gradio's own hint says "set `share=True` in `launch()`", which is not how this command is used:
     # its lines pass through, that one is replaced by ours.
+    if not args.share:  # before launch: the server answers before launch() returns
+        print("* To publish a temporary public link (gradio.live), restart with --share", flush=True)
     with contextlib.redirect_stdout(_WithoutShareHint(sys.stdout)):
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=THEME_CSS,
                     prevent_thread_lock=True)
-    if not args.share:
-        print("* To publish a temporary public link (gradio.live), restart with --share", flush=True)
     demo.block_thread()
     return 0
 
