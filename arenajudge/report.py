@@ -132,11 +132,11 @@ def _cell(row: BoardRow, decimal: int) -> str:
     return f"{fmt.format(row.score)} ({fmt_signed.format(row.lower - row.score)}, {fmt_signed.format(row.upper - row.score)})"
 
 
-def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int) -> str:
+def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int, ci_level: float = 95.0) -> str:
     """A model-card table: one row per model of the first board, its score with the 95% CI
     offsets, average tokens, then one score column per further board (e.g. categories)."""
     (first_title, first_rows), *others = boards
-    columns = ["Model", f"{first_title} (95% CI)", "Avg #tokens", *(title for title, _ in others)]
+    columns = ["Model", f"{first_title} ({ci_level:g}% CI)", "Avg #tokens", *(title for title, _ in others)]
     lookup = [{r.model: r for r in rows} for _, rows in others]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", "---:", "---:", *["---:"] * len(others)]) + "|"]
     fmt = f"{{:.{decimal}f}}"

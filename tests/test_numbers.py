@@ -56,7 +56,7 @@ def test_method_mean_follows_v2_and_ci_level_sets_the_interval(tmp_path):
     sb = make_bench(tmp_path / "data", n_questions=80, n_models=3, missing_rate=0.1, seed=4)
     common = ("--judge-name", "judge-a", "--baseline", sb.baseline, "--method", "mean", "--num-rounds", "200")
     proc95 = run_script("show_result.py", *common, cwd=tmp_path)
-    proc90 = run_script("show_result.py", *common, "--ci-level", "90", cwd=tmp_path)
+    proc90 = run_script("show_result.py", *common, "--ci-level", "90", "--markdown", cwd=tmp_path)
     assert proc95.returncode == 0 and proc90.returncode == 0, proc95.stderr + proc90.stderr
     header95, header90 = proc95.stdout.splitlines()[0], proc90.stdout.splitlines()[0]
     assert "; 95% CI: bootstrap over battles" in header95 and "; 90% CI: bootstrap over battles" in header90
@@ -70,6 +70,7 @@ def test_method_mean_follows_v2_and_ci_level_sets_the_interval(tmp_path):
         assert board95[model][1] <= board90[model][1] < 0 < board90[model][2] <= board95[model][2]
         assert (board90[model][1], board90[model][2]) != (board95[model][1], board95[model][2])
     assert all(LINE.match(line)["level"] == "90" for line in proc90.stdout.splitlines() if LINE.match(line))
+    assert "| Model | overall (90% CI) | Avg #tokens |" in proc90.stdout
     dropped = sum(1 for records in judgments.values() for r in records if None in [g["score"] for g in r["games"]])
     assert re.search(rf"as arena-hard-auto v2 does, the {dropped} judgments holding them were dropped whole", proc95.stdout)
     # the Bradley-Terry board keeps dropping single games, and its default output keeps the seed's label

@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode is not None or args.bench_name == "mt_bench":
         from . import show_mtbench  # imported here: it brings the openai client, which boards never need
 
+        if args.report is not None:
+            raise UserError("--report is written for Arena-Hard boards; MT-Bench judgments print their tables only")
         return show_mtbench.show(args)
     judges = list(args.judge_names or [args.judge_name])
     judge_label = ", ".join(judges)
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.markdown:
         print()
-        print(markdown_table(boards, decimal))
+        print(markdown_table(boards, decimal, args.ci_level))
         if pair_results:
             print()
             print(show_decisions.pair_markdown(pair_results))
