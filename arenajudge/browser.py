@@ -471,6 +471,7 @@ class Board:
     interval: str = ""  # what the intervals are, e.g. "95% CI: bootstrap over battles, 100 rounds, seed 42"
     baseline: str = ""
     extra: list[str] = field(default_factory=list)  # sections after the board (style coefficients)
+    style: list[str] = field(default_factory=list)  # style features the scores are controlled for
 
     def ci_svg(self) -> str:
         """The chart people expect: one row per model, best first, a point and its interval bar,
@@ -478,7 +479,8 @@ class Board:
         if not self.rows:
             return ""
         base = next((r.score for r in self.rows if r.model == self.baseline), None)
-        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"Win rate with {self.interval}", base)
+        what = f"Win rate at equal style ({', '.join(self.style)})" if self.style else "Win rate"
+        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([
@@ -527,6 +529,7 @@ def compute_board(
     n_judgments = sum(len(r) for r in judgments.values())
     extra: list[str] = []
     label = ""
+    features: list[str] = []
     try:
         if style:
             from .style import StyleCache, add_style_features, answer_styles, parse_style_groups
@@ -553,7 +556,7 @@ def compute_board(
     if unjudged := sorted(set(data.answers) - set(result.point.index)):
         notes.append(unjudged_note(unjudged, judge))
     return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes,
-                 interval=interval, baseline=baseline, extra=extra)
+                 interval=interval, baseline=baseline, extra=extra, style=features)
 
 
 def compare_section(data: BenchData, judge: str, baseline: str, models: list[str], *, weight: int = 3,
@@ -602,11 +605,19 @@ def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
 DEEP_LINK_KEYS = ("bench", "judge", "model", "question", "vs")
 
 
-def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None) -> str:
-    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`)."""
+def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None,
+              category: str | None = None, verdict_filter: str | None = None, search: str | None = None) -> str:
+    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`),
+    with the question list filtered by category, verdict filter and search text when given."""
     params = {"bench": bench, "judge": judge, "model": model, "question": question}
     if vs:
         params["vs"] = vs
+    if category:
+        params["category"] = category
+    if verdict_filter and verdict_filter != "all":
+        params["filter"] = verdict_filter
+    if search:
+        params["search"] = search
     return f"{base_url.split('?')[0]}?{urlencode(params)}"
 
 

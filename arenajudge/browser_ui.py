@@ -215,7 +215,8 @@ class BrowserApp:
             return [gr.update(value=""), "No question matches.", notes_md, *answers_blank, *vs_blank, *games_blank,
                     gr.update(visible=bool(vs)), *games_blank]
         question = data.question_by_id[qid]
-        link = deep_link("", bench=data.bench, judge=judge or "", model=model or "", question=qid, vs=vs)
+        link = deep_link("", bench=data.bench, judge=judge or "", model=model or "", question=qid, vs=vs,
+                         category=selection.category, verdict_filter=selection.verdict_filter, search=selection.search)
         header = (f"### Question `{qid}`\ncategory: **{question.get('category', '—')}**"
                   + (f" · cluster: **{question['cluster']}**" if question.get("cluster") else "")
                   + f" · [link to this view]({link})")
@@ -419,10 +420,13 @@ class BrowserApp:
                 None, url_inputs, None, js=URL_JS)
             board_outputs = [board_header, board_lines, board_table, board_chart, counts_table]
             board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio, style_box]
-            board_tab.select(on_board, board_inputs, board_outputs)
-            refresh_btn.click(on_board, board_inputs, board_outputs)
-            unit_radio.input(on_board, board_inputs, board_outputs)
-            style_box.input(on_board, board_inputs, board_outputs)
+            # one at a time, in the order asked: a late reply to opening the tab must not overwrite the board
+            # of a choice made since
+            serial: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "aj-board"}
+            board_tab.select(on_board, board_inputs, board_outputs, **serial)
+            refresh_btn.click(on_board, board_inputs, board_outputs, **serial)
+            unit_radio.input(on_board, board_inputs, board_outputs, **serial)
+            style_box.input(on_board, board_inputs, board_outputs, **serial)
             compare_btn.click(on_compare, [bench_dd, judge_dd, baseline_dd, compare_dd], compare_html)
             demo.load(on_load, None, everything, show_progress="hidden", queue=False).then(
                 None, url_inputs, None, js=URL_JS)

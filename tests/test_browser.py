@@ -318,7 +318,8 @@ def test_leaderboard_chart_is_drawn_on_open_one_row_per_model_in_score_order(pag
     page.locator("#aj-board-chart").screenshot(path=str(tmp_path / "chart.png"))
 
 
-def test_leaderboard_style_control_and_comparison_with_links_into_battles(page: Any, served: Served) -> None:
+def test_leaderboard_style_control_and_comparison_with_links_into_battles(page: Any, served: Served,
+                                                                          tmp_path: Path) -> None:
     page.goto(served.url)
     page.locator("#aj-game1 .aj-game").wait_for()
     page.get_by_role("tab", name="Leaderboard").click()
@@ -326,6 +327,8 @@ def test_leaderboard_style_control_and_comparison_with_links_into_battles(page: 
     page.locator("#aj-board-lines", has_text="style-controlled Bradley-Terry (length at equal style)").wait_for()
     lines = page.locator("#aj-board-lines").inner_text()
     assert "## style coefficients" in lines and re.search(r"^length +\| coefficient: [+-]", lines, re.M)
+    title = page.locator("#aj-board-chart svg text").first.text_content()
+    assert title == "Win rate at equal style (length) with 95% CI: bootstrap over battles, 100 rounds, seed 42"
     box = page.get_by_role("combobox", name="Compare models (paired, bootstrap over questions)")
     for model in ("model-0", "model-2"):
         box.click()
@@ -336,6 +339,7 @@ def test_leaderboard_style_control_and_comparison_with_links_into_battles(page: 
     link = page.locator("#aj-compare a.aj-battle-link").first
     qid = link.inner_text().strip()
     assert link.get_attribute("href").startswith("?bench=")  # the same page, no external address
+    page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
     with page.expect_navigation():
         link.click()
     _wait_for_question(page, qid)
@@ -370,6 +374,7 @@ def test_deep_link_carries_the_filter_and_names_unknown_values_as_plain_text(pag
     page.wait_for_function("() => location.search.includes('filter=strong_loss')")
     count = page.locator("#aj-count .aj-count").get_attribute("data-count")
     link = page.evaluate("() => location.href")
+    assert "filter=strong_loss" in page.locator("#aj-header a").get_attribute("href")  # the view's own link too
     fresh = page.context.new_page()
     fresh.goto(link)
     fresh.locator(f"#aj-count .aj-count[data-count='{count}']").wait_for()
