@@ -11,6 +11,7 @@ from typing import Any
 from .client import ModelClient
 from .config import AnswerConfig, ModelEntry
 from .context_budget import ContextBudget
+from .provenance import generation_fingerprint, question_fingerprint
 from .storage import turn_text
 from .tokens import token_len
 
@@ -78,4 +79,10 @@ async def answer_question(
         "model_id": entry.name,
         "choices": list(choices),
         "tstamp": time.time(),
+        "provenance": {  # see provenance.py for what each fingerprint covers
+            "model_name": entry.model_name,
+            "generation_settings": generation_fingerprint(entry.model_name, system, temperature, max_tokens,
+                                                          config.num_choices),
+            "question": question_fingerprint(question),
+        },
     }

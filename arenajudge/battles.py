@@ -40,6 +40,8 @@ class BattleSet:
     battles: pd.DataFrame  # one row per battle copy: question_id, model_a, model_b, winner, judge, game
     games: Counter[str] = field(default_factory=Counter)  # model -> games read
     missing: Counter[str] = field(default_factory=Counter)  # model -> games with no verdict
+    invalid: Counter[str] = field(default_factory=Counter)  # model -> of those, scores outside the label set
+    invalid_example: str = ""  # the first such score, where it is
     # model -> judgments left out whole (arena-hard-auto v2's rule: one game without a verdict drops both)
     dropped_judgments: Counter[str] = field(default_factory=Counter)
 
@@ -57,6 +59,14 @@ class BattleSet:
                     f"as arena-hard-auto v2 does, the {dropped} judgments holding them were dropped whole")
         return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict "
                 f"and were dropped ({per_model})")
+
+    def invalid_note(self) -> str | None:
+        """Scores that are neither a label nor null (a hand-edited or foreign file): said apart from null ones."""
+        total = sum(self.invalid.values())
+        if not total:
+            return None
+        return (f"note: {total} of those games have a score outside the labels {', '.join(LABELS)} "
+                f"(first: {self.invalid_example}); they count as no verdict")
 
 
 BATTLE_COLUMNS = ["question_id", "model_a", "model_b", "winner", "judge", "game"]
@@ -83,17 +93,21 @@ def battles_from_judgments(
         for record in records:
             model = record.get("model") or file_model
             games = record["games"][:1] if first_game_only else record["games"][:2]
-            labels = [clean_label(game.get("score") if isinstance(game, dict) else None) for game in games]
-            if whole_judgments and None in labels:
-                result.games[model] += len(games)
-                result.missing[model] += labels.count(None)
+            raws = [game.get("score") if isinstance(game, dict) else game for game in games]
+            labels = [clean_label(raw) if isinstance(game, dict) else None for raw, game in zip(raws, games, strict=True)]
+            whole_dropped = whole_judgments and None in labels
+            if whole_dropped:
                 result.dropped_judgments[model] += 1
-                continue
-            for index, game in enumerate(games):
+            for index, (raw, label) in enumerate(zip(raws, labels, strict=True)):
                 result.games[model] += 1
-                label = clean_label(game.get("score") if isinstance(game, dict) else None)
                 if label is None:
                     result.missing[model] += 1
+                    if raw is not None:
+                        result.invalid[model] += 1
+                        result.invalid_example = result.invalid_example or (
+                            f"{raw!r} for {model}, question {record['question_id']}, game {index + 1}")
+                    continue
+                if whole_dropped:
                     continue
                 winner, strong = outcome(label, index)
                 rows.append((record["question_id"], baseline, model, winner, judge, index + 1))

@@ -42,7 +42,9 @@ from pygments.util import ClassNotFound
 
 from .battles import battles_from_judgments, clean_label, outcome
 from .errors import UserError
+from .names import from_file_name
 from .plots import ci_chart
+from .provenance import board_basis, select_judgments, unverified_words
 from .rating import BootstrapUnit, rate, rate_with_features
 from .report import BoardRow, coefficient_lines, format_line, leaderboard, unjudged_note
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
@@ -209,7 +211,7 @@ def find_benches(data_dir: Path) -> list[str]:
     """Bench folders under the data root: those holding a question.jsonl."""
     if not data_dir.is_dir():
         return []
-    return sorted(p.parent.name for p in data_dir.glob("*/question.jsonl"))
+    return sorted(from_file_name(p.parent.name) for p in data_dir.glob("*/question.jsonl"))
 
 
 def load_bench(data_dir: Path, bench: str, judges: Iterable[str] | None = None) -> BenchData:
@@ -524,6 +526,10 @@ def compute_board(
     if not named and baseline not in data.answers and baseline not in judgments:
         return Board(header=f"No leaderboard for {judge} against {baseline}: it has no battles (no answers in "
                             f"{data.paths.answer_dir} and no judgments, so nothing was judged against it).")
+    # the same rule as show_result.py: current questions, this baseline, the answers on disk now
+    selection = select_judgments(judgments, board_basis(baseline, data.questions, data.answers))
+    judgments = selection.kept
+    notes = [note] if (note := selection.note(judge)) else []
     battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
     battles = battle_set.battles
     n_judgments = sum(len(r) for r in judgments.values())
@@ -545,14 +551,15 @@ def compute_board(
         else:
             result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
     except UserError as exc:
-        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}")
+        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}", notes=notes)
     battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
     rows = leaderboard(result, baseline, data.answers, battle_counts=battle_counts,
                        games=dict(battle_set.games), missing=dict(battle_set.missing))
     interval = f"95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}"
-    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}; baseline {baseline}; "
-              f"{interval}{label}")
-    notes = [note] if (note := battle_set.missing_note()) else []
+    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}"
+              + (f"; {unverified_words(selection.unverified)}" if selection.unverified else "")
+              + f"; baseline {baseline}; {interval}{label}")
+    notes += [n for n in (battle_set.missing_note(), battle_set.invalid_note()) if n]
     if unjudged := sorted(set(data.answers) - set(result.point.index)):
         notes.append(unjudged_note(unjudged, judge))
     return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes,
@@ -566,7 +573,9 @@ def compare_section(data: BenchData, judge: str, baseline: str, models: list[str
     from .cli.show_decisions import matrix_lines, pair_line
     from .compare import biggest_differences, compare_models
 
-    battles = battles_from_judgments(data.raw_judgments.get(judge) or {}, baseline, judge, weight=weight).battles
+    # the judgments the board rests on (show_result.py's rule), not stale ones
+    judgments = select_judgments(data.raw_judgments.get(judge) or {}, board_basis(baseline, data.questions, data.answers)).kept
+    battles = battles_from_judgments(judgments, baseline, judge, weight=weight).battles
     results, _ = compare_models(battles, models, baseline, rounds=rounds, seed=seed)
     lines = [f"## paired comparison: bootstrap over questions, {rounds} rounds, seed {seed}; differences in points "
              f"of win rate against {baseline}", *(pair_line(r) for r in results)]

@@ -38,6 +38,7 @@ from .browser import (
     verdict_counts,
 )
 from .errors import UserError
+from .names import name_problem
 
 NO_MODEL = ""  # the "none" choice of the second-model menu and "all" of the category menu
 
@@ -84,7 +85,10 @@ class BrowserApp:
         notes: list[str] = []
         bench_name = bench or self.defaults.bench
         if bench_name != self.defaults.bench and not self.cache.exists(bench_name):
-            notes.append(f"No bench {bench_name!r} under the data directory.")
+            # only bench folders found on disk are opened: a query value is never used as a path
+            problem = name_problem(bench_name)
+            notes.append(f"Cannot open bench {bench_name!r}: {problem}." if problem
+                         else f"No bench {bench_name!r} under the data directory.")
             bench_name = self.defaults.bench
         try:
             data = self.cache.get(bench_name)

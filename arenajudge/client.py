@@ -20,14 +20,11 @@ from typing import Any
 import openai
 
 from .config import ModelEntry
+from .http_transport import keep_alive_http_client
 
 # vLLM's two wordings of "the prompt does not fit the context"
 _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
-
-
-POOL_SIZE = 8
-_JSON: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
 
 
 class FatalEndpointError(Exception):
@@ -116,16 +113,11 @@ class ModelClient:
     def __post_init__(self) -> None:
         self._slots = []
         for ep in self.entry.endpoints:
-            # The HTTP pool scans all its connections on every request and response, so its CPU cost
-            # per request grows with its size; pools of at most POOL_SIZE connections keep it small.
-            shards = -(-self.entry.parallel // POOL_SIZE)
+            # our keep-alive transport (http_transport): the default one cost half the CPU per request
             tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
-            for shard in range(shards):
-                capacity = self.entry.parallel // shards + (shard < self.entry.parallel % shards)
-                client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                            timeout=self.policy.timeout,
-                                            http_client=openai.DefaultAsyncHttpxClient(verify=tls))
-                self._slots.append(_Slot(client, ep.describe(), capacity))
+            client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
+                                        timeout=self.policy.timeout, http_client=keep_alive_http_client(tls))
+            self._slots.append(_Slot(client, ep.describe(), self.entry.parallel))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._free = asyncio.Condition()
 
@@ -156,13 +148,14 @@ class ModelClient:
     async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int) -> Reply:
         body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens}
-        # serialised once here: passed as `body`, the client would deep-copy the messages per attempt
+        # serialised once here: passed as `body`, the client would deep-copy the messages per attempt;
+        # no per-request options (the client's default headers already say application/json: copied per attempt)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         wait = self.policy.first_wait
         for attempt in range(1, self.policy.attempts + 1):
             slot = await self._acquire()
             try:
-                data = await slot.client.post("/chat/completions", content=payload, cast_to=object, options=_JSON)
+                data = await slot.client.post("/chat/completions", content=payload, cast_to=object)
             except openai.APIStatusError as exc:
                 text = self.redact(_error_text(exc))
                 if exc.status_code in (401, 403, 404):

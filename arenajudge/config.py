@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import yaml
 
 from .errors import UserError
+from .names import name_problem
 
 # The seed's verdict pattern: accepts [[A>B]] and [A>B], any case.
 DEFAULT_REGEX = r"\[(\[?[AB<>=ab]+\]?)\]"
@@ -89,6 +90,20 @@ class _Keys:
             if not isinstance(item, str) or not item:
                 raise self.fail(f"{key}[{i}]", f"expected a model name, got {item!r}")
         return list(value)
+
+    def name(self, key: str, default: Any = ...) -> Any:
+        """A model, judge or bench name: a string that can name a file under the data directory."""
+        value = self.get(key, str, default)
+        if value is not None and value is not default and (problem := name_problem(value)):
+            raise self.fail(key, f"refused: {problem}")
+        return value
+
+    def name_list(self, key: str, default: Any = ...) -> list[str]:
+        names = self.str_list(key, default)
+        for i, item in enumerate(names):
+            if problem := name_problem(item):
+                raise self.fail(f"{key}[{i}]", f"refused: {problem}")
+        return names
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
@@ -209,11 +224,11 @@ def load_answer_config(path: Path) -> AnswerConfig:
             raise keys.fail(f"category_temperature.{cat}", f"expected a number, got {value!r}")
     return AnswerConfig(
         path=path,
-        bench_name=keys.get("bench_name", str),
+        bench_name=keys.name("bench_name"),
         temperature=keys.get("temperature", float, 0.0),
         max_tokens=keys.positive_int("max_tokens", 4096),
         num_choices=keys.positive_int("num_choices", 1),
-        model_list=keys.str_list("model_list"),
+        model_list=keys.name_list("model_list"),
         category_temperature={str(k): float(v) for k, v in cat_temp.items()},
     )
 
@@ -245,8 +260,8 @@ MT_BENCH_MODES = ("single", "pairwise-baseline", "pairwise-all")
 
 def load_judge_config(path: Path) -> JudgeConfig:
     keys = _Keys(path, load_yaml(path))
-    bench_name = keys.get("bench_name", str)
-    judge_model = keys.get("judge_model", str)
+    bench_name = keys.name("bench_name")
+    judge_model = keys.name("judge_model")
     mode = keys.get("mode", str, None)
     if mode is not None and mode not in MT_BENCH_MODES:
         raise keys.fail("mode", f"unknown mode {mode!r} (one of: {', '.join(MT_BENCH_MODES)}; omit it for arena-hard)")
@@ -263,7 +278,7 @@ def load_judge_config(path: Path) -> JudgeConfig:
         if not isinstance(t, str):
             raise keys.fail(f"prompt_template[{i}]", f"expected a string, got {t!r}")
     baseline = keys.get("baseline", bool, mode in (None, "pairwise-baseline"))
-    baseline_model = keys.get("baseline_model", str, None)
+    baseline_model = keys.name("baseline_model", None)
     if baseline and not baseline_model and mode in (None, "pairwise-baseline"):
         raise keys.fail("baseline_model", "missing: baseline is true, so name the baseline model")
     return JudgeConfig(
@@ -278,9 +293,9 @@ def load_judge_config(path: Path) -> JudgeConfig:
         regex_pattern=pattern,
         system_prompt=keys.get("system_prompt", str, ... if mode is None else ""),
         prompt_template=templates,
-        model_list=keys.str_list("model_list"),
+        model_list=keys.name_list("model_list"),
         reference=keys.get("reference", bool, False),
-        ref_model=keys.get("ref_model", str, None),
+        ref_model=keys.name("ref_model", None),
         mode=mode,
         judge_prompts=_optional_path(keys, "judge_prompts"),
         reference_categories=tuple(keys.str_list("reference_categories", ["math", "reasoning", "coding"])),

@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,7 +30,7 @@ Item = TypeVar("Item")
 class Lane(Generic[Item]):
     name: str
     client: ModelClient
-    items: list[Item]
+    items: list[Item] | AsyncIterable[Item]  # a stream: items come while the lane runs (overlap.py)
     work: Callable[[Item], Awaitable[dict[str, Any]]]
     write: Callable[[Item, dict[str, Any]], None]
     describe: Callable[[Item], str]
@@ -46,6 +46,8 @@ class RunReport:
     missing_verdicts: int = 0
     truncated: int = 0
     capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
+    stale: int = 0  # stored records that no longer matched what they were made from, moved aside and redone
+    stale_where: str = ""  # where the stale records went
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
@@ -62,7 +64,9 @@ class RunReport:
             + (f", {self.missing_verdicts} games without a verdict (--rejudge-missing asks for them again)"
                if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
-            + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else ""),
+            + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
+            + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
+               f"moved to {self.stale_where} and done again)" if self.stale else ""),
             f"requests: {u.requests} ok, {u.retries} retried, {u.failed} failed; tokens in/out: "
             f"{u.prompt_tokens}/{u.completion_tokens}; {self.wall_seconds:.1f} s, {rate:.1f} requests/s",
         ]
@@ -109,7 +113,7 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                 progress.set_postfix_str(f"{lane.client.usage.requests / max(elapsed, 1e-9):.1f} req/s", refresh=False)
 
     async with asyncio.TaskGroup() as group:
-        for item in lane.items:
+        async for item in _each(lane.items):
             await limit.acquire()
             if fatal.is_set():
                 limit.release()
@@ -117,10 +121,21 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             group.create_task(one(item))
 
 
+async def _each(items: list[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
+    if isinstance(items, list):
+        for item in items:
+            yield item
+    else:
+        async for item in items:
+            yield item
+
+
 async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = False) -> None:
-    total = sum(len(lane.items) for lane in lanes)
+    streaming = any(not isinstance(lane.items, list) for lane in lanes)  # no total known ahead
+    total = sum(len(lane.items) for lane in lanes if isinstance(lane.items, list))
     start = time.perf_counter()
-    with tqdm(total=total, disable=quiet or total == 0, unit="item", mininterval=0.5, file=sys.stderr,
+    with tqdm(total=None if streaming else total, disable=quiet or (total == 0 and not streaming), unit="item",
+              mininterval=0.5, file=sys.stderr,
               dynamic_ncols=True) as progress:
         try:
             await asyncio.gather(*(_run_lane(lane, report, progress) for lane in lanes))
@@ -143,6 +158,7 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "requests": u.requests, "retried": u.retries, "failed_requests": u.failed,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "capped_max_tokens": report.capped,
+        "stale": report.stale,
         "wall_seconds": round(report.wall_seconds, 3),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }

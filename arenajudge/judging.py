@@ -33,6 +33,7 @@ class JudgeItem:
     answer: dict[str, Any]
     baseline_answer: dict[str, Any]
     references: list[dict[str, Any]]
+    provenance: dict[str, Any] | None = None  # what the record is computed from (see provenance.py)
 
     @property
     def question_id(self) -> Any:
@@ -186,4 +187,5 @@ async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem) 
         "baseline": config.baseline_model,
         "games": list(results),
         "tstamp": time.time(),
+        **({"provenance": item.provenance} if item.provenance is not None else {}),
     }

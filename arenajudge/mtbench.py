@@ -29,6 +29,7 @@ from .client import FatalEndpointError, ModelClient
 from .config import JudgeConfig
 from .errors import UserError
 from .judging import ask_until, fill_template
+from .names import to_file_name
 from .storage import BenchPaths, read_jsonl, turn_text
 
 FOLLOW_UP_RATING = 'Give your final rating now, an integer from 1 to 10, written exactly as "[[rating]]", e.g. "[[5]]".'
@@ -110,7 +111,7 @@ def load_references(paths: BenchPaths, config: JudgeConfig, questions: list[dict
     for q in questions:
         if isinstance(q.get("reference"), list):
             refs[q["question_id"]] = [turn_text(t) for t in q["reference"]]
-    ref_file = paths.bench_dir / "reference_answer" / f"{config.ref_model or 'gpt-4'}.jsonl"
+    ref_file = paths.reference_file(config.ref_model or "gpt-4")
     if ref_file.exists():
         for record in read_jsonl(ref_file):
             refs[record["question_id"]] = [turn_text(t) for t in record["choices"][0]["turns"]]
@@ -170,6 +171,7 @@ class SingleItem:
     answer: list[str]
     turn: int
     refs: list[str] | None
+    provenance: dict[str, Any] | None = None
 
 
 async def judge_single(client: ModelClient, config: JudgeConfig, prompts: dict[str, JudgePrompt],
@@ -178,7 +180,7 @@ async def judge_single(client: ModelClient, config: JudgeConfig, prompts: dict[s
     score, text = await _ask(client, config, messages, parse_rating, FOLLOW_UP_RATING)
     return {"question_id": item.question["question_id"], "model": item.model, "judge": [config.judge_model, name],
             "user_prompt": messages[-1]["content"], "judgment": text, "score": score, "turn": item.turn,
-            "tstamp": time.time()}
+            "tstamp": time.time(), **({"provenance": item.provenance} if item.provenance is not None else {})}
 
 
 @dataclass
@@ -190,6 +192,7 @@ class PairItem:
     answer_2: list[str]
     turn: int
     refs: list[str] | None
+    provenance: dict[str, Any] | None = None
 
 
 _WINNER = {("A", 1): "model_1", ("B", 1): "model_2", ("A", 2): "model_2", ("B", 2): "model_1"}
@@ -213,11 +216,11 @@ async def judge_pair(client: ModelClient, config: JudgeConfig, prompts: dict[str
     return {"question_id": item.question["question_id"], "model_1": item.model_1, "model_2": item.model_2,
             "g1_winner": w1, "g2_winner": w2, "judge": [config.judge_model, name],
             "g1_user_prompt": p1, "g1_judgment": j1, "g2_user_prompt": p2, "g2_judgment": j2,
-            "turn": item.turn, "tstamp": time.time()}
+            "turn": item.turn, "tstamp": time.time(), **({"provenance": item.provenance} if item.provenance is not None else {})}
 
 
 def judgment_file(paths: BenchPaths, judge: str, mode: str) -> Path:
-    return paths.judgment_root / f"{judge}_{'single' if mode == 'single' else 'pair'}.jsonl"
+    return paths.judgment_root / f"{to_file_name(judge, 'judge name')}_{'single' if mode == 'single' else 'pair'}.jsonl"
 
 
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:

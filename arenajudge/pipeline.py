@@ -4,7 +4,10 @@ Steps, each skipped when its output is already complete on disk (so a rerun resu
 1. answers of the candidates and of the baseline (gen_answer.py; models whose managed servers
    share GPUs are served one after the other, models on disjoint GPUs at once),
 2. judgments of the candidates against the baseline (gen_judgment.py; the judge's managed
-   server is started only once the answer servers are down),
+   server is started only once the answer servers are down). When the judge's server shares
+   no GPU (or port) with any answering model's, steps 1 and 2 run at once instead: the judge
+   starts with the first answers and judges each one as it lands on disk (overlap.py;
+   --no-overlap keeps them apart),
 3. the leaderboard (show_result.py).
 
 What to run comes from flags, else from a `pipeline:` section (of --pipeline-file, or of the
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import _Keys, load_api_config, load_yaml
+from .config import JudgeConfig, _Keys, load_answer_config, load_api_config, load_judge_config, load_yaml
 from .errors import UserError, run_cli
+from .judge_run import judgment_basis
+from .names import check_name
 from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
 PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the games without a verdict (otherwise a judgment with a missing verdict counts as done)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="judge only once every answer is in, even when the judge's GPUs are free of answer servers "
+                        "(by default the judge then starts with the first answers and judges while the rest come)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -94,6 +103,7 @@ class Plan:
                             "run MT-Bench modes with gen_answer.py and gen_judgment.py")
         entries = load_api_config(self.api_file)
         for role, name in [*(("candidate", m) for m in self.models), ("baseline", self.baseline), ("judge", self.judge)]:
+            check_name(name, f"{role} name")
             if name not in entries:
                 raise UserError(f"{role} {name!r} has no entry in {self.api_file} (entries: {', '.join(sorted(entries))})")
         self.answer_raw = load_yaml(answer_file) if answer_file.exists() else dict(ANSWER_DEFAULTS)
@@ -111,12 +121,23 @@ def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
     return sum(1 for q in qids if q not in done)
 
 
-def _missing_judgments(paths: BenchPaths, judge: str, model: str, qids: list[Any], rejudge_missing: bool) -> int:
-    path = paths.judgment_file(judge, model)
+def _missing_judgments(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]],
+                       rejudge_missing: bool) -> int:
+    """Questions without a judgment that counts: none yet, or one made from other answers, baseline or settings."""
+    qids = [q["question_id"] for q in questions]
+    path = paths.judgment_file(config.judge_model, model)
     if not path.exists():
         return len(qids)
+    assert config.baseline_model is not None
+    # an answer not on disk (yet) leaves its judgment stale: it was made from an answer that is gone
+    answers = {m: load_answer_file(paths.answer_file(m)) if paths.answer_file(m).exists() else {}
+               for m in {model, config.baseline_model}}
+    references = ([load_answer_file(paths.reference_file(config.ref_model))]
+                  if config.reference and config.ref_model and paths.reference_file(config.ref_model).exists() else [])
+    basis = judgment_basis(config, questions, answers[config.baseline_model], {model: answers[model]}, references)
     done = {r["question_id"] for r in load_judgment_file(path)
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+            if basis.mismatch(r, model) is None
+            and not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
     return sum(1 for q in qids if q not in done)
 
 
@@ -131,18 +152,90 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _judge_config(plan: Plan, models: list[str]) -> Path:
+    return _write_config(plan.work_dir / "judge_config.yaml", {
+        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
+        "baseline_model": plan.baseline, "model_list": models})
+
+
+def _judgments_todo(plan: Plan, questions: list[dict[str, Any]], rejudge_missing: bool) -> list[str]:
+    """The candidates with a question not yet judged by a judgment that counts."""
+    candidates = [m for m in plan.models if m != plan.baseline]
+    config = load_judge_config(_judge_config(plan, candidates))
+    return [m for m in candidates if _missing_judgments(plan.paths, config, m, questions, rejudge_missing)]
+
+
+def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: list[dict[str, Any]], todo: list[str],
+                              common: list[str]) -> int | None:
+    """Steps 1 and 2 together when the judge's server shares no GPU with an answering one (overlap.py).
+
+    Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
+    """
+    from .cli import gen_answer
+    from .cli.common import require_entry
+    from .client import RetryPolicy
+    from .overlap import FollowingJudge, judge_fits_beside
+
+    entries = load_api_config(plan.api_file)
+    judged = _judgments_todo(plan, questions, args.rejudge_missing)
+    if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
+        return None
+    say(f"== 1/3 answers: {', '.join(todo)}")
+    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, "
+        "as the answers come (the judge's GPUs are free of answer servers)")
+    judge_config = _judge_config(plan, judged)
+    answer_config = _write_config(plan.work_dir / "gen_answer_config.yaml",
+                                  {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
+    load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
+    judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
+    follower = FollowingJudge(judge_config, judge, args.data_dir, RetryPolicy(),  # gen_judgment.py's defaults
+                              rejudge_missing=args.rejudge_missing, quiet=args.quiet)
+    thread = threading.Thread(target=follower.run, name="judge", daemon=True)
+    thread.start()
+    try:
+        code = run_cli(gen_answer.main, ["--setting-file", str(answer_config), *common])
+    except BaseException:
+        follower.cancel()
+        raise
+    finally:
+        follower.finish()
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:  # a second Ctrl-C while the judge winds down
+                follower.cancel()
+    if follower.error is not None:
+        raise follower.error
+    if code != 0:
+        say(f"run_eval: the answer step failed (exit {code}); rerun the same command to resume")
+        return code
+    if follower.exit_code != 0:
+        say(f"run_eval: the judgment step failed (exit {follower.exit_code}); rerun the same command to resume")
+        return follower.exit_code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli import gen_answer, gen_judgment, show_result
 
     args = build_parser().parse_args(argv)
     plan = Plan(args)
-    qids = [q["question_id"] for q in load_questions(plan.paths.question_file)]
+    questions = load_questions(plan.paths.question_file)
+    qids = [q["question_id"] for q in questions]
     common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))
     todo = [m for m in wanted if _missing_answers(plan.paths, m, qids)]
-    if not todo:
+    overlapped = False
+    if todo and not args.no_overlap:
+        code = _answer_and_judge_at_once(plan, args, questions, todo, common)
+        if code is not None and code != 0:
+            return code
+        overlapped = code == 0
+    if overlapped:
+        pass  # answered and judged at once
+    elif not todo:
         say(f"== 1/3 answers: all {len(wanted)} models have answered the {len(qids)} questions; skipped")
     else:
         say(f"== 1/3 answers: {', '.join(todo)}")
@@ -154,12 +247,11 @@ def main(argv: list[str] | None = None) -> int:
             return code
 
     # 2. judgments
-    todo = [m for m in plan.models if m != plan.baseline
-            and _missing_judgments(plan.paths, plan.judge, m, qids, args.rejudge_missing)]
-    judge_config = _write_config(plan.work_dir / "judge_config.yaml", {
-        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
-        "baseline_model": plan.baseline, "model_list": todo or [m for m in plan.models if m != plan.baseline]})
-    if not todo:
+    todo = _judgments_todo(plan, questions, args.rejudge_missing)
+    judge_config = _judge_config(plan, todo or [m for m in plan.models if m != plan.baseline])
+    if overlapped:
+        pass  # judged with the answers
+    elif not todo:
         say(f"== 2/3 judgments: {plan.judge} has judged every candidate; skipped")
     else:
         say(f"== 2/3 judgments by {plan.judge}: {', '.join(todo)} against {plan.baseline}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,29 @@ class BoardRow:
     missing: int = 0
 
 
+def _token_len(record: dict[str, Any]) -> float | None:
+    """token_len of the first turn of the first choice: 0 when absent (seed rule), None when not a count."""
+    turn = record["choices"][0]["turns"][0]
+    value = turn.get("token_len", 0) if isinstance(turn, dict) else 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
 def average_tokens(answers: dict[Any, dict[str, Any]] | None) -> int:
-    """Mean token_len of the first turn of the first choice over a model's answers (seed rule)."""
-    if not answers:
+    """Mean token_len of the first turn of the first choice over a model's answers (seed rule).
+
+    A token_len that is not a count (NaN, infinite, negative, not a number) is left out; see bad_token_lens."""
+    values = [v for v in map(_token_len, (answers or {}).values()) if v is not None]
+    if not values:
         return 0
-    total = 0
-    for record in answers.values():
-        turn = record["choices"][0]["turns"][0]
-        total += turn.get("token_len", 0) if isinstance(turn, dict) else 0
-    return int(total / len(answers))
+    return int(sum(values) / len(values))
+
+
+def bad_token_lens(answers: dict[Any, dict[str, Any]] | None) -> tuple[int, Any]:
+    """(answers whose token_len is not a count, the first one's question_id)."""
+    bad = [qid for qid, record in (answers or {}).items() if _token_len(record) is None]
+    return len(bad), (bad[0] if bad else None)
 
 
 def leaderboard(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from .errors import UserError
+from .names import check_name, from_file_name, to_file_name
 
 
 class Turn(TypedDict, total=False):
@@ -57,14 +58,22 @@ class JudgmentRecord(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class BenchPaths:
-    """Where one bench's files live under a data root (default `data/`)."""
+    """Where one bench's files live under a data root (default `data/`).
+
+    Bench, model and judge names become file names through `names.to_file_name`: Hugging
+    Face ids such as `org/model` stay one file, and names that would climb out of the data
+    root (`../x`, absolute paths) are a UserError here, so no caller can write or read there.
+    """
 
     bench: str
     root: Path = Path("data")
 
+    def __post_init__(self) -> None:
+        check_name(self.bench, "bench name")
+
     @property
     def bench_dir(self) -> Path:
-        return self.root / self.bench
+        return self.root / to_file_name(self.bench, "bench name")
 
     @property
     def question_file(self) -> Path:
@@ -75,17 +84,33 @@ class BenchPaths:
         return self.bench_dir / "model_answer"
 
     def answer_file(self, model: str) -> Path:
-        return self.answer_dir / f"{model}.jsonl"
+        return self.answer_dir / f"{to_file_name(model, 'model name')}.jsonl"
+
+    def reference_file(self, model: str) -> Path:
+        return self.bench_dir / "reference_answer" / f"{to_file_name(model, 'reference model name')}.jsonl"
 
     @property
     def judgment_root(self) -> Path:
         return self.bench_dir / "model_judgment"
 
     def judgment_dir(self, judge: str) -> Path:
-        return self.judgment_root / judge
+        return self.judgment_root / to_file_name(judge, "judge name")
 
     def judgment_file(self, judge: str, model: str) -> Path:
-        return self.judgment_dir(judge) / f"{model}.jsonl"
+        return self.judgment_dir(judge) / f"{to_file_name(model, 'model name')}.jsonl"
+
+    def replaced_answer_file(self, model: str) -> Path:
+        """Answers gen_answer moved aside because their question's text changed since."""
+        return self.bench_dir / "replaced_answers" / self.answer_file(model).name
+
+    @property
+    def replaced_root(self) -> Path:
+        """Judgments that no longer matched what they were computed from, moved aside by gen_judgment."""
+        return self.bench_dir / "replaced_judgments"
+
+    def replaced_file(self, live_file: Path) -> Path:
+        """The archive of a live judgment file: the same path under replaced_judgments/."""
+        return self.replaced_root / live_file.relative_to(self.judgment_root)
 
     @property
     def runs_file(self) -> Path:
@@ -176,7 +201,7 @@ def load_answers(answer_dir: Path) -> dict[str, dict[Any, dict[str, Any]]]:
     """All models' answers: {model: {question_id: record}}; model = file name without .jsonl."""
     if not answer_dir.is_dir():
         return {}
-    return {p.stem: load_answer_file(p) for p in sorted(answer_dir.glob("*.jsonl"))}
+    return {from_file_name(p.stem): load_answer_file(p) for p in sorted(answer_dir.glob("*.jsonl"))}
 
 
 def load_judgment_file(path: Path) -> list[dict[str, Any]]:
@@ -191,7 +216,7 @@ def load_judgment_file(path: Path) -> list[dict[str, Any]]:
 def list_judges(paths: BenchPaths) -> list[str]:
     if not paths.judgment_root.is_dir():
         return []
-    return sorted(p.name for p in paths.judgment_root.iterdir() if p.is_dir())
+    return sorted(from_file_name(p.name) for p in paths.judgment_root.iterdir() if p.is_dir())
 
 
 def load_judgments(paths: BenchPaths, judge: str) -> dict[str, list[dict[str, Any]]]:
@@ -200,7 +225,7 @@ def load_judgments(paths: BenchPaths, judge: str) -> dict[str, list[dict[str, An
     if not directory.is_dir():
         known = ", ".join(list_judges(paths)) or "none"
         raise UserError(f"{directory}: no judgments by judge {judge!r} (judges found: {known})")
-    return {p.stem: load_judgment_file(p) for p in sorted(directory.glob("*.jsonl"))}
+    return {from_file_name(p.stem): load_judgment_file(p) for p in sorted(directory.glob("*.jsonl"))}
 
 
 def dumps(record: dict[str, Any]) -> str:

@@ -98,8 +98,9 @@ class StyleCache:
             self.dirty = True
         tokens, headers, list_items, bold = self.entries[key]
         turns = _turns(record)
-        # the stored token_len (tiktoken at generation time) is used when every turn has one
-        if turns and all(isinstance(t, dict) and isinstance(t.get("token_len"), int) for t in turns):
+        # the stored token_len (tiktoken at generation time) is used when every turn has a valid one
+        if turns and all(isinstance(t, dict) and isinstance(t.get("token_len"), int) and t["token_len"] >= 0
+                         for t in turns):
             tokens = sum(t["token_len"] for t in turns)
         elif tokens < 0:
             tokens = self.entries[key][0] = token_len(text)

@@ -1,69 +1,119 @@
 """Throughput of gen_judgment.py against a server that answers 64 requests at once in 100 ms.
 
-10 models x 500 questions x 2 games = 10,000 judge requests. The ideal wall time is
-requests / 64 x 0.1 s = 15.6 s. Prints our wall time as a share of the ideal and the
-client's CPU time per request (the whole process: start-up, loading, prompts, writes).
+On the real Russian answers of ../shared/data/arena-hard-v0.1-ru (about 1,500 prompt tokens per
+judge request) when they are present, with the judge prompt of config/judge_config.yaml:
+4 models x 500 questions x 2 games = 4,000 judge requests against the baseline
+Phi-3-medium-128k-instruct. Elsewhere (or with --synthetic): 10 models x 500 questions of 2 KB
+ASCII answers. The ideal wall time is requests / parallel x delay (4,000 requests: 6.25 s).
+Prints our wall time as a share of the ideal and the client's CPU time per request (the whole
+process: start-up, loading, prompts, writes), with the load average before and after.
 
-    python bench/bench_judgment.py [--models 10] [--questions 500] [--parallel 64] [--delay 0.1]
+    python bench/bench_judgment.py [--models N] [--questions 500] [--parallel 64] [--delay 0.1] [--synthetic]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
+REAL_BASELINE = "Phi-3-medium-128k-instruct"
 sys.path[:0] = [str(ROOT / "tests")]
 
 from gen_project import Project, entry  # noqa: E402
 
 
+def real_project(project: Project, n_models: int, n_questions: int) -> list[str]:
+    """The real questions and answers (the first n_questions, n_models candidates besides the baseline)."""
+    project.bench_dir.mkdir(parents=True, exist_ok=True)
+    lines = (REAL / "question.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:n_questions]
+    (project.bench_dir / "question.jsonl").write_text("".join(lines), encoding="utf-8")
+    names = sorted(p.stem for p in (REAL / "model_answer").glob("*.jsonl") if p.stem != REAL_BASELINE)
+    if n_models > len(names):
+        sys.exit(f"only {len(names)} candidates with real answers in {REAL}")
+    models = names[:n_models]
+    (project.bench_dir / "model_answer").mkdir()
+    for m in [*models, REAL_BASELINE]:
+        shutil.copyfile(REAL / "model_answer" / f"{m}.jsonl", project.bench_dir / "model_answer" / f"{m}.jsonl")
+    judge = yaml.safe_load((ROOT / "config" / "judge_config.yaml").read_text(encoding="utf-8"))
+    project.write_judge_config(models, baseline=REAL_BASELINE, system_prompt=judge["system_prompt"],
+                               prompt_template=judge["prompt_template"], max_tokens=judge["max_tokens"])
+    return models
+
+
+def synthetic_project(project: Project, n_models: int, n_questions: int) -> list[str]:
+    qs = project.simple_questions(n_questions)
+    models = [f"model-{i}" for i in range(n_models)]
+    body = "A realistic answer paragraph with some code and prose. " * 40  # about 2 KB
+    for m in [*models, "base"]:
+        project.write_answers(m, qs, text=body + "{model} {qid}")
+    project.write_judge_config(models)
+    return models
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=10)
+    parser.add_argument("--models", type=int, help="candidates (default: 4 on real answers, 10 synthetic)")
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--parallel", type=int, default=64)
     parser.add_argument("--delay", type=float, default=0.1)
+    parser.add_argument("--synthetic", action="store_true", help="2 KB ASCII answers even where the real ones exist")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="run gen_judgment.py under cProfile, stats to FILE")
     args = parser.parse_args()
+    real = REAL.is_dir() and not args.synthetic
+    n_models = args.models or (4 if real else 10)
+    load_before = load_average()
 
     server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--delay", str(args.delay),
                                "--concurrency", str(args.parallel)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline().split()[1])
         with tempfile.TemporaryDirectory() as tmp:
-            project = Project(Path(tmp))
-            qs = project.simple_questions(args.questions)
-            models = [f"model-{i}" for i in range(args.models)]
-            body = "A realistic answer paragraph with some code and prose. " * 40  # about 2 KB
-            for m in [*models, "base"]:
-                project.write_answers(m, qs, text=body + "{model} {qid}")
+            project = Project(Path(tmp), bench="arena-hard-v0.1-ru" if real else "tbench")
+            (real_project if real else synthetic_project)(project, n_models, args.questions)
             project.write_api({"judge": entry(f"http://127.0.0.1:{port}/v1", "/models/judge", parallel=args.parallel)})
-            project.write_judge_config(models)
 
             start = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
+            profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
+            proc = subprocess.Popen([sys.executable, *profile, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - start
             stderr = proc.stderr.read()
             if status != 0:
                 sys.exit(stderr)
+            run = project.records("runs.jsonl")[-1]
     finally:
-        server.kill()
-        server.wait()
+        server.send_signal(signal.SIGINT)  # it stops at once on Ctrl-C
+        _, _, server_usage = os.wait4(server.pid, 0)
 
-    requests = args.models * args.questions * 2
+    requests = run["requests"]
     ideal = requests / args.parallel * args.delay
     cpu = usage.ru_utime + usage.ru_stime
     print(stderr.strip().splitlines()[-1])
-    print(f"{requests} judge requests, parallel {args.parallel}, {args.delay * 1000:.0f} ms each")
-    print(f"wall time: {wall:.1f} s; ideal: {ideal:.1f} s; share of ideal: {ideal / wall:.2f}  (goal: >= 0.90)")
-    print(f"client CPU: {cpu:.1f} s = {cpu / requests * 1000:.2f} ms per request  (goal: < 1.5 ms)")
+    print(f"{'real answers of ' + REAL.name if real else 'synthetic 2 KB answers'}: {requests} judge requests, "
+          f"{run['prompt_tokens'] / requests:.0f} prompt tokens each (the stand-in counts chars / 4), "
+          f"parallel {args.parallel}, {args.delay * 1000:.0f} ms each")
+    print(f"wall time: {wall:.1f} s; ideal: {ideal:.2f} s; share of ideal: {ideal / wall:.2f}  (goal: >= 0.90)")
+    print(f"client CPU: {cpu:.1f} s (user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s) = "
+          f"{cpu / requests * 1000:.2f} ms per request  (goal: <= 1.5 ms)")
+    print(f"stand-in server CPU: {server_usage.ru_utime + server_usage.ru_stime:.1f} s (the machine has "
+          f"{os.cpu_count()} cores)")
+    print(f"load average before: {load_before}; after: {load_average()}")
 
 
 if __name__ == "__main__":

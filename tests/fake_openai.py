@@ -54,6 +54,10 @@ class Script:
     answer: Callable[[list[dict[str, Any]]], str] | None = None
     reasoning_field: str | None = None  # e.g. "reasoning" or "reasoning_content"
     think_tags: bool = False  # put thinking in <think> tags inside content
+    # latency that grows with the tokens, as a GPU server's does (benches): seconds per prompt / completion token
+    prompt_token_seconds: float = 0.0
+    completion_token_seconds: float = 0.0
+    reply_tokens: int = 0  # replies padded to at least this many tokens (a judge's explanation, a long answer)
 
 
 @dataclass
@@ -182,11 +186,17 @@ class FakeServer:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        token_time = 0.0
+        if s.prompt_token_seconds or s.completion_token_seconds:
+            token_time = (s.prompt_token_seconds * self._prompt_tokens(messages)
+                          + s.completion_token_seconds * _tokens(self._reply(messages)[0]))
         async with self._sem:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 await self._serve_time(last_user)
+                if token_time:
+                    await asyncio.sleep(token_time)
             finally:
                 self.in_flight -= 1
         if attempt < s.fail_first:
@@ -225,7 +235,17 @@ class FakeServer:
             self.received.append(Received(body, headers.get("authorization"), status))
         return status, payload
 
+    def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        return _tokens("".join(m["content"] for m in messages))
+
     def _reply(self, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
+        text, reasoning = self._reply_text(messages)
+        missing = self.script.reply_tokens - _tokens(text)
+        if missing > 0:  # the filler goes first: a judge's verdict stays last
+            text = "Considering both answers in turn. " * (missing * 4 // 34 + 1) + text
+        return text, reasoning
+
+    def _reply_text(self, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
         s = self.script
         first_user = next(m["content"] for m in messages if m["role"] == "user")
         if JUDGE_MARK in first_user:

@@ -11,6 +11,10 @@ and reads VLLM_API_KEY as vLLM does. Environment knobs for launcher tests:
   FAKE_VLLM_IGNORE_TERM=1   ignore SIGTERM (the launcher must escalate to SIGKILL)
   FAKE_VLLM_CACHE_TOKENS=N  capacity of the simulated prefix cache, in tokens (default 4096)
   FAKE_VLLM_DELAY=S         seconds each chat request takes
+  FAKE_VLLM_CONCURRENCY=N   chat requests served at once (the rest wait), as a GPU's batch is bounded
+  FAKE_VLLM_PROMPT_TOKEN_SECONDS=S, FAKE_VLLM_COMPLETION_TOKEN_SECONDS=S
+                            added seconds per prompt / completion token of each request
+  FAKE_VLLM_REPLY_TOKENS=N  replies padded to at least N tokens
 """
 
 from __future__ import annotations
@@ -85,6 +89,9 @@ class FakeVllm(FakeServer):
             return status, payload
         return await super()._handle(method, path, headers, raw)
 
+    def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        return _tokens(prompt_text(messages))
+
     def _metrics(self) -> bytes:
         return ("# TYPE vllm:prefix_cache_queries counter\n"
                 f'vllm:prefix_cache_queries_total{{engine="0",model_name="{self.served}"}} {float(self.queries)}\n'
@@ -116,7 +123,12 @@ def main() -> None:
     if os.environ.get("FAKE_VLLM_EXIT"):
         print("RuntimeError: CUDA out of memory while loading the weights", flush=True)
         sys.exit(int(os.environ["FAKE_VLLM_EXIT"]))
-    script = Script(api_key=key, models=(served,), delay=float(os.environ.get("FAKE_VLLM_DELAY", "0")))
+    env = os.environ.get
+    script = Script(api_key=key, models=(served,), delay=float(env("FAKE_VLLM_DELAY", "0")),
+                    concurrency=int(env("FAKE_VLLM_CONCURRENCY", "1000000")),
+                    prompt_token_seconds=float(env("FAKE_VLLM_PROMPT_TOKEN_SECONDS", "0")),
+                    completion_token_seconds=float(env("FAKE_VLLM_COMPLETION_TOKEN_SECONDS", "0")),
+                    reply_tokens=int(env("FAKE_VLLM_REPLY_TOKENS", "0")))
     server = FakeVllm(script, args.port, served, args.max_model_len, int(os.environ.get("FAKE_VLLM_CACHE_TOKENS", "4096")))
     serve_until_killed(server, "INFO: Application startup complete on port {port}")
 

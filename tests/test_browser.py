@@ -386,7 +386,8 @@ def test_deep_link_carries_the_filter_and_names_unknown_values_as_plain_text(pag
     notes = page.locator("#aj-notes")
     notes.locator("li", has_text="No model").wait_for()
     text = notes.inner_text()
-    for expected in ("No bench '../..'", f"No model '{evil}'", "No filter 'nope'", "No category or cluster 'cat: none'",
+    for expected in ("Cannot open bench '../..': '../..' has a '.' or '..' part",
+                     f"No model '{evil}'", "No filter 'nope'", "No category or cluster 'cat: none'",
                      "No judge 'judge-z'", "No question 'q9999'"):
         assert expected in text, text
     assert notes.locator("a").count() == 0  # never rendered as a link

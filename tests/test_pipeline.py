@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import yaml
+from conftest import ROOT
 from gen_project import Project
 from test_servers import alive, free_port, managed, pids
 
 from arenajudge import pipeline
 from arenajudge.errors import run_cli
+from arenajudge.storage import load_judgment_file
 
 
 @pytest.fixture
@@ -105,3 +114,104 @@ def test_a_failing_step_stops_the_pipeline_with_its_exit_code(project, capsys, m
     assert run_eval("--models", "ckpt-a", "--judge", "judge") == 2
     err = capsys.readouterr().err
     assert "exited with code 1 during start-up" in err and "leaderboard" not in err
+
+
+# ---------------------------------------------------------------- answering and judging at once
+
+def _overlap_setup(project: Project, n: int, judge_gpus: str, answer_delay: str = "0.05") -> None:
+    """Two candidates on GPU 0 (one after the other), the baseline answered already, the judge on `judge_gpus`."""
+    qs = project.simple_questions(n)
+    project.write_answers("base", qs)
+    slow = {"env": {"FAKE_VLLM_DELAY": answer_delay}}
+    project.write_api({
+        "ckpt-a": managed(free_port(), "/ckpt/a", gpus="0", **slow),
+        "ckpt-b": managed(free_port(), "/ckpt/b", gpus="0", **slow),
+        "base": managed(free_port(), "/ckpt/base", gpus="0"),
+        "judge": managed(free_port(), "/models/judge-awq", gpus=judge_gpus, tensor_parallel_size=2),
+    })
+    project.write_judge_config(["unused"], judge="judge", baseline="base")
+
+
+def _without_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("tstamp", "answer_id")} for r in records]
+
+
+def test_a_judge_on_its_own_gpus_judges_while_the_next_candidate_answers(project, capsys):
+    _overlap_setup(project, n=8, judge_gpus="1,2")
+    assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
+    out, err = capsys.readouterr()
+    assert "as the answers come" in err
+    events = [(line.split()[0], line.split("'")[1]) for line in err.splitlines() if line.startswith(("starting", "stopped"))]
+    # the judge is up before the first candidate answers and stops last
+    assert events.index(("starting", "judge")) < events.index(("stopped", "ckpt-a"))
+    assert events[-1] == ("stopped", "judge")
+    answers_b = project.records("model_answer/ckpt-b.jsonl")
+    judged_a = project.records("model_judgment/judge/ckpt-a.jsonl")
+    # ckpt-a's judgments began (and some ended) before ckpt-b's last answer was written
+    assert min(r["tstamp"] for r in judged_a) < max(r["tstamp"] for r in answers_b)
+    for model in ("ckpt-a", "ckpt-b"):
+        records = project.records(f"model_judgment/judge/{model}.jsonl")
+        assert [r["question_id"] for r in records] == [f"q{i:03d}" for i in range(8)]
+    assert [r["command"] for r in project.records("runs.jsonl")] == ["gen_answer", "gen_judgment"]
+    assert sorted(line.split()[0] for line in out.splitlines() if "| score:" in line) == ["base", "ckpt-a", "ckpt-b"]
+    assert not any(alive(p) for p in pids(project))
+
+    # a rerun finds everything done
+    assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
+    err2 = capsys.readouterr().err
+    assert "skipped" in err2 and "as the answers come" not in err2
+
+
+def test_the_overlapped_schedule_writes_the_records_of_the_sequential_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_VLLM_PIDFILE", str(tmp_path / "pids"))
+    results = {}
+    for schedule, gpus in (("sequential", "0,1"), ("overlapped", "1,2")):
+        root = tmp_path / schedule
+        root.mkdir()
+        monkeypatch.chdir(root)
+        project = Project(root)
+        _overlap_setup(project, n=6, judge_gpus=gpus, answer_delay="0.01")
+        assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
+        assert ("as the answers come" in capsys.readouterr().err) == (schedule == "overlapped")
+        results[schedule] = {m: (_without_times(project.records(f"model_answer/{m}.jsonl")),
+                                 _without_times(project.records(f"model_judgment/judge/{m}.jsonl")))
+                             for m in ("ckpt-a", "ckpt-b")}
+    assert results["overlapped"] == results["sequential"]
+    assert all(len(judged) == 6 for _, judged in results["sequential"].values())
+
+
+def test_an_overlapped_run_killed_midway_resumes_without_judging_anything_twice(project, capsys):
+    _overlap_setup(project, n=12, judge_gpus="1,2", answer_delay="0.3")
+    judged_a = project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl"
+    answers_b = project.bench_dir / "model_answer" / "ckpt-b.jsonl"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--models", "ckpt-a", "ckpt-b",
+                             "--judge", "judge"], cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (judged_a.exists() and judged_a.read_bytes().count(b"\n") >= 2):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not answers_b.exists() or answers_b.read_bytes().count(b"\n") < 12  # killed while answering
+    started = pids(project)  # pairs: a server, its worker
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in started[::2]):
+        time.sleep(0.05)
+    assert not any(alive(p) for p in started[::2])  # its servers follow it out (PR_SET_PDEATHSIG)
+    for pid in started[1::2]:  # their workers (not told by the kernel): cleaned up here, as in test_servers
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    judged = [project.bench_dir / "model_judgment" / "judge" / f"{m}.jsonl" for m in ("ckpt-a", "ckpt-b")]
+    kept = sum(len(load_judgment_file(path)) for path in judged if path.exists())  # a torn last line is not kept
+
+    assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
+    capsys.readouterr()
+    runs = project.records("runs.jsonl")
+    rerun = [r for r in runs if r["command"] == "gen_judgment"][-1]
+    assert kept >= 2 and rerun["skipped"] == kept and rerun["done"] == 24 - kept
+    for model in ("ckpt-a", "ckpt-b"):
+        lines = (project.bench_dir / "model_judgment" / "judge" / f"{model}.jsonl").read_text().splitlines()
+        assert [json.loads(line)["question_id"] for line in lines] == [f"q{i:03d}" for i in range(12)]
+        assert len(project.records(f"model_answer/{model}.jsonl")) == 12

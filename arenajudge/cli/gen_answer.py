@@ -14,7 +14,9 @@ from ..config import load_answer_config, load_api_config
 from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import run_cli
+from ..provenance import question_fingerprints
 from ..servers import ServerSession
+from ..stale import move_aside
 from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail, sort_by_question
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
@@ -31,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def answers_another_text(record: dict[str, Any], question_fingerprint: str | None) -> bool:
+    """True when an answer we wrote was generated for another text of its question (reworded since).
+
+    Answers without provenance (arena-hard-local's) and answers to questions no longer in the
+    bench are left as they are."""
+    made = record.get("provenance")
+    return question_fingerprint is not None and isinstance(made, dict) and made.get("question") != question_fingerprint
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     policy = retry_policy(args)
@@ -43,12 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     order = [q["question_id"] for q in questions]
 
     report = RunReport()
+    fingerprints = question_fingerprints(questions)
     appenders = Appenders()
     lanes: list[Lane[Any]] = []
     for entry in models:
         path = paths.answer_file(entry.name)
         repair_tail(path)
         done = load_answer_file(path) if path.exists() else {}
+        stale = [r for qid, r in done.items() if answers_another_text(r, fingerprints.get(str(qid)))]
+        if stale:
+            for record in stale:
+                del done[record["question_id"]]
+            move_aside(path, paths.replaced_answer_file(entry.name), list(done.values()),
+                       [(r, "question_changed") for r in stale])
+            report.stale += len(stale)
+            report.stale_where = str(paths.replaced_answer_file(entry.name).parent)
         todo = [q for q in questions if q["question_id"] not in done]
         report.skipped += len(questions) - len(todo)
         client = ModelClient(entry, policy)

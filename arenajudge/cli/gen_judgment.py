@@ -13,11 +13,12 @@ from ..client import ModelClient
 from ..config import load_api_config, load_judge_config
 from ..engine import Lane, RunReport, log_run, run_lanes
 from ..errors import UserError, run_cli
+from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
 from ..servers import ServerSession
-from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions, repair_tail, sort_by_question
-from . import mtbench_judgment
+from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
+from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
@@ -33,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N",
                    help="judge only a fixed random sample of N questions (the same for every model and judge); "
                         "a later full run reuses these judgments and asks only for the rest")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)")
+    p.add_argument("--sample-seed", type=int, default=0,
+                   help="seed of --sample and of the question order of --until-decided (default: %(default)s)")
     p.add_argument("--judge-order", choices=ORDERS, default="question-major", help=argparse.SUPPRESS)  # tests, benches
     p.add_argument("--rejudge-missing", action="store_true",
                    help="judge again the questions whose stored judgment has a game without a verdict")
+    until_decided.add_flags(p)
     return p
 
 
@@ -51,21 +54,29 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    until_decided.check_unused(args)
     policy = retry_policy(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
     paths = BenchPaths(config.bench_name, args.data_dir)
     questions = load_questions(paths.question_file)
+    all_questions = questions
     order = [q["question_id"] for q in questions]
     if args.sample is not None:
         questions = sample_questions(questions, args.sample, args.sample_seed)
+    if args.until_decided and config.mode is not None:
+        raise UserError(f"{args.setting_file}: key 'mode': --until-decided judges arena-hard pairs against a baseline, "
+                        "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session)
+        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
+                                    all_questions)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
+    if args.until_decided:
+        return until_decided.run(args, config, judge, paths, questions, order, all_questions)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
@@ -73,19 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     if config.reference:
         if not config.ref_model:
             raise UserError(f"{args.setting_file}: key 'ref_model': missing; reference is true")
-        ref_path = paths.bench_dir / "reference_answer" / f"{config.ref_model}.jsonl"
+        ref_path = paths.reference_file(config.ref_model)
         if not ref_path.exists():
             raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
         references.append(load_answer_file(ref_path))
 
     report = RunReport()
-    done: dict[str, set[Any]] = {}
-    for model in config.model_list:
-        path = paths.judgment_file(config.judge_model, model)
-        repair_tail(path)
-        records = load_judgment_file(path) if path.exists() else []
-        done[model] = {r["question_id"] for r in records
-                       if not (args.rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    basis = judgment_basis(config, all_questions, baseline, answers, references)
+    done = {model: resume(paths, config.judge_model, model, questions, basis, args.rejudge_missing, report)
+            for model in config.model_list}
     # Question-major order: the prompts of one question (same system prompt, question and, in
     # game 1, baseline answer first) reach the server together, which suits its prefix cache.
     items = []
@@ -94,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if q["question_id"] in done[model]:
                 report.skipped += 1
                 continue
-            refs = [r[q["question_id"]] for r in references if q["question_id"] in r]
-            items.append(JudgeItem(q, model, answers[model][q["question_id"]], baseline[q["question_id"]], refs))
+            items.append(judge_item_for(config, judge, basis, q, model, answers, baseline, references))
 
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
@@ -108,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
     )
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
-          f"({report.skipped} already judged)", file=sys.stderr)
+          f"({report.skipped} already judged"
+          + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
+          + ")", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     try:
         with session.serving([judge] if items else []):

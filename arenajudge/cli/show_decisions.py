@@ -96,7 +96,11 @@ def compare_section(args: argparse.Namespace, battles: pd.DataFrame, paths: Benc
     lines = [f"## paired comparison: bootstrap over questions, {args.compare_rounds} rounds, seed {args.seed}; "
              f"differences in points of win rate against {args.baseline}"]
     results, _ = compare_models(battles, models, args.baseline, rounds=args.compare_rounds, seed=args.seed)
-    lines += [pair_line(r) for r in results]
+    anytime = anytime_lines(args, battles, paths, judge, models)
+    for r in results:
+        lines.append(pair_line(r))
+        lines += anytime.get((r.model_a, r.model_b), [])
+    lines += anytime.get(("", ""), [])
     if len(models) > 2:
         lines += matrix_lines(results, models)
     records = [r.as_dict() for r in results]
@@ -158,6 +162,65 @@ def question_differences(args: argparse.Namespace, battles: pd.DataFrame, paths:
                                vs=r.model_a)))
         out.append((r, rows))
     return out
+
+
+def _until_decided_run(paths: BenchPaths, judge: str, baseline: str, models: list[str]) -> dict[str, Any] | None:
+    """The newest `gen_judgment --until-decided` run of this judge and baseline that compared all `models`."""
+    if not paths.runs_file.exists():
+        return None
+    for run in reversed(read_jsonl(paths.runs_file, allow_torn_tail=True)):
+        plan = run.get("until_decided")
+        if (isinstance(plan, dict) and run.get("judge") == judge and run.get("baseline") == baseline
+                and set(models) <= set(run.get("models") or [])):
+            return run
+    return None
+
+
+def anytime_lines(args: argparse.Namespace, battles: pd.DataFrame, paths: BenchPaths, judge: str, models: list[str]
+                  ) -> dict[tuple[str, str], list[str]]:
+    """Per pair, the anytime-valid interval of the run that judged it until decided, recomputed from the
+    records in that run's question order (the same function the run used); ("", "") holds notes."""
+    import itertools
+
+    from ..sequential import outcome_table, pair_decision, question_order
+    from .until_decided import pair_line as decision_line
+
+    run = _until_decided_run(paths, judge, args.baseline, models)
+    if run is None or not paths.question_file.exists():
+        return {}
+    plan = run["until_decided"]
+    if plan.get("weight") != args.weight or args.first_game_only:
+        return {("", ""): [f"note: the until-decided run counted strong verdicts {plan.get('weight')} times and both "
+                           "games; its anytime-valid interval is shown only with those settings"]}
+    order = question_order((q["question_id"] for q in load_questions(paths.question_file)), int(plan["seed"]))
+    recorded = [str(q) for q in plan.get("questions", [])]
+    if order[:len(recorded)] != recorded:
+        return {("", ""): [f"note: {paths.question_file} no longer matches the order the until-decided run of "
+                           f"{run.get('start')} judged in; no anytime-valid interval"]}
+    judged = {}
+    for model in models:
+        path = paths.judgment_file(judge, model)
+        judged[model] = {str(r["question_id"]) for r in read_jsonl(path, allow_torn_tail=True)} if path.exists() else set()
+    run_models = list(run["models"])
+    alpha = float(plan["alpha"]) / (len(run_models) * (len(run_models) - 1) // 2)
+    outcomes = outcome_table(battles[battles["judge"] == judge] if "judge" in battles else battles, models)
+    lines: dict[tuple[str, str], list[str]] = {}
+    for a, b in itertools.combinations(models, 2):
+        prefix = 0  # the longest prefix of the order judged for both
+        while prefix < len(order) and order[prefix] in judged[a] and order[prefix] in judged[b]:
+            prefix += 1
+        # the run's pairs go in its model order; a pair named the other way round is mirrored
+        first, second = (a, b) if run_models.index(a) < run_models.index(b) else (b, a)
+        stopped = {(p["model_a"], p["model_b"]): int(p["judged"]) for p in plan.get("pairs", [])}.get((first, second))
+        ends = [n for n in (stopped, prefix) if n is not None and n <= prefix]
+        lines[(a, b)] = []
+        for n in dict.fromkeys(ends):
+            d = pair_decision(outcomes, first, second, order[:n], alpha, plan.get("margin"),
+                              int(plan.get("min_questions") or 0), len(order))
+            when = "where the run stopped" if n == stopped else f"first {n} questions of its order"
+            lines[(a, b)].append(f"  anytime-valid (until-decided run of {run.get('start')}, seed {plan['seed']}, "
+                                 f"{when}): {decision_line(d, len(order))}")
+    return lines
 
 
 def pair_markdown(results: list[PairResult]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..mtbench import judgment_file
+from ..provenance import REASONS, Basis, answer_fingerprints, mtbench_mismatch, question_fingerprints, rerun_hint
 from ..rating import rate
 from ..report import format_line, leaderboard
 from ..storage import BenchPaths, load_answers, load_questions, read_jsonl
@@ -60,13 +62,57 @@ def _records(paths: BenchPaths, judge: str, mode: str) -> tuple[Path, list[dict]
     return path, read_jsonl(path, allow_torn_tail=True)
 
 
+def _current(records: list[dict], paths: BenchPaths, answers: dict[str, dict]) -> tuple[list[dict], str | None]:
+    """The records that match question.jsonl and the answers on disk now, and a note on the rest (the rule of
+    show_result.py; judge settings are not checked here, gen_judgment.py redoes records made with others)."""
+    questions = load_questions(paths.question_file) if paths.question_file.exists() else None
+    basis = Basis(baseline="", questions=question_fingerprints(questions) if questions is not None else None,
+                  answers=answer_fingerprints(answers))
+    left_out: Counter[str] = Counter()
+    kept = []
+    for record in records:
+        reason = mtbench_mismatch(record, basis)
+        if reason is None:
+            kept.append(record)
+        else:
+            left_out[reason] += 1
+    if not left_out:
+        return kept, None
+    parts = ", ".join(f"{n} {REASONS[key]}" for key, n in left_out.items())
+    return kept, (f"note: left out {sum(left_out.values())} judgments that do not match what is on disk now: {parts}"
+                  + rerun_hint(left_out))
+
+
+def _valid_ratings(records: list[dict]) -> tuple[list[dict], str | None]:
+    """Ratings that are not a number from 1 to 10 (a hand-edited or foreign file) read as unreadable, with a note."""
+    out, bad, first = [], 0, ""
+    for r in records:
+        score = r.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 10):
+            bad += 1
+            first = first or f"{score!r} for {r.get('model')}, question {r.get('question_id')}, turn {r.get('turn')}"
+            out.append({**r, "score": None})
+        else:
+            out.append(r)
+    if not bad:
+        return out, None
+    return out, f"note: {bad} ratings are not a number from 1 to 10 (first: {first}); they count as no verdict"
+
+
 def show(args: argparse.Namespace) -> int:
     paths = BenchPaths(args.bench_name, args.data_dir)
     mode = args.mode or "single"
     path, records = _records(paths, args.judge_name, mode)
+    answers = load_answers(paths.answer_dir)
+    records, left_out_note = _current(records, paths, answers)
     print(f"Mode: {mode}")
     print(f"Input file: {path}")
+    if left_out_note:
+        print(left_out_note)
     if mode == "single":
+        records, invalid_note = _valid_ratings(records)
+        if invalid_note:
+            print(invalid_note)
         questions = load_questions(paths.question_file)
         tables = single_tables(records, questions)
         with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -86,11 +132,13 @@ def show(args: argparse.Namespace) -> int:
 
     battles, missing_games = pair_battles(records)
     if battles.empty:
-        raise UserError(f"{path}: no game has a verdict")
+        # not bad input: the file is valid, nothing in it can be rated (exit 1, as show_result.py)
+        print(f"note: none of the {2 * len(records)} games that count has a verdict", file=sys.stderr)
+        print(f"show_mtbench: nothing to score in {path}", file=sys.stderr)
+        return 1
     models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
     baseline = args.baseline if args.baseline in models else models[0]
     result = rate(battles, baseline, rounds=args.num_rounds, seed=args.seed, unit=args.bootstrap)
-    answers = load_answers(paths.answer_dir)
     rows = leaderboard(result, baseline, answers)
     print(f"# {len(battles)} battles; scores are win rates against {baseline}; "
           f"95% CI: bootstrap over {args.bootstrap}, {args.num_rounds} rounds, seed {args.seed}")

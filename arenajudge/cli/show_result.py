@@ -20,9 +20,11 @@ from ..battles import BattleSet, battles_from_judgments, load_battles, save_batt
 from ..config import load_judge_config
 from ..errors import UserError, run_cli
 from ..plots import write_plot
+from ..provenance import board_basis, select_judgments, unverified_words
 from ..rating import FeatureRatingResult, RatingResult, mean_scores, rate, rate_with_features
 from ..report import (
     BoardRow,
+    bad_token_lens,
     coefficient_lines,
     format_line,
     leaderboard,
@@ -239,16 +241,25 @@ def main(argv: list[str] | None = None) -> int:
     missing: dict[str, int] = {}
     notes: list[str] = []
     judgments_by_judge: dict[str, dict[str, list[dict]]] = {}
+    judged_before: set[str] = set()  # models with judgments before the provenance check
+    unverified = 0
     if args.load_battles:
         battles = load_battles(battles_file)
         source = f"{len(battles)} battles from {battles_file}"
     else:
+        basis = board_basis(args.baseline, load_questions(paths.question_file) if paths.question_file.exists() else None,
+                            answers)
         for judge in judges:
             judgments = load_judgments(paths, judge)
             if not judgments:
                 raise UserError(f"{paths.judgment_dir(judge)}: holds no judgment files")
             _check_baseline(args.baseline, judgments, answers, paths)
-            judgments_by_judge[judge] = judgments
+            judged_before |= {r.get("model") or m for m, records in judgments.items() for r in records}
+            selection = select_judgments(judgments, basis)
+            if note := selection.note(judge):
+                notes.append(note)
+            unverified += selection.unverified
+            judgments_by_judge[judge] = selection.kept
         battle_sets = [battles_from_judgments(judgments, args.baseline, judge,
                                               weight=args.weight, first_game_only=args.first_game_only,
                                               whole_judgments=args.method == "mean")
@@ -264,8 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         source = f"{len(battles)} battles from {n_judgments} judgments by {judge_label}"
         if note := battle_set.missing_note():
             notes.append(note)
+        if note := battle_set.invalid_note():
+            notes.append(note)
+    if unverified:
+        source += f"; {unverified_words(unverified)}"
     if battles.empty:
-        raise UserError(f"no battles: none of the judgments by {judge_label} has a verdict")
+        # Not bad input: the files are fine, nothing in them can be scored. Say why, exit 1.
+        print(f"# {args.bench_name}: {source}; baseline {args.baseline}")
+        notes += _model_notes(answers, [args.baseline], games, missing, judged_before, judge_label, paths)
+        for note in notes:
+            print(note)
+        print(f"show_result: nothing to score: no game by {judge_label} against {args.baseline} has a verdict "
+              "that counts (see the notes above)", file=sys.stderr)
+        return 1
     if args.baseline not in set(battles["model_a"].unique()) | set(battles["model_b"].unique()):
         raise UserError(f"baseline {args.baseline!r} has no battles in {source.split(' from ')[1]}")
     if args.compare:
@@ -325,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; score: {label}" if label else ""))
     for row in rows:
         print(format_line(row, decimal, args.ci_level))
-    if unjudged := sorted(set(answers) - set(result.point.index)):
-        notes.append(unjudged_note(unjudged, judge_label))
+    notes += _model_notes(answers, list(result.point.index), games, missing, judged_before, judge_label, paths)
     for note in notes:
         print(note)
 
@@ -393,6 +414,34 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _model_notes(answers: dict[str, dict], rated: list[str], games: dict[str, int], missing: dict[str, int],
+                 judged: set[str], judge_label: str, paths: BenchPaths) -> list[str]:
+    """Why a model is not on the board, or what its row rests on, one `note:` line each."""
+    notes = []
+    on_board = set(rated)
+    unjudged = []  # one line for all of them: an answer folder often holds many unjudged models
+    for model in sorted((set(answers) | judged) - on_board):
+        if games.get(model) and games.get(model) == missing.get(model):
+            notes.append(f"note: {model}: all {games[model]} games by {judge_label} lack a verdict, so it is not on "
+                         "the board (gen_judgment.py --rejudge-missing asks again)")
+        elif model in judged:
+            notes.append(f"note: {model}: none of its judgments by {judge_label} counts (see the note on left-out "
+                         "judgments), so it is not on the board")
+        else:
+            unjudged.append(model)
+    if unjudged:
+        notes.append(unjudged_note(unjudged, judge_label))
+    for model in sorted(on_board - set(answers)):
+        notes.append(f"note: {model} is judged but has no answers in {paths.answer_dir} "
+                     "(average #tokens shows 0)")
+    for model in sorted(on_board & set(answers)):
+        bad, first = bad_token_lens(answers[model])
+        if bad:
+            notes.append(f"note: {model}: {bad} answers in {paths.answer_file(model)} have a token_len that is not a "
+                         f"count (NaN, infinite or negative; first: question {first}); average #tokens leaves them out")
+    return notes
 
 
 def _extras(

@@ -1,0 +1,32 @@
+"""Stored judgments that no longer match what they were made from: moved aside, never mixed.
+
+gen_judgment finds them with `provenance.Basis.mismatch` before it judges; this module moves
+them out of the live file into the same path under `data/<bench>/replaced_judgments/`, each
+with a `replaced` field saying when and why, so the live file holds only current judgments
+and nothing is lost. The archive is written (and flushed) before the live file is replaced,
+so a crash in between leaves a record in both places, never in neither.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from .provenance import REASONS
+from .storage import JsonlAppender, write_jsonl_atomic
+
+
+def move_aside(live: Path, archive: Path, keep: list[dict[str, Any]], stale: list[tuple[dict[str, Any], str]]) -> None:
+    """Append `stale` (record, REASONS key) to `archive`, then rewrite `live` with `keep` only."""
+    if not stale:
+        return
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    appender = JsonlAppender(archive)
+    try:
+        for record, reason in stale:
+            appender.write({**record, "replaced": {"at": when, "reason": REASONS[reason]}})
+    finally:
+        appender.close()
+    write_jsonl_atomic(live, keep)
+

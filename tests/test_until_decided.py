@@ -1,0 +1,353 @@
+"""Judge until decided: the confidence sequence against brute force, and gen_judgment --until-decided
+against our stand-in judge server (what it sends, what it records, what show_result --compare prints)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from fake_openai import FakeServer, Script
+from gen_project import Project, entry
+
+from arenajudge.cli import gen_judgment, show_result
+from arenajudge.errors import run_cli
+from arenajudge.sequential import confidence_sequence, decide, grid, question_order
+
+# ---------------------------------------------------------------- the sequence itself
+
+
+def brute_force_bounds(xs: list[float], alpha: float, step: float, horizon: float = math.inf
+                       ) -> list[tuple[float, float]]:
+    """The hedged betting confidence sequence written out term by term, one candidate mean at a time."""
+    n_grid = round(2 / step)
+    candidates = [((-1 + 2 * k / n_grid) + 1) / 2 for k in range(n_grid + 1)]
+    # predictable plug-in stakes: sigma2_{t-1} from x_1 .. x_{t-1}
+    lambdas, total, squares = [], 0.0, 0.25
+    for t, x in enumerate(xs, start=1):
+        sigma2_prev = squares / t  # (1/4 + sum_{i<t} (x_i - mu_i)^2) / t
+        lambdas.append(math.sqrt(2 * math.log(2 / alpha) / (sigma2_prev * min(t * math.log(1 + t), horizon))))
+        total += x
+        mu_t = (0.5 + total) / (t + 1)
+        squares += (x - mu_t) ** 2
+    alive = dict.fromkeys(candidates, True)
+    up = dict.fromkeys(candidates, 1.0)
+    down = dict.fromkeys(candidates, 1.0)
+    bounds = []
+    for x, lam in zip(xs, lambdas, strict=True):
+        for m in candidates:
+            lam_up = min(lam, 0.5 / m) if m > 0 else lam
+            lam_down = min(lam, 0.5 / (1 - m)) if m < 1 else lam
+            up[m] *= 1 + lam_up * (x - m)
+            down[m] *= 1 - lam_down * (x - m)
+            if max(0.5 * up[m], 0.5 * down[m]) >= 1 / alpha:
+                alive[m] = False
+        kept = [m for m in candidates if alive[m]]
+        width = candidates[1] - candidates[0]
+        bounds.append((max(kept[0] - width, 0.0), min(kept[-1] + width, 1.0)) if kept else (math.nan, math.nan))
+    return bounds
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sequence_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    # three sequences: around the middle, lopsided, and all at one value (the bounds move fast)
+    xs = np.stack([rng.choice([0, 0.25, 0.5, 0.75, 1], size=40),
+                   rng.choice([0.5, 0.75, 1.0], size=40, p=[0.2, 0.3, 0.5]),
+                   np.full(40, 1.0)])
+    step = 0.05
+    lower, upper = confidence_sequence(xs, 0.1, step=step)
+    for row in range(3):
+        expected = np.array(brute_force_bounds(list(xs[row]), 0.1, step))
+        np.testing.assert_allclose(lower[row], expected[:, 0], atol=1e-12)
+        np.testing.assert_allclose(upper[row], expected[:, 1], atol=1e-12)
+    # stakes capped for a bench of 50 questions: t log(1 + t) passes 50 at t = 18
+    capped_lower, capped_upper = confidence_sequence(xs, 0.1, step=step, horizon=50)
+    for row in range(3):
+        expected = np.array(brute_force_bounds(list(xs[row]), 0.1, step, horizon=50))
+        np.testing.assert_allclose(capped_lower[row], expected[:, 0], atol=1e-12)
+        np.testing.assert_allclose(capped_upper[row], expected[:, 1], atol=1e-12)
+    assert not np.array_equal(capped_lower, lower) or not np.array_equal(capped_upper, upper)
+    # the all-ones sequence has shut out every mean below 1 - a few grid steps by the end
+    assert lower[2, -1] > 0.8
+    # reporting only at some times gives exactly those columns
+    at_lower, at_upper = confidence_sequence(xs, 0.1, step=step, at=[5, 20, 40])
+    np.testing.assert_array_equal(at_lower, lower[:, [4, 19, 39]])
+    np.testing.assert_array_equal(at_upper, upper[:, [4, 19, 39]])
+
+
+def test_sequence_narrows_and_rejects_bad_values():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, size=(1, 300))
+    lower, upper = confidence_sequence(x, 0.05)
+    widths = upper[0] - lower[0]
+    assert np.all(np.diff(widths) <= 1e-12)  # the running intersection never widens
+    assert lower[0, -1] < 0.5 < upper[0, -1] and widths[-1] < 0.2
+    with pytest.raises(ValueError):
+        confidence_sequence(np.array([0.2, 1.5]), 0.05)
+    assert len(grid()) == 801
+
+
+def test_decide():
+    assert decide(0.5, 3.0, None) == "better" and decide(-4.0, -0.1, 2.0) == "better"
+    assert decide(-1.0, 1.0, None) == "open"
+    assert decide(-1.0, 1.0, 2.0) == "equivalent" and decide(-1.0, 2.5, 2.0) == "open"
+
+
+def test_question_order_depends_on_ids_and_seed_only():
+    ids = [f"q{i}" for i in range(30)]
+    assert question_order(ids, 3) == question_order(list(reversed(ids)), 3)
+    assert sorted(question_order(ids, 3)) == sorted(ids)
+    assert question_order(ids, 3) != question_order(ids, 4)
+
+
+# ---------------------------------------------------------------- gen_judgment --until-decided
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return Project(tmp_path)
+
+
+def judge(*args: str) -> int:
+    return run_cli(gen_judgment.main, ["--quiet", *args])
+
+
+def strong_m2(prompt: str) -> str:
+    """The stand-in judge: m2 always beats the baseline clearly, the baseline beats every other model."""
+    first = prompt.split("<|The Start of Assistant B's Answer|>")[0]
+    if "answer of m2" in prompt:
+        return "A>>B" if "answer of m2" in first else "B>>A"
+    return "A>B" if "answer of base" in first else "B>A"
+
+
+COMPARE = ["--bench-name", "tbench", "--judge-name", "judge", "--baseline", "base", "--compare", "m1", "m2",
+           "--compare-rounds", "200"]
+
+
+def always_tie(prompt: str) -> str:
+    return "A=B"
+
+
+def _setup(project: Project, server: FakeServer, n: int) -> list[dict]:
+    qs = project.simple_questions(n)
+    for m in ("m1", "m2", "base"):
+        project.write_answers(m, qs)
+    project.write_api({"judge": entry(server.base_url, "j", parallel=8)})
+    project.write_judge_config(["m1", "m2"])
+    return qs
+
+
+def test_stopped_run_sends_only_what_it_reports_and_a_full_run_sends_the_rest(project, capsys):
+    with FakeServer(Script(verdict=strong_m2)) as server:
+        qs = _setup(project, server, n=80)
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10",
+                     "--sample-seed", "3") == 0
+        out = capsys.readouterr().out
+        [line] = [x for x in out.splitlines() if x.startswith("m2 - m1")]
+        judged = int(re.search(r"decided after (\d+) of 80 questions: m2 is better than m1", line).group(1))
+        assert judged < 80 and judged % 10 == 0
+        assert f"{1 - judged / 80:.0%} of the full run's judge requests for this pair not needed" in line
+        # two models x two games per question judged, nothing more
+        assert len(server.chat_requests()) == judged * 2 * 2
+        expected = set(question_order([q["question_id"] for q in qs], 3)[:judged])
+        assert expected != set(question_order([q["question_id"] for q in qs], 4)[:judged])  # the seed matters
+        for model in ("m1", "m2"):
+            assert {r["question_id"] for r in project.records(f"model_judgment/judge/{model}.jsonl")} == expected
+        [run] = project.records("runs.jsonl")
+        plan = run["until_decided"]
+        assert plan["questions"] == question_order([q["question_id"] for q in qs], 3)[:judged]
+        [pair] = plan["pairs"]
+        assert pair["decision"] == "better" and pair["judged"] == judged and pair["lower"] > 0
+        assert pair["diff"] == 100.0 and run["done"] == 2 * judged
+
+        # show_result --compare on the stopped run: the same anytime-valid interval beside the ordinary one
+        assert run_cli(show_result.main, COMPARE) == 0
+        shown = capsys.readouterr().out
+        assert f"where the run stopped): {line}" in shown
+        assert "95% CI" in shown  # the ordinary bootstrap line is still there
+        # named the other way round, the pair is still the run's pair
+        assert run_cli(show_result.main, [*COMPARE[:-4], "m2", "m1", *COMPARE[-2:]]) == 0
+        assert f"where the run stopped): {line}" in capsys.readouterr().out
+
+        # a later full run asks exactly for the rest
+        assert judge() == 0
+        assert len(server.chat_requests()) == 80 * 2 * 2
+    for model in ("m1", "m2"):
+        ids = [r["question_id"] for r in project.records(f"model_judgment/judge/{model}.jsonl")]
+        assert ids == [q["question_id"] for q in qs]
+    # now show_result also shows the interval over everything judged in that order
+    assert run_cli(show_result.main, COMPARE) == 0
+    assert "first 80 questions of its order" in capsys.readouterr().out
+
+
+def test_equivalence_within_a_margin_stops_and_no_margin_runs_out(project, capsys):
+    with FakeServer(Script(verdict=always_tie)) as server:
+        _setup(project, server, n=40)
+        assert judge("--until-decided", "m1", "m2", "--margin", "40", "--batch", "10", "--min-questions", "10") == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("m2 - m1"))
+        assert "equivalent within the margin after" in line and "of 40 questions" in line
+        stopped = len(server.chat_requests())
+        assert stopped < 40 * 4
+        # without a margin identical models are never "decided": every question is judged
+        assert judge("--until-decided", "m1", "m2", "--batch", "10") == 0
+        out = capsys.readouterr().out
+        assert "not settled at 40 questions" in out
+        assert len(server.chat_requests()) == 40 * 4
+        assert "judge requests: 160 of the full run's 160 (0% not needed)" in out
+
+
+def test_three_models_split_alpha_and_stop_judging_settled_pairs(project, capsys):
+    with FakeServer(Script(verdict=strong_m2)) as server:
+        qs = project.simple_questions(60)
+        for m in ("m1", "m2", "m3", "base"):
+            project.write_answers(m, qs)
+        project.write_api({"judge": entry(server.base_url, "j", parallel=8)})
+        project.write_judge_config(["m1", "m2", "m3"])
+        # m1 and m3 both lose every game: that pair never settles; the two pairs with m2 do
+        assert judge("--until-decided", "m1", "m2", "m3", "--batch", "10", "--min-questions", "10") == 0
+    out = capsys.readouterr().out
+    assert out.count("98.33% anytime-valid interval") == 3  # alpha 0.05 split over 3 pairs
+    assert "m3 - m1: +0.0 points" in out and "not settled at 60 questions" in out
+    m2_judged = len(project.records("model_judgment/judge/m2.jsonl"))
+    assert m2_judged < 60 and len(project.records("model_judgment/judge/m3.jsonl")) == 60
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--until-decided", "m1"], "at least two different models"),
+    (["--until-decided", "m1", "m2", "--alpha", "1.5"], "--alpha must lie between 0 and 1"),
+    (["--until-decided", "m1", "m2", "--margin", "0"], "--margin must lie in"),
+    (["--until-decided", "m1", "m2", "--batch", "0"], "--batch must be at least 1"),
+    (["--until-decided", "m1", "nobody"], "'nobody' has no answers"),
+    (["--until-decided", "m1", "m2", "--sample", "5"], "cannot be used with --sample"),
+    (["--margin", "2"], "--margin only works with --until-decided"),
+    (["--min-questions", "20"], "--min-questions only works with --until-decided"),
+])
+def test_bad_flags_stop_before_any_request(project, capsys, args, message):
+    with FakeServer() as server:
+        _setup(project, server, n=5)
+        assert judge(*args) == 2
+        assert not server.chat_requests()
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (project.bench_dir / "model_judgment").exists()
+
+
+def test_a_failed_batch_stops_the_run_and_the_rerun_resumes(project, capsys):
+    with FakeServer(Script(verdict=strong_m2, fail_first=1)) as server:
+        _setup(project, server, n=40)
+        args = ("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10", "--max-retries", "0")
+        assert judge(*args) == 1  # every first attempt fails: the first batch leaves a gap, nothing is decided
+        assert not (project.bench_dir / "model_judgment" / "judge" / "m1.jsonl").exists() or not \
+            project.records("model_judgment/judge/m1.jsonl")
+        [failed] = project.records("runs.jsonl")
+        assert failed["until_decided"]["pairs"] == [] and failed["until_decided"]["questions"] == []
+        first = len(server.chat_requests())
+        assert first == 10 * 2 * 2
+        assert judge(*args) == 0  # the same command again: the retried conversations now succeed
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("m2 - m1"))
+        judged = int(re.search(r"decided after (\d+) of 40", line).group(1))
+        assert len(server.chat_requests()) - first == judged * 2 * 2
+        assert len(project.records("model_judgment/judge/m2.jsonl")) == judged
+
+
+# ---------------------------------------------------------------- the simulation in bench/
+
+
+def test_simulation_on_the_shared_answers_runs_and_separates_the_rules(shared, capsys):
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--null", "100", "--alt", "50", "--shifts", "10", "--rounds", "200"]) == 0
+    out = capsys.readouterr().out
+    anytime, naive = (float(x) for x in re.search(r"summary: false decisions ([\d.]+) anytime-valid vs ([\d.]+) naive",
+                                                     out).groups())
+    assert anytime <= 0.1 and naive > anytime  # peeking at a fixed-sample bootstrap decides falsely more often
+    shifted = out.split("## B shifted by +10 points")[1]
+    assert int(re.search(r"questions needed: median (\d+)", shifted).group(1)) < 500
+
+
+def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, tmp_path, monkeypatch, capsys):
+    """gen_judgment --until-decided on the real Russian answers, judged by the bench's stand-in judge behind
+    our server: the run's interval is the one the bench's per-question outcomes give in the same order."""
+    import importlib.util
+    import shutil
+
+    from conftest import ROOT
+
+    from arenajudge.battles import battles_from_judgments
+    from arenajudge.sequential import confidence_sequence, outcome_table
+
+    spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a, b = bench.PAIR[1], "aya-23-8B"  # far apart under the stand-in judge: settled early, few requests
+    monkeypatch.chdir(tmp_path)
+    project = Project(tmp_path, bench="ru")
+    project.bench_dir.mkdir(parents=True)
+    shutil.copy(bench.DATA / "question.jsonl", project.bench_dir / "question.jsonl")
+    (project.bench_dir / "model_answer").mkdir()
+    for model in (a, b, bench.BASELINE):
+        shutil.copy(bench.DATA / "model_answer" / f"{model}.jsonl", project.bench_dir / "model_answer")
+    judgments, ids = bench.standin_judgments([a, b])
+    answers = {m: bench.load_answer_file(bench.DATA / "model_answer" / f"{m}.jsonl") for m in (a, b, bench.BASELINE)}
+    whose = {rec["choices"][0]["turns"][0]["content"].strip(): (m, str(qid))
+             for m, recs in answers.items() for qid, rec in recs.items()}
+    verdicts = {(r["model"], str(r["question_id"])): [g["score"] for g in r["games"]]
+                for records in judgments.values() for r in records}
+
+    def verdict(prompt: str) -> str:
+        first = prompt.split("<|The Start of Assistant A's Answer|>\n")[1].split("\n<|The End of Assistant A's")[0]
+        second = prompt.split("<|The Start of Assistant B's Answer|>\n")[1].split("\n<|The End of Assistant B's")[0]
+        model_a, _ = whose[first.strip()]
+        model, qid = whose[second.strip()] if model_a == bench.BASELINE else whose[first.strip()]
+        return verdicts[model, qid][0 if model_a == bench.BASELINE else 1]
+
+    with FakeServer(Script(verdict=verdict)) as server:
+        project.write_api({"judge": entry(server.base_url, "j", parallel=16)})
+        project.write_judge_config([a, b], baseline=bench.BASELINE)
+        assert judge("--until-decided", a, b) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{b} - {a}"))
+    [run] = project.records("runs.jsonl")
+    [pair] = run["until_decided"]["pairs"]
+    judged = pair["judged"]
+    assert len(server.chat_requests()) == judged * 2 * 2 and judged < 500 and pair["decision"] == "better"
+    # the same numbers from the bench's path: its stand-in verdicts, outcomes, the order of seed 0
+    table = outcome_table(battles_from_judgments(judgments, bench.BASELINE, "x").battles, [a, b])
+    order = question_order(ids, 0)[:judged]
+    d = (table.loc[order, b] - table.loc[order, a]).to_numpy()
+    lower, upper = confidence_sequence((d + 1) / 2, 0.05, horizon=len(ids))
+    assert pair["diff"] == pytest.approx(100 * d.mean())
+    assert pair["lower"] == pytest.approx(100 * (2 * lower[0, -1] - 1))
+    assert pair["upper"] == pytest.approx(100 * (2 * upper[0, -1] - 1))
+    assert f"({pair['lower']:+.1f}, {pair['upper']:+.1f})" in line
+
+
+def test_until_decided_moves_stale_judgments_aside_and_judges_them_again(project, capsys):
+    with FakeServer(Script(verdict=always_tie)) as server:
+        qs = _setup(project, server, n=20)
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10") == 0
+        first = len(server.chat_requests())
+        assert first == 20 * 2 * 2  # identical models are never decided without a margin: all judged
+        # the same judgments now claim another baseline: none of them may count for this run
+        live = project.root / "data" / "tbench" / "model_judgment" / "judge" / "m1.jsonl"
+        rows = [json.loads(x) for x in live.read_text().splitlines()]
+        live.write_text("".join(json.dumps({**r, "baseline": "other"}) + "\n" for r in rows))
+        capsys.readouterr()
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10") == 0
+        # m1's 20 stale judgments were judged again (2 games each); m2's still count
+        assert len(server.chat_requests()) == first + 20 * 2
+    archived = project.records("replaced_judgments/judge/m1.jsonl")
+    assert len(archived) == 20 and {r["baseline"] for r in archived} == {"other"}
+    assert {r["baseline"] for r in project.records("model_judgment/judge/m1.jsonl")} == {"base"}
+    assert all("provenance" in r for r in project.records("model_judgment/judge/m1.jsonl"))
+    [_, second] = project.records("runs.jsonl")
+    assert second["stale"] == 20
+    assert len(qs) == 20
