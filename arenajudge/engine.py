@@ -82,7 +82,8 @@ class RunReport:
         rate = u.requests / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
             f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {self.failed} failed"
-            + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
+            + (f", {self.missing_verdicts} games without a verdict (--rejudge-missing asks for them again)"
+               if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
             + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
             + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
