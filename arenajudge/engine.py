@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -165,7 +165,7 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                 limit.release()
                 break
             group.create_task(one(item))
-    if fatal.is_set():
+    if fatal.is_set() and isinstance(lane.items, Sized):  # a stream (run_eval's overlapped judge) has no count
         report.stopped += len(lane.items) - settled
 
 
