@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
     if args.until_decided:
+        inputs = until_decided.check_inputs(args, config, paths, questions)  # before the lock: bad input writes nothing
         with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):  # the same files
-            return until_decided.run(args, config, judge, paths, questions, order, all_questions)
+            return until_decided.run(args, config, judge, paths, questions, order, all_questions, inputs)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}

@@ -97,18 +97,29 @@ def pair_line(d: PairDecision, total: int) -> str:
     return f"{head}; {what}; {saved:.0%} of the full run's judge requests for this pair not needed"
 
 
-def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
-        questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
-    # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
-    from ..battles import battles_from_judgments
-    from ..sequential import outcome_table, pair_decision, question_order
+Answers = dict[Any, dict[str, Any]]
 
+
+def check_inputs(args: argparse.Namespace, config: JudgeConfig, paths: BenchPaths, questions: list[dict[str, Any]]
+                 ) -> tuple[list[str], Answers, dict[str, Answers]]:
+    """(models, baseline answers, answers per model), or a UserError; called before anything is written."""
     models = check_flags(args)
-    policy = retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"--until-decided {m}") for m in models}
     if config.reference:
         raise UserError(f"{args.setting_file}: key 'reference': --until-decided does not judge against reference answers")
+    return models, baseline, answers
+
+
+def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
+        questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]],
+        inputs: tuple[list[str], Answers, dict[str, Answers]]) -> int:
+    # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
+    from ..battles import battles_from_judgments
+    from ..sequential import outcome_table, pair_decision, question_order
+
+    models, baseline, answers = inputs
+    policy = retry_policy(args)
     by_id = {str(q["question_id"]): q for q in questions}
     judging_order = question_order(by_id, args.sample_seed)
     total = len(judging_order)
