@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                               if needs_reference(config, q) and q["question_id"] in refs})
     out = judgment_file(paths, config.judge_model, config.mode)
     # one writer per MT-Bench judgment file, taken after the checks above: bad input writes nothing
-    with locks.hold([locks.mtbench_lock(out)], wait=args.wait):
+    with locks.hold([locks.mtbench_lock(paths, out)], wait=args.wait):
         repair_tail(out)
         report = RunReport()
         wanted = {str(q["question_id"]) for q in questions}
