@@ -387,7 +387,7 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = ()  # added to the environment of the server process
     gpus: tuple[str, ...] | None = None  # CUDA_VISIBLE_DEVICES as a set; None: every GPU of the box
     startup_timeout: float = 1200.0  # seconds until /health and /v1/models answer
-    command: tuple[str, ...] | None = None  # default: this Python's `-m vllm.entrypoints.openai.api_server`
+    command: tuple[str, ...] | None = None  # default: this Python's vLLM server module (servers.py)
 
     @property
     def api_base(self) -> str:
@@ -494,8 +494,8 @@ def _server_spec(path: Path, name: str, entry_keys: _Keys, endpoints: list[Endpo
         command = command.split()
     if command is not None:
         if not command or not all(isinstance(c, str) and c for c in command):
-            raise keys.fail("command", f"expected a command line such as [python, -m, vllm.entrypoints.openai.api_server], "
-                                       f"got {command!r}")
+            raise keys.fail("command", "expected a command line such as "
+                                       f"[/envs/vllm/bin/python, -m, vllm.entrypoints.openai.api_server], got {command!r}")
     spec = ServerSpec(
         model=str(keys.get("model", (str, int, float), model_name)),
         served_model_name=served,

@@ -90,8 +90,22 @@ class ContextBudget:
             return max_tokens
         room = max_len - prompt_tokens
         if room < 1:
-            raise RequestFailed(f"the prompt has {prompt_tokens} tokens, the context {max_len}: no room for an answer")
+            raise RequestFailed(f"the prompt has {prompt_tokens} tokens, the context {max_len}: no room for an answer",
+                                permanent=True)
         if max_tokens > room:
             self.report.capped += 1
             return room
         return max_tokens
+
+    async def room(self, messages: list[dict[str, str]]) -> tuple[int, int] | None:
+        """(prompt tokens, tokens the context has left after them), or None when the server cannot tell."""
+        if not self.enabled:
+            return None
+        counted = await self.count(messages)
+        if counted is None:
+            return None
+        prompt_tokens, max_len = counted
+        if max_len is None:
+            self._off("the server does not say its max_model_len")
+            return None
+        return prompt_tokens, max_len - prompt_tokens

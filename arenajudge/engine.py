@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -45,6 +45,9 @@ class RunReport:
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
+    permanent: int = 0  # failures a rerun cannot fix (RequestFailed.permanent)
+    stopped: int = 0  # items left undone because their endpoint refused us (401/403/404), counted as failed
+    interrupted: bool = False  # stopped by Ctrl-C before the end (set where the stop is caught)
     missing_verdicts: int = 0
     truncated: int = 0
     capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
@@ -67,14 +70,20 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.fatal
+        return not self.failures and not self.fatal and not self.interrupted
+
+    @property
+    def failed(self) -> int:
+        """Items not done: failed after their retries, or stopped by an endpoint that refused us."""
+        return len(self.failures) + self.stopped
 
     def summary(self, what: str) -> str:
         u = self.usage
         rate = u.requests / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
-            f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {len(self.failures)} failed"
-            + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
+            f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {self.failed} failed"
+            + (f", {self.missing_verdicts} games without a verdict (--rejudge-missing asks for them again)"
+               if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
             + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
             + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
@@ -88,17 +97,32 @@ class RunReport:
             lines.append(f"failed: {message}")
         if len(self.failures) > 20:
             lines.append(f"failed: ... and {len(self.failures) - 20} more")
-        if not self.ok:
-            lines.append("rerun the same command to complete exactly what failed")
+        lines += self.advice()
         return "\n".join(lines)
+
+    def advice(self) -> list[str]:
+        """What to do next, said only where it can help."""
+        lines = []
+        if self.interrupted:
+            lines.append("interrupted; rerun the same command to resume")
+        if self.fatal:
+            lines.append("fix the endpoint named above (api_key, api_base or model_name), then rerun the same command")
+        if self.permanent:
+            lines.append(f"{self.permanent} failed in a way a rerun cannot fix (see above: the prompt does not fit "
+                         "the context, or the server rejected the request)")
+        if len(self.failures) > self.permanent and not self.fatal:
+            lines.append("rerun the same command to complete exactly what failed")
+        return lines
 
 
 async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
     report_start = time.perf_counter()
+    settled = 0  # items of this lane written or failed
     limit = asyncio.Semaphore(max(1, lane.max_items))
     fatal = asyncio.Event()
 
     async def one(item: Any) -> None:
+        nonlocal settled
         try:
             if fatal.is_set() or report.write_failed:
                 return
@@ -106,6 +130,8 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                 record = await lane.work(item)
             except RequestFailed as exc:
                 report.failures.append(f"{lane.describe(item)}: {exc}")
+                report.permanent += exc.permanent
+                settled += 1
                 return
             except FatalEndpointError as exc:
                 if not fatal.is_set():
@@ -122,6 +148,7 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                 report.stop_on_write_error(exc)
                 return
             report.done += 1
+            settled += 1
             for game in record.get("games", []):
                 report.missing_verdicts += game.get("score") is None
                 report.truncated += bool(game.get("truncated"))
@@ -131,13 +158,17 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             if progress.n % 25 == 0 and not progress.disable:
                 progress.set_postfix_str(_status(lane.client, report_start), refresh=False)
 
+    taken = 0  # items drawn from lane.items (a stream's length is known only as far as it was read)
     async with asyncio.TaskGroup() as group:
         async for item in _each(lane.items):
+            taken += 1
             await limit.acquire()
             if fatal.is_set() or report.write_failed:
                 limit.release()
                 break
             group.create_task(one(item))
+    if fatal.is_set():
+        report.stopped += (len(lane.items) if isinstance(lane.items, list) else taken) - settled
 
 
 def _status(client: ModelClient, since: float) -> str:
@@ -178,21 +209,26 @@ async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = 
         finally:
             if status is not None:
                 status.cancel()
-            report.wall_seconds = time.perf_counter() - start
+            # summed: a command whose managed servers come in waves runs this once per wave
+            report.wall_seconds += time.perf_counter() - start
             for client in {id(lane.client): lane.client for lane in lanes}.values():
                 report.usage.add(client.usage)
                 await client.close()
 
 
-def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, Any]) -> None:
-    """One line per run in data/<bench>/runs.jsonl: what it did and what it cost."""
+def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, Any], *, interrupted: bool = False) -> None:
+    """One line per run in data/<bench>/runs.jsonl: what it did and what it cost.
+
+    `wall_seconds` is the time spent sending requests, summed over the waves of managed servers
+    (their start-up is in `servers`); `interrupted` marks a run stopped by Ctrl-C, a signal or an error.
+    """
     u = report.usage
     record = {
         "command": command,
         "start": datetime.datetime.fromtimestamp(report.started, datetime.UTC).isoformat(timespec="seconds"),
         "end": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **extra,
-        "done": report.done, "skipped": report.skipped, "failed": len(report.failures) + len(report.fatal),
+        "done": report.done, "skipped": report.skipped, "failed": report.failed,
         "requests": u.requests, "retried": u.retries, "failed_requests": u.failed,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "capped_max_tokens": report.capped,
@@ -200,6 +236,8 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "wall_seconds": round(report.wall_seconds, 3),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }
+    if interrupted or report.interrupted:
+        record["interrupted"] = True
     try:
         appender = JsonlAppender(runs_file)
         try:
@@ -208,3 +246,12 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
             appender.close()
     except WriteFailed as exc:  # the run's own records matter more than its log line
         report.stop_on_write_error(exc)
+
+
+def finish_files(report: RunReport, steps: Iterable[Callable[[], None]]) -> None:
+    """Run the end-of-run file steps (sorts); a write error is reported in the summary, never a traceback."""
+    for step in steps:
+        try:
+            step()
+        except WriteFailed as exc:
+            report.stop_on_write_error(exc)

@@ -17,13 +17,20 @@ from typing import Any
 from .answering import final_text, split_thinking
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
+from .context_budget import ContextBudget
 from .errors import UserError
 from .storage import turn_text
 from .templates import UnfilledPlaceholder, fill, placeholders
-from .verdicts import parse_verdict
+from .verdicts import parse_own_verdict
 
-FOLLOW_UP = "Finish your evaluation now: end with your final verdict as exactly one label, such as [[A>B]]."
+# names no label: a judge that parrots the follow-up must not produce a verdict
+FOLLOW_UP = ("Finish your evaluation now and end your reply with your final verdict, written exactly in the form "
+             "the instructions above ask for.")
 FOLLOW_UPS = 2  # extra asks for a verdict after the first reply
+FOLLOW_UP_REPLY_TOKENS = 48  # room kept for each follow-up's reply: a closing sentence and a label
+FOLLOW_UP_PROMPT_TOKENS = 40  # our follow-up message with its chat-template tokens
+MIN_REPLY_TOKENS = 8  # a follow-up with less room than this is not sent
+FIT_ATTEMPTS = 6  # counts with /tokenize while cutting the answers to fit
 TRUNCATION_MARK = "\n\n[... the rest of this answer was cut to fit the judge's context ...]"
 OVERFLOW_RETRIES = 3
 
@@ -121,28 +128,76 @@ def shorten_evenly(answers: list[list[str]], keep_chars: int) -> list[list[str]]
     return out
 
 
-async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, game: int) -> dict[str, Any]:
+def first_reply_room(config: JudgeConfig, max_len: int) -> int:
+    """Tokens a judge's first reply is given at least: max_tokens, up to an eighth of the context (64 or more)."""
+    return min(config.max_tokens, max(64, max_len // 8))
+
+
+def follow_up_reserve(config: JudgeConfig, follow_ups: int) -> int:
+    """Tokens kept free for `follow_ups` more asks: each adds our message and a short reply."""
+    return follow_ups * (min(config.max_tokens, FOLLOW_UP_REPLY_TOKENS) + FOLLOW_UP_PROMPT_TOKENS)
+
+
+async def fit_to_context(budget: ContextBudget, config: JudgeConfig, item: JudgeItem, answers: list[list[str]]
+                         ) -> tuple[list[list[str]], bool]:
+    """(answers, shortened?): answers cut until the judge prompt, counted by the server, leaves room for the
+    first reply and the follow-ups; where even that cannot be had, room for a short reply at least.
+
+    A prompt that already fits with that room is sent whole; one that cannot fit even without the
+    answers fails (a rerun cannot help)."""
+    shortened = False
+    for _ in range(FIT_ATTEMPTS):
+        messages = build_messages(config, item.question, answers[0], answers[1], item.references)
+        measured = await budget.room(messages)
+        if measured is None:  # the server cannot count: the overflow fallback in judge_game takes over
+            return answers, shortened
+        prompt_tokens, room = measured
+        wanted = first_reply_room(config, prompt_tokens + room) + follow_up_reserve(config, FOLLOW_UPS)
+        total = sum(len(t) for turns in answers for t in turns)
+        chars_per_token = sum(len(m["content"]) for m in messages) / max(prompt_tokens, 1)
+        keep = int(total - (wanted - room) * chars_per_token * 1.05) - 1
+        if keep <= 0:  # the answers cannot give that much: settle for room to reply at all
+            wanted = MIN_REPLY_TOKENS
+            keep = int(total - (wanted - room) * chars_per_token * 1.05) - 1
+        if room >= wanted:
+            return answers, shortened
+        if keep <= 0 or total == 0:
+            break
+        answers = shorten_evenly(answers, min(keep, int(total * 0.97)))  # each pass cuts something
+        shortened = True
+    if measured is not None and measured[1] >= MIN_REPLY_TOKENS:
+        return answers, shortened
+    raise RequestFailed(f"judge prompt does not fit the judge's context even with the answers cut "
+                        f"({measured[0] if measured else '?'} tokens)", permanent=True)
+
+
+async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, game: int,
+                     budget: ContextBudget | None = None) -> dict[str, Any]:
     baseline_turns, model_turns = _answer_turns(item.baseline_answer), _answer_turns(item.answer)
     answers = [baseline_turns, model_turns] if game == 0 else [model_turns, baseline_turns]
     truncated = False
+    if budget is not None:  # counted before sending, so the overflow below is only a fallback
+        answers, truncated = await fit_to_context(budget, config, item, answers)
     for _ in range(OVERFLOW_RETRIES + 1):
         messages = build_messages(config, item.question, answers[0], answers[1], item.references)
         try:
-            return await _ask_until_verdict(client, config, messages, truncated)
+            return await _ask_until_verdict(client, config, messages, truncated, budget)
         except ContextOverflow as exc:
             total = sum(len(t) for turns in answers for t in turns)
             prompt_chars = sum(len(m["content"]) for m in messages)
+            keep = int(total * 0.7)
             if exc.max_context and exc.prompt_tokens:
+                # vLLM says the prompt has "at least N" tokens: N is a lower bound, so the cut is at least this
+                # big, and every cut takes at least 15% off in case the real count is far above N
                 chars_per_token = prompt_chars / exc.prompt_tokens
-                excess = (exc.prompt_tokens + config.max_tokens - exc.max_context) * chars_per_token * 1.1
-                keep = int(total - excess)
-            else:
-                keep = int(total * 0.7)
+                wanted = first_reply_room(config, exc.max_context) + follow_up_reserve(config, FOLLOW_UPS)
+                excess = (exc.prompt_tokens + wanted - exc.max_context) * chars_per_token * 1.1
+                keep = min(int(total - excess), int(total * 0.85))
             if keep <= 0:
-                raise RequestFailed(f"judge prompt does not fit even without the answers: {exc}") from None
+                raise RequestFailed(f"judge prompt does not fit even without the answers: {exc}", permanent=True) from None
             answers = shorten_evenly(answers, keep)
             truncated = True
-    raise RequestFailed(f"judge prompt still too long after {OVERFLOW_RETRIES} shortenings")
+    raise RequestFailed(f"judge prompt still too long after {OVERFLOW_RETRIES} shortenings", permanent=True)
 
 
 @dataclass
@@ -152,15 +207,42 @@ class JudgeReplies:
     texts: list[str]
     reasonings: list[str]
     usage: dict[str, int]
+    context_full: bool = False  # asking stopped because a follow-up no longer fit the judge's context
 
 
 async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
-                    settled: Callable[[list[str]], bool], follow_up: str) -> JudgeReplies:
-    """Ask, then ask again with `follow_up` (up to FOLLOW_UPS times) until `settled(texts)`."""
+                    settled: Callable[[list[str]], bool], follow_up: str,
+                    budget: ContextBudget | None = None) -> JudgeReplies:
+    """Ask, then ask again with `follow_up` (up to FOLLOW_UPS times) until `settled(texts)`.
+
+    With a `budget` every ask is counted first: the first reply's max_tokens leaves room for the
+    follow-ups, and a follow-up that no longer fits ends the asking (no verdict, never a failure).
+    Without one, a follow-up the server refuses as too long ends the asking the same way.
+    """
     conversation = list(messages)
     replies = JudgeReplies([], [], {"prompt_tokens": 0, "completion_tokens": 0})
-    for _ in range(1 + FOLLOW_UPS):
-        reply = await client.chat(conversation, temperature=config.temperature, max_tokens=config.max_tokens)
+    for ask in range(1 + FOLLOW_UPS):
+        if ask:
+            conversation += [{"role": "assistant", "content": replies.texts[-1]}, {"role": "user", "content": follow_up}]
+        limit = config.max_tokens
+        if budget is not None:
+            measured = await budget.room(conversation)
+            if measured is not None:
+                room = measured[1]
+                if ask and room < MIN_REPLY_TOKENS:
+                    replies.context_full = True
+                    break
+                limit = min(limit, room - follow_up_reserve(config, FOLLOW_UPS - ask))
+                if limit < MIN_REPLY_TOKENS:  # the later follow-ups give up their room to this one
+                    limit = min(config.max_tokens, room)
+                limit = max(limit, 1)
+        try:
+            reply = await client.chat(conversation, temperature=config.temperature, max_tokens=limit)
+        except ContextOverflow:
+            if not ask:
+                raise
+            replies.context_full = True
+            break
         content, reasoning = split_thinking(reply.content, reply.reasoning)
         replies.texts.append(content)
         if reasoning:
@@ -169,17 +251,21 @@ async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dic
         replies.usage["completion_tokens"] += reply.completion_tokens
         if settled(replies.texts):
             break
-        conversation += [{"role": "assistant", "content": content}, {"role": "user", "content": follow_up}]
     return replies
 
 
 async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
-                             truncated: bool) -> dict[str, Any]:
+                             truncated: bool, budget: ContextBudget | None = None) -> dict[str, Any]:
+    # a verdict counts only in the judge's own words: labels inside text copied from our prompt are echoes
+    ours = "\n".join([*(m["content"] for m in messages), FOLLOW_UP])
+
+    def read(texts: list[str]) -> tuple[str | None, bool]:
+        return parse_own_verdict("\n".join(texts), config.regex_pattern, ours)
+
     # one label, or conflicting labels (no verdict, and asking again will not settle it), ends the asking
-    replies = await ask_until(client, config, messages,
-                              lambda texts: parse_verdict("\n".join(texts), config.regex_pattern)[1], FOLLOW_UP)
+    replies = await ask_until(client, config, messages, lambda texts: read(texts)[1], FOLLOW_UP, budget)
     texts, reasonings, usage = replies.texts, replies.reasonings, replies.usage
-    label, _ = parse_verdict("\n".join(texts), config.regex_pattern)
+    label, _ = read(texts)
     game: dict[str, Any] = {
         "user_prompt": "\n\n".join(m["content"] for m in messages[1:]),
         "judgment": "\n".join(texts),
@@ -189,14 +275,18 @@ async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages:
     }
     if truncated:
         game["truncated"] = True
+    if replies.context_full:
+        game["context_full"] = True
     if reasonings:
         game["reasoning"] = "\n".join(reasonings)
     return game
 
 
-async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem) -> dict[str, Any]:
+async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem,
+                     budget: ContextBudget | None = None) -> dict[str, Any]:
     games = 2 if config.pairwise else 1
-    results = await asyncio.gather(*(judge_game(client, config, item, g) for g in range(games)), return_exceptions=True)
+    results = await asyncio.gather(*(judge_game(client, config, item, g, budget) for g in range(games)),
+                                   return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         raise next((e for e in errors if isinstance(e, FatalEndpointError)), errors[0])

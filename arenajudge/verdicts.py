@@ -40,3 +40,63 @@ def parse_verdict(text: str, pattern: re.Pattern[str]) -> tuple[str | None, bool
     if len(labels) == 1:
         return labels.pop(), True
     return None, bool(labels)
+
+
+# A label inside a verbatim copy of our own prompt is an echo when the copy is long (this many
+# characters around the label) or starts where a line of our prompt starts (a list item, an example line).
+ECHO_CHARS = 40
+_ECHO_LEAD = 3  # characters a copy must have before the label to count as starting a line of ours
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BREAKS = re.compile(r" ?\n[ \n]*")
+
+
+def _squash(text: str) -> str:
+    """Runs of spaces as one space, runs of line breaks as one; lines stay lines."""
+    return _BREAKS.sub("\n", _SPACES.sub(" ", text))
+
+
+def _longest(fits: Any, limit: int) -> int:
+    """The largest k <= limit with fits(k), for a property that holds up to some k and not beyond (bisection)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def is_echo(ours: str, left: str, label: str, right: str) -> bool:
+    """Whether `label`, with the reply's text `left` and `right` of it, sits in a passage copied from `ours`.
+
+    All four are squashed alike. The copy is grown to the left, then to the right, while it still
+    occurs verbatim in `ours`.
+    """
+    if label not in ours:
+        return False
+    k_left = _longest(lambda k: left[len(left) - k:] + label in ours, len(left))
+    lead = left[len(left) - k_left:]
+    k_right = _longest(lambda k: lead + label + right[:k] in ours, len(right))
+    if k_left + k_right >= ECHO_CHARS or "\n" in lead:
+        return True
+    return len(lead.strip()) >= _ECHO_LEAD and ("\n" + lead.lstrip() + label) in "\n" + ours
+
+
+def parse_own_verdict(text: str, pattern: re.Pattern[str], ours: str) -> tuple[str | None, bool]:
+    """parse_verdict over the judge's own words only: a label inside text copied from `ours` (our system
+    prompt, prompt and follow-up) is an echo, not a verdict (see is_echo)."""
+    squashed_ours = _squash(ours)
+    labels: set[str | None] = set()
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        left = _squash(text[max(0, start - 4 * ECHO_CHARS):start])
+        right = _squash(text[end:end + 4 * ECHO_CHARS])
+        if is_echo(squashed_ours, left, _squash(match.group(0)), right):
+            continue
+        groups = match.groups()  # as parse_verdict's findall: the first group, else the whole match
+        labels.add(label_from_judge((groups[0] or "") if groups else match.group(0)))
+    labels.discard(None)
+    if len(labels) == 1:
+        return labels.pop(), True
+    return None, bool(labels)

@@ -48,9 +48,13 @@ class Script:
     hang_seconds: float = 30.0
     # context overflow: prompts longer than this many characters get vLLM's 400
     max_context_chars: int | None = None
+    # say "at least N input tokens" with N just over the limit, as vLLM does for prompts far over it
+    understate_overflow: bool = False
     # judge replies: `verdict(prompt)` gives a label or None for a verdict-less reply
     verdict: Callable[[str], str | None] = default_verdict
     verdict_style: str = "[[{label}]]"
+    # judge replies written by the test from the whole conversation (e.g. a judge that parrots our prompt)
+    judge_text: Callable[[list[dict[str, Any]]], str] | None = None
     # answers: reply(messages) gives the assistant text
     answer: Callable[[list[dict[str, Any]]], str] | None = None
     reasoning_field: str | None = None  # e.g. "reasoning" or "reasoning_content"
@@ -232,9 +236,10 @@ class FakeServer:
         prompt_chars = sum(len(m["content"]) for m in messages)
         if s.max_context_chars is not None and prompt_chars > s.max_context_chars:
             limit = _tokens("x" * s.max_context_chars)
+            said = limit + 1 if s.understate_overflow else _tokens("x" * prompt_chars)
             return self._record(body, headers, 400, {"error": {"type": "BadRequestError", "code": 400, "message": (
                 f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
-                f"{_tokens('x' * prompt_chars)} input tokens and for the completion 512 tokens. Please reduce the "
+                f"{said} input tokens and for the completion 512 tokens. Please reduce the "
                 "length of the input prompt.")}})
         content, reasoning = self._reply(messages)
         message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -279,6 +284,8 @@ class FakeServer:
     def _reply_text(self, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
         s = self.script
         first_user = next(m["content"] for m in messages if m["role"] == "user")
+        if JUDGE_MARK in first_user and s.judge_text is not None:
+            return s.judge_text(messages), None
         if JUDGE_MARK in first_user:
             label = s.verdict(first_user)
             if messages[-1]["role"] == "user" and len([m for m in messages if m["role"] == "assistant"]) > 0:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
 from synth import make_bench, write_jsonl
 
 from arenajudge.browser import (
@@ -239,3 +242,16 @@ def test_judges_calls_name_each_judge(hand_bench: Path) -> None:
     assert judges_calls(data, MODEL, "q2") == [("j1", "baseline better"), ("j2", "model better")]
     assert judges_calls(data, MODEL, "q1") == [("j1", "tie"), ("j2", "tie")]
     assert judges_calls(data, MODEL, "q6") == [("j1", "not judged"), ("j2", "not judged")]
+
+
+def test_gradio_analytics_are_off(hand_bench: Path) -> None:
+    """Nothing calls out: Gradio's telemetry is off for the app and for its module-level checks."""
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
+    probe = subprocess.run([sys.executable, "-c", "import arenajudge.browser_ui; from gradio import analytics; "
+                            "print(analytics.analytics_enabled())"], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr
+    from arenajudge.browser_ui import BrowserApp, Defaults
+
+    demo = BrowserApp(hand_bench, Defaults(bench="hand", judge="j1", baseline=BASE, models=())).build()
+    assert demo.analytics_enabled is False

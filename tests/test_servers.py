@@ -121,12 +121,25 @@ def test_server_block_is_typed_with_defaults_from_the_entry(tmp_path):
     assert spec.served_model_name == "Llama-3-70B-AWQ" and spec.gpus == ("2", "3")
     assert dict(spec.env)["CUDA_VISIBLE_DEVICES"] == "2,3"
     cmd = servers.vllm_command(spec)
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[:3] == [sys.executable, "-m", servers.default_vllm_module()]
     for flag, value in [("--model", "/models/llama-70b-awq"), ("--served-model-name", "Llama-3-70B-AWQ"),
                         ("--port", "8010"), ("--quantization", "awq"), ("--tensor-parallel-size", "2"),
                         ("--max-model-len", "8192")]:
         assert cmd[cmd.index(flag) + 1] == value
     assert cmd[-3:] == ["--enable-prefix-caching", "--seed", "1"]
+
+
+def test_the_default_server_module_is_the_one_vllm_does_not_call_deprecated(tmp_path, monkeypatch):
+    package = tmp_path / "vllm"
+    (package / "entrypoints" / "openai").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('vLLM is not imported to find its server module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    assert servers.default_vllm_module() == "vllm.entrypoints.openai.api_server"  # an older vLLM
+    launcher = package / "entrypoints" / "launchers" / "api_server"
+    launcher.mkdir(parents=True)
+    (launcher / "entry.py").write_text("")
+    assert servers.default_vllm_module() == "vllm.entrypoints.launchers.api_server.entry"  # vLLM 0.32
 
 
 def _spec(port: int, gpus: tuple[str, ...] | None) -> ServerSpec:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..client import RetryPolicy
 from ..config import ModelEntry
-from ..engine import RunReport
 from ..errors import UserError
-from ..storage import BenchPaths, JsonlAppender, WriteFailed, answer_problem, line_of, load_answer_file
+from ..storage import BenchPaths, JsonlAppender, answer_problem, line_of, load_answer_file
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,15 +63,6 @@ def check_answer_texts(path: Path, answers: dict[Any, dict[str, Any]], question_
         if problem is not None:
             raise UserError(f"{path}:{line_of(path, qid)}: question {qid}: {problem}; "
                             "delete this line and rerun gen_answer.py to answer it again")
-
-
-def finish_files(report: RunReport, steps: Iterable[Callable[[], None]]) -> None:
-    """Run the end-of-run file steps (sorts); a write error is reported in the summary, never a traceback."""
-    for step in steps:
-        try:
-            step()
-        except WriteFailed as exc:
-            report.stop_on_write_error(exc)
 
 
 class Appenders:

@@ -14,14 +14,14 @@ from ..answering import answer_question
 from ..client import ModelClient, RetryPolicy
 from ..config import AnswerConfig, ModelEntry, load_answer_config, load_api_config
 from ..context_budget import ContextBudget, wants_budget
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import run_cli
 from ..probe import probe_endpoints
 from ..provenance import question_fingerprints
 from ..servers import ServerSession
 from ..stale import move_aside
 from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
-from .common import Appenders, add_engine_flags, finish_files, require_entry, retry_policy
+from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,14 +104,18 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
     # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
     session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
+    interrupted = False
     try:
         session.run_in_waves([e for e in models if by_name[e.name].items], lambda group: asyncio.run(
             run_lanes([by_name[e.name] for e in group], report, quiet=args.quiet)))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         finish_files(report, [functools.partial(sort_by_question, paths.answer_file(e.name), order) for e in models])
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
-                                                         **session.log_fields()})
+                                                         **session.log_fields()}, interrupted=interrupted)
     print(report.summary("answers"), file=sys.stderr)
     return 0 if report.ok else 1
 

@@ -13,7 +13,8 @@ from typing import Any
 from .. import locks
 from ..client import ModelClient, RetryPolicy
 from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..context_budget import ContextBudget, wants_budget
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, check_fillable, judge_item
@@ -22,7 +23,7 @@ from ..probe import probe_endpoints
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
 from . import mtbench_judgment, until_decided
-from .common import Appenders, add_engine_flags, finish_files, require_answers, require_entry, retry_policy
+from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,10 +119,12 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
 
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
+    # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
+    budget = ContextBudget(client, report) if wants_budget(judge) else None
     appenders = Appenders()
     lane: Lane[JudgeItem] = Lane(
         name=config.judge_model, client=client, items=items,
-        work=lambda item: judge_item(client, config, item),
+        work=lambda item: judge_item(client, config, item, budget),
         write=lambda item, record: appenders.write(paths.judgment_file(config.judge_model, item.model), record),
         describe=lambda item: f"{item.model} / question {item.question_id}",
         max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
@@ -132,16 +135,20 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
           + ")", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
+    interrupted = False
     try:
         with session.serving([judge] if items else []):
             asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         appenders.close()
         finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
                               for model in config.model_list])
         log_run(paths.runs_file, "gen_judgment", report,
                 {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
-                 "bench": config.bench_name, "sample": args.sample, **session.log_fields()})
+                 "bench": config.bench_name, "sample": args.sample, **session.log_fields()}, interrupted=interrupted)
     print(report.summary("judgments"), file=sys.stderr)
     return 0 if report.ok else 1
 

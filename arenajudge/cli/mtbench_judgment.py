@@ -11,7 +11,7 @@ from typing import Any
 from .. import locks
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..mtbench import (
     PairItem,
@@ -30,15 +30,15 @@ from ..probe import probe_endpoints
 from ..provenance import (
     Basis,
     answer_fingerprint,
-    fingerprint,
     judge_settings_fingerprint,
     mtbench_mismatch,
     question_fingerprints,
+    texts_fingerprint,
 )
 from ..servers import ServerSession
-from ..stale import move_aside
+from ..stale import move_aside, split_stale
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
-from .common import Appenders, finish_files, require_answers
+from .common import Appenders, require_answers
 
 
 def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]], key: str,
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
     basis = Basis(baseline="", questions=question_fingerprints(all_questions or questions), answers=fps,
                   settings=judge_settings_fingerprint(config, prompts),
-                  references={str(q["question_id"]): fingerprint(refs[q["question_id"]]) for q in questions
+                  references={str(q["question_id"]): texts_fingerprint(refs[q["question_id"]]) for q in questions
                               if needs_reference(config, q) and q["question_id"] in refs})
     out = judgment_file(paths, config.judge_model, config.mode)
     # one writer per MT-Bench judgment file, taken after the checks above: bad input writes nothing
@@ -84,13 +84,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         repair_tail(out)
         report = RunReport()
         wanted = {str(q["question_id"]) for q in questions}
-        keep, stale = [], []
-        for record in read_jsonl(out, allow_torn_tail=True) if out.exists() else []:
-            reason = mtbench_mismatch(record, basis) if str(record["question_id"]) in wanted else None
-            if reason is None:
-                keep.append(record)
-            else:
-                stale.append((record, reason))
+        keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
+                                  lambda r: mtbench_mismatch(r, basis) if str(r["question_id"]) in wanted else None)
         if stale:
             move_aside(out, paths.replaced_file(out), keep, stale)
             report.stale_where = str(paths.replaced_root)
@@ -103,7 +98,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             made = {**made_from, "question": basis.questions[qid]}  # type: ignore[index]
             made |= {key: fps[model][qid] for key, model in models.items()}
             if ref is not None:
-                made["reference"] = fingerprint(ref)
+                made["reference"] = texts_fingerprint(ref)
             return made
 
         items: list[Any] = []
@@ -150,15 +145,19 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
               f"({report.skipped} already judged"
               + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
               + ")", file=sys.stderr)
+        interrupted = False
         try:
             with session.serving([judge] if items else []):  # a managed judge server starts only when needed
                 asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+        except BaseException:
+            interrupted = True
+            raise
         finally:
             appenders.close()
             finish_files(report, [lambda: _sort(out, order)])
             log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                               "models": config.model_list, "bench": config.bench_name,
-                                                              **session.log_fields()})
+                                                              **session.log_fields()}, interrupted=interrupted)
         print(report.summary("judgments"), file=sys.stderr)
         return 0 if report.ok else 1
 

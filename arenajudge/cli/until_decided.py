@@ -14,20 +14,22 @@ import asyncio
 import functools
 import itertools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import locks
-from ..battles import battles_from_judgments
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..context_budget import ContextBudget, wants_budget
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
-from ..sequential import PairDecision, outcome_table, pair_decision, question_order
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_judgment_file, sort_by_question
-from .common import Appenders, finish_files, require_answers, retry_policy
+from .common import Appenders, require_answers, retry_policy
+
+if TYPE_CHECKING:
+    from ..sequential import PairDecision
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
 DEFAULTS = {"alpha": 0.05, "min_questions": 50, "batch": 50}
@@ -98,6 +100,10 @@ def pair_line(d: PairDecision, total: int) -> str:
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
+    # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
+    from ..battles import battles_from_judgments
+    from ..sequential import outcome_table, pair_decision, question_order
+
     models = check_flags(args)
     policy = retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
@@ -135,14 +141,15 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
         async def judge_batch(items: list[JudgeItem]) -> RunReport:
             client = ModelClient(judge, policy)
+            batch_report = RunReport()
+            budget = ContextBudget(client, batch_report) if wants_budget(judge) else None  # counted before sending
             lane: Lane[JudgeItem] = Lane(
                 name=config.judge_model, client=client, items=items,
-                work=lambda item: judge_item(client, config, item),
+                work=lambda item: judge_item(client, config, item, budget),
                 write=write,
                 describe=lambda item: f"{item.model} / question {item.question_id}",
                 max_items=max(1, client.capacity // 2) + 1,
             )
-            batch_report = RunReport()
             await run_lanes([lane], batch_report, quiet=args.quiet)
             return batch_report
 
