@@ -42,6 +42,8 @@ class BattleSet:
     missing: Counter[str] = field(default_factory=Counter)  # model -> games with no verdict
     invalid: Counter[str] = field(default_factory=Counter)  # model -> of those, scores outside the label set
     invalid_example: str = ""  # the first such score, where it is
+    # model -> judgments left out whole (arena-hard-auto v2's rule: one game without a verdict drops both)
+    dropped_judgments: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_missing(self) -> int:
@@ -51,6 +53,10 @@ class BattleSet:
         if not self.total_missing:
             return None
         per_model = ", ".join(f"{m}: {n}" for m, n in sorted(self.missing.items()) if n)
+        if self.dropped_judgments:
+            dropped = sum(self.dropped_judgments.values())
+            return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict ({per_model}); "
+                    f"as arena-hard-auto v2 does, the {dropped} judgments holding them were dropped whole")
         return (f"note: {self.total_missing} of {sum(self.games.values())} games had no verdict "
                 f"and were dropped ({per_model})")
 
@@ -73,8 +79,13 @@ def battles_from_judgments(
     *,
     weight: int = 3,
     first_game_only: bool = False,
+    whole_judgments: bool = False,
 ) -> BattleSet:
-    """Turn one judge's records ({model: [records]}) into battles against `baseline`."""
+    """Turn one judge's records ({model: [records]}) into battles against `baseline`.
+
+    With `whole_judgments` a judgment counts only when every game read has a verdict
+    (arena-hard-auto v2's rule); otherwise each game without a verdict is dropped alone.
+    """
     rows: list[tuple[Any, str, str, str, str, int]] = []
     repeats: list[int] = []
     result = BattleSet(battles=pd.DataFrame(columns=BATTLE_COLUMNS))
@@ -82,16 +93,21 @@ def battles_from_judgments(
         for record in records:
             model = record.get("model") or file_model
             games = record["games"][:1] if first_game_only else record["games"][:2]
-            for index, game in enumerate(games):
+            raws = [game.get("score") if isinstance(game, dict) else game for game in games]
+            labels = [clean_label(raw) if isinstance(game, dict) else None for raw, game in zip(raws, games, strict=True)]
+            whole_dropped = whole_judgments and None in labels
+            if whole_dropped:
+                result.dropped_judgments[model] += 1
+            for index, (raw, label) in enumerate(zip(raws, labels, strict=True)):
                 result.games[model] += 1
-                raw = game.get("score") if isinstance(game, dict) else game
-                label = clean_label(raw) if isinstance(game, dict) else None
                 if label is None:
                     result.missing[model] += 1
                     if raw is not None:
                         result.invalid[model] += 1
                         result.invalid_example = result.invalid_example or (
                             f"{raw!r} for {model}, question {record['question_id']}, game {index + 1}")
+                    continue
+                if whole_dropped:
                     continue
                 winner, strong = outcome(label, index)
                 rows.append((record["question_id"], baseline, model, winner, judge, index + 1))

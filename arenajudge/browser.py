@@ -43,9 +43,10 @@ from pygments.util import ClassNotFound
 from .battles import battles_from_judgments, clean_label, outcome
 from .errors import UserError
 from .names import from_file_name
+from .plots import ci_chart
 from .provenance import board_basis, select_judgments, unverified_words
-from .rating import BootstrapUnit, rate
-from .report import BoardRow, format_line, leaderboard
+from .rating import BootstrapUnit, rate, rate_with_features
+from .report import BoardRow, coefficient_lines, format_line, leaderboard, unjudged_note
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
 
 FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "judges_disagree"]
@@ -369,7 +370,9 @@ def _highlight_code(code: str, language: str, _attrs: str) -> str:
     return highlight(code, lexer, _CODE_FORMATTER)
 
 
-_MARKDOWN = (MarkdownIt("commonmark", {"html": False, "highlight": _highlight_code})
+# breaks: a single newline stays a line break, as in the chat UIs these answers were written for
+# (a poem or an ABC tune must not collapse into one line).
+_MARKDOWN = (MarkdownIt("commonmark", {"html": False, "highlight": _highlight_code, "breaks": True})
              .enable(["table", "strikethrough"]).disable("image"))
 
 
@@ -378,12 +381,24 @@ def render_markdown(text: str) -> str:
     return f'<div class="aj-md">{_MARKDOWN.render(text)}</div>'
 
 
+def render_with_raw(text: str) -> str:
+    """Rendered markdown, then the text exactly as stored behind a 'raw text' toggle (for auditing)."""
+    return (f"{render_markdown(text)}<details class=\"aj-raw\"><summary>raw text</summary>"
+            f"<pre class=\"aj-raw-text\">{html.escape(text)}</pre></details>")
+
+
 def markdown_css() -> str:
     """CSS of rendered markdown: code colours (Pygments' default style) and readable tables."""
     return (_CODE_FORMATTER.get_style_defs(".aj-md pre")
             + "\n.aj-md pre { background: #f6f8fa; color: #1f2328; padding: 8px; border-radius: 6px; overflow-x: auto;"
             " white-space: pre-wrap; word-break: break-word; }"
-            "\n.aj-md table { border-collapse: collapse; } .aj-md th, .aj-md td { border: 1px solid #d0d7de; padding: 2px 6px; }")
+            "\n.aj-md table { border-collapse: collapse; } .aj-md th, .aj-md td { border: 1px solid #d0d7de; padding: 2px 6px; }"
+            # a '#' comment of code fenced with the wrong marks is a heading to markdown: keep headings text-sized
+            "\n.aj-md h1, .aj-md h2, .aj-md h3, .aj-md h4, .aj-md h5, .aj-md h6 { font-size: 1.05em; margin: 0.6em 0 0.3em;"
+            " line-height: 1.3; }"
+            "\n.aj-raw summary { cursor: pointer; color: #57606a; font-size: 0.85em; }"
+            "\n.aj-raw-text { white-space: pre-wrap; word-break: break-word; background: #f6f8fa; padding: 8px;"
+            " font-size: 0.85em; }")
 
 
 # ---- how verdicts read -----------------------------------------------------------------
@@ -455,6 +470,19 @@ class Board:
     rows: list[BoardRow] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # show_result.py's output lines, character for character
     notes: list[str] = field(default_factory=list)
+    interval: str = ""  # what the intervals are, e.g. "95% CI: bootstrap over battles, 100 rounds, seed 42"
+    baseline: str = ""
+    extra: list[str] = field(default_factory=list)  # sections after the board (style coefficients)
+    style: list[str] = field(default_factory=list)  # style features the scores are controlled for
+
+    def ci_svg(self) -> str:
+        """The chart people expect: one row per model, best first, a point and its interval bar,
+        the baseline's 50% as a reference line, the interval kind in the title."""
+        if not self.rows:
+            return ""
+        base = next((r.score for r in self.rows if r.model == self.baseline), None)
+        what = f"Win rate at equal style ({', '.join(self.style)})" if self.style else "Win rate"
+        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([
@@ -481,8 +509,12 @@ def compute_board(
     rounds: int = 100,
     seed: int = 42,
     unit: BootstrapUnit = "battles",
+    style: list[str] | None = None,
 ) -> Board:
-    """show_result.py's leaderboard (same defaults) for one judge; problems become notes, not exceptions."""
+    """show_result.py's leaderboard (same defaults) for one judge; problems become notes, not exceptions.
+
+    `style` (groups of show_result.py --style-control, e.g. ["length", "markdown"]) scores at equal style
+    with the same functions show_result uses, and adds the coefficient lines."""
     judgments = data.raw_judgments.get(judge) or {}
     if not judgments:
         return Board(header=f"No judgments by {judge} in {data.paths.judgment_dir(judge)}.")
@@ -501,20 +533,63 @@ def compute_board(
     battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
     battles = battle_set.battles
     n_judgments = sum(len(r) for r in judgments.values())
+    extra: list[str] = []
+    label = ""
+    features: list[str] = []
     try:
-        result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
+        if style:
+            from .style import StyleCache, add_style_features, answer_styles, parse_style_groups
+
+            features = parse_style_groups(style)
+            models = set(battles["model_a"]) | set(battles["model_b"])
+            styles = answer_styles(data.answers, models, StyleCache(data.paths.bench_dir / "style_features_cache.json"))
+            result = rate_with_features(add_style_features(battles, styles, features, data.paths.answer_dir),
+                                        baseline, features, rounds=rounds, seed=seed, unit=unit)
+            extra = coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
+                                       "> 0: the judge favours the answer with more of it)", result)
+            label = f"; score: style-controlled Bradley-Terry ({', '.join(features)} at equal style)"
+        else:
+            result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
     except UserError as exc:
         return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}", notes=notes)
     battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
     rows = leaderboard(result, baseline, data.answers, battle_counts=battle_counts,
                        games=dict(battle_set.games), missing=dict(battle_set.missing))
+    interval = f"95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}"
     header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}"
               + (f"; {unverified_words(selection.unverified)}" if selection.unverified else "")
-              + f"; baseline {baseline}; 95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}")
+              + f"; baseline {baseline}; {interval}{label}")
     notes += [n for n in (battle_set.missing_note(), battle_set.invalid_note()) if n]
-    for model in sorted(set(data.answers) - set(result.point.index)):
-        notes.append(f"note: {model} has answers but no battles (not judged by {judge}?)")
-    return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes)
+    if unjudged := sorted(set(data.answers) - set(result.point.index)):
+        notes.append(unjudged_note(unjudged, judge))
+    return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes,
+                 interval=interval, baseline=baseline, extra=extra, style=features)
+
+
+def compare_section(data: BenchData, judge: str, baseline: str, models: list[str], *, weight: int = 3,
+                    rounds: int = 1000, seed: int = 42, top: int = 5) -> tuple[list[str], list[tuple[str, list]]]:
+    """show_result.py --compare for the browser: its pair lines (and matrix), and per pair the questions
+    where the two differ most as (title, [(question_id, difference, prompt excerpt, deep link)])."""
+    from .cli.show_decisions import matrix_lines, pair_line
+    from .compare import biggest_differences, compare_models
+
+    # the judgments the board rests on (show_result.py's rule), not stale ones
+    judgments = select_judgments(data.raw_judgments.get(judge) or {}, board_basis(baseline, data.questions, data.answers)).kept
+    battles = battles_from_judgments(judgments, baseline, judge, weight=weight).battles
+    results, _ = compare_models(battles, models, baseline, rounds=rounds, seed=seed)
+    lines = [f"## paired comparison: bootstrap over questions, {rounds} rounds, seed {seed}; differences in points "
+             f"of win rate against {baseline}", *(pair_line(r) for r in results)]
+    if len(models) > 2:
+        lines += matrix_lines(results, models)
+    sections = []
+    for r in results:
+        rows = []
+        for qid, row in biggest_differences(battles, r.model_a, r.model_b, n=top).iterrows():
+            prompt = " ".join(turn_text(data.question_by_id[qid]["turns"][0]).split()) if qid in data.question_by_id else ""
+            link = deep_link("", bench=data.bench, judge=judge, model=r.model_b, question=str(qid), vs=r.model_a)
+            rows.append((str(qid), float(row["diff"]), prompt[:90] + ("…" if len(prompt) > 90 else ""), link))
+        sections.append((f"questions where {r.model_b} and {r.model_a} differ most", rows))
+    return lines, sections
 
 
 def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
@@ -539,11 +614,19 @@ def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
 DEEP_LINK_KEYS = ("bench", "judge", "model", "question", "vs")
 
 
-def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None) -> str:
-    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`)."""
+def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None,
+              category: str | None = None, verdict_filter: str | None = None, search: str | None = None) -> str:
+    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`),
+    with the question list filtered by category, verdict filter and search text when given."""
     params = {"bench": bench, "judge": judge, "model": model, "question": question}
     if vs:
         params["vs"] = vs
+    if category:
+        params["category"] = category
+    if verdict_filter and verdict_filter != "all":
+        params["filter"] = verdict_filter
+    if search:
+        params["search"] = search
     return f"{base_url.split('?')[0]}?{urlencode(params)}"
 
 
@@ -559,6 +642,10 @@ class BenchCache:
         self.judges = judges
         self._loaded: dict[str, BenchData] = {}
         self._lock = threading.Lock()
+
+    def exists(self, bench: str) -> bool:
+        """Whether `bench` is a bench folder found under the data directory (a query value is never a path)."""
+        return bench in self._loaded or bench in find_benches(self.data_dir)
 
     def get(self, bench: str) -> BenchData:
         with self._lock:

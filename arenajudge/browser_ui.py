@@ -17,7 +17,6 @@ from typing import Any
 # Gradio's telemetry and version check call out to the internet; set before the import, which reads it
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
-import pandas as pd
 
 from .browser import (
     FILTERS,
@@ -25,6 +24,7 @@ from .browser import (
     BenchData,
     Board,
     FilterName,
+    compare_section,
     compute_board,
     deep_link,
     filter_questions,
@@ -36,10 +36,12 @@ from .browser import (
     neighbour,
     question_rows,
     render_markdown,
+    render_with_raw,
     verdict_badge_html,
     verdict_counts,
 )
 from .errors import UserError
+from .names import name_problem
 
 NO_MODEL = ""  # the "none" choice of the second-model menu and "all" of the category menu
 
@@ -75,7 +77,7 @@ class BrowserApp:
     def __init__(self, data_dir: Path, defaults: Defaults, judges: list[str] | None = None) -> None:
         self.cache = BenchCache(data_dir, judges)
         self.defaults = defaults
-        self._boards: dict[tuple[str, str, str, str], Board] = {}
+        self._boards: dict[tuple[str, str, str, str, tuple[str, ...]], Board] = {}
 
     # ---- selection ---------------------------------------------------------------------
 
@@ -85,6 +87,12 @@ class BrowserApp:
         """Turn requested values into a valid Selection; notes say what was asked for but not found."""
         notes: list[str] = []
         bench_name = bench or self.defaults.bench
+        if bench_name != self.defaults.bench and not self.cache.exists(bench_name):
+            # only bench folders found on disk are opened: a query value is never used as a path
+            problem = name_problem(bench_name)
+            notes.append(f"Cannot open bench {bench_name!r}: {problem}." if problem
+                         else f"No bench {bench_name!r} under the data directory.")
+            bench_name = self.defaults.bench
         try:
             data = self.cache.get(bench_name)
         except UserError as exc:
@@ -109,7 +117,11 @@ class BrowserApp:
         chosen_model = pick(model, candidates, list(self.defaults.models), "model")
         chosen_vs = pick(vs, [m for m in candidates if m != chosen_model], [], "model") if vs else None
         chosen_category = category if category in data.categories() else None
+        if category and chosen_category is None:
+            notes.append(f"No category or cluster {category!r} in bench {data.bench}.")
         chosen_filter: FilterName = verdict_filter if verdict_filter in FILTERS else "all"  # type: ignore[assignment]
+        if verdict_filter and verdict_filter not in FILTERS:
+            notes.append(f"No filter {verdict_filter!r} (known: {', '.join(FILTERS)}).")
         chosen_question = question if question in data.question_by_id else None
         if question and chosen_question is None:
             notes.append(f"No question {question!r} in bench {data.bench}.")
@@ -123,14 +135,43 @@ class BrowserApp:
         return filter_questions(data, judge=selection.judge, model=selection.model, category=selection.category,
                                 search=selection.search, verdict_filter=selection.verdict_filter)
 
-    def board(self, bench: str, judge: str | None, baseline: str, unit: str) -> Board:
+    def board(self, bench: str, judge: str | None, baseline: str, unit: str, style: list[str] | None = None) -> Board:
         data = self.cache.get(bench)
         if judge is None:
             return Board(header=f"No judgments in {data.paths.judgment_root}: no leaderboard.")
-        key = (bench, judge, baseline, unit)
+        groups = tuple(g for g in ("length", "markdown") if g in (style or []))
+        key = (bench, judge, baseline, unit, groups)
         if key not in self._boards:
-            self._boards[key] = compute_board(data, judge, baseline, unit="questions" if unit == "questions" else "battles")
+            self._boards[key] = compute_board(data, judge, baseline, unit="questions" if unit == "questions" else "battles",
+                                              style=list(groups) or None)
         return self._boards[key]
+
+    def board_updates(self, bench: str, judge: str | None, baseline: str, unit: str, style: list[str] | None) -> list[Any]:
+        """Header, show_result's lines, table, CI chart, game counts."""
+        board = self.board(bench, judge, baseline, unit, style)
+        data = self.cache.get(bench)
+        # show_result.py's output as it prints it: header, one line per model, notes, then the extra sections
+        printed = "\n".join([board.header, *board.lines, *board.notes, *board.extra]) if board.lines else ""
+        lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
+        return [html.escape(board.header.lstrip("# ")), lines, board.table(), board.ci_svg(), verdict_counts(data, judge)]
+
+    def comparison_html(self, bench: str, judge: str | None, baseline: str, models: list[str]) -> str:
+        """show_result.py --compare's lines and, per pair, the questions that differ most with links into the battles."""
+        models = list(dict.fromkeys(models or []))
+        if judge is None or len(models) < 2:
+            return '<p class="aj-compare-hint">Choose two or more models to compare.</p>'
+        data = self.cache.get(bench)
+        try:
+            lines, sections = compare_section(data, judge, baseline, models)
+        except UserError as exc:
+            return f'<p class="aj-compare-error">{html.escape(str(exc))}</p>'
+        parts = [f'<pre class="aj-compare-lines">{html.escape(chr(10).join(lines))}</pre>']
+        for title, rows in sections:
+            items = "".join(f'<li><a class="aj-battle-link" href="{html.escape(link)}" target="_self">'
+                            f"{html.escape(qid)}</a> {diff:+.2f} · {html.escape(prompt)}</li>"
+                            for qid, diff, prompt, link in rows)
+            parts.append(f"<h4>{html.escape(title)}</h4><ol class=\"aj-differences\">{items}</ol>")
+        return "".join(parts)
 
     # ---- rendering ---------------------------------------------------------------------
 
@@ -171,7 +212,9 @@ class BrowserApp:
         qid = selection.question
         baseline, model, vs, judge = selection.baseline, selection.model, selection.vs, selection.judge
         all_notes = notes + missing_notes(data, judge=judge, baseline=baseline, models=[m for m in (model, vs) if m])
-        notes_md = "\n".join(f"- {n}" for n in all_notes) if all_notes else ""
+        # plain text: a note may quote a query value, which must never become a link or markup
+        notes_md = ("<ul class=\"aj-notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in all_notes) + "</ul>"
+                    if all_notes else "")
         if qid is None:
             answers_blank = ["", "", "", "", ""]  # prompt, baseline title + answer, model title + answer
             vs_blank = [gr.update(visible=bool(vs)), "", ""]
@@ -179,7 +222,8 @@ class BrowserApp:
             return [gr.update(value=""), "No question matches.", notes_md, *answers_blank, *vs_blank, *games_blank,
                     gr.update(visible=bool(vs)), *games_blank]
         question = data.question_by_id[qid]
-        link = deep_link("", bench=data.bench, judge=judge or "", model=model or "", question=qid, vs=vs)
+        link = deep_link("", bench=data.bench, judge=judge or "", model=model or "", question=qid, vs=vs,
+                         category=selection.category, verdict_filter=selection.verdict_filter, search=selection.search)
         header = (f"### Question `{qid}`\ncategory: **{question.get('category', '—')}**"
                   + (f" · cluster: **{question['cluster']}**" if question.get("cluster") else "")
                   + f" · [link to this view]({link})")
@@ -191,7 +235,7 @@ class BrowserApp:
             if m is None:
                 return ""
             text = data.answer_text(m, qid)
-            return render_markdown(text if text is not None else f"*{m} has no answer to this question.*")
+            return render_with_raw(text) if text is not None else render_markdown(f"*{m} has no answer to this question.*")
 
         def games(m: str | None) -> list[str]:
             if m is None:
@@ -209,7 +253,7 @@ class BrowserApp:
                 else:
                     side_a, side_b = game_sides(index, baseline, m)
                     text = game.judgment or f"*(no judgment text; A = {side_a}, B = {side_b})*"
-                out.append(render_markdown(text))
+                out.append(render_with_raw(text) if game is not None and game.judgment else render_markdown(text))
             return out
 
         return [
@@ -261,7 +305,7 @@ class BrowserApp:
                     qid_box = gr.Textbox(value=value_of(view0[0]), label="Question id (Enter to jump)", elem_id="aj-qid")
                     next_btn = gr.Button("next →", elem_id="aj-next", size="sm")
                 header_md = gr.Markdown(view0[1], elem_id="aj-header")
-                notes_md = gr.Markdown(view0[2], elem_id="aj-notes")
+                notes_md = gr.HTML(view0[2], elem_id="aj-notes")
                 prompt_md = gr.HTML(view0[3], elem_id="aj-prompt", max_height=240, container=True, padding=True)
                 with gr.Row(equal_height=False):
                     with gr.Column():
@@ -292,24 +336,32 @@ class BrowserApp:
                             vs_g2_text = gr.HTML(view0[19], max_height=320, container=True, padding=True)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 with gr.Row():
-                    unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples")
+                    unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples",
+                                          info="questions: all battles of a question together (the interval for decisions)")
+                    style_box = gr.CheckboxGroup(["length", "markdown"], value=[], label="Style control",
+                                                 info="score at equal length / markdown (show_result.py --style-control)")
                     refresh_btn = gr.Button("Recompute", size="sm")
-                board_header = gr.Markdown("Open this tab to compute the leaderboard.", elem_id="aj-board-header")
+                # computed when the app is built, so the tab opens on a drawn board and chart
+                board0 = self.board_updates(initial.bench, initial.judge, initial.baseline, "battles", [])
+                board_header = gr.Markdown(board0[0], elem_id="aj-board-header")
                 # show_result.py's lines verbatim; a <pre> rather than gr.Code, whose editor bundle slows the first page
-                board_lines = gr.HTML("", elem_id="aj-board-lines")
-                board_table = gr.Dataframe(interactive=False, label="Leaderboard", elem_id="aj-board")
-                board_chart = gr.ScatterPlot(pd.DataFrame(columns=["model", "win rate vs baseline (%)", "point"]),
-                                             x="model", y="win rate vs baseline (%)", color="point",
-                                             label="Win rate vs baseline with 95% CI", elem_id="aj-board-chart")
-                counts_table = gr.Dataframe(interactive=False, label="Games per model (unweighted, vs baseline)",
+                board_lines = gr.HTML(board0[1], elem_id="aj-board-lines")
+                board_chart = gr.HTML(board0[3], elem_id="aj-board-chart")
+                board_table = gr.Dataframe(board0[2], interactive=False, label="Leaderboard", elem_id="aj-board")
+                counts_table = gr.Dataframe(board0[4], interactive=False, label="Games per model (unweighted, vs baseline)",
                                             elem_id="aj-counts")
+                with gr.Row():
+                    compare_dd = gr.Dropdown(choices_of(controls0[3]), value=[], multiselect=True,
+                                             label="Compare models (paired, bootstrap over questions)", elem_id="aj-compare-models")
+                    compare_btn = gr.Button("Compare", size="sm", elem_id="aj-compare-btn")
+                compare_html = gr.HTML("", elem_id="aj-compare")
 
             controls = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, search_box, filter_dd]
             lists = [count_md, table, matches_state]
             view = [qid_box, header_md, notes_md, prompt_md, base_title, base_answer, model_title, model_answer,
                     vs_col, vs_title, vs_answer, g1_badge, g1_text, g2_badge, g2_text,
                     vs_games, vs_g1_badge, vs_g1_text, vs_g2_badge, vs_g2_text]
-            url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd]
+            url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd, category_dd, filter_dd, search_box]
 
             def refresh(bench: str, judge: str, model: str, vs: str, category: str, search: str,
                         verdict_filter: str, question: str) -> list[Any]:
@@ -339,20 +391,17 @@ class BrowserApp:
             def on_load(request: gr.Request) -> list[Any]:
                 """Apply a deep link (?bench=&judge=&model=&question=&vs=); without one, keep the first page."""
                 params = dict(request.query_params) if request is not None else {}
-                if not any(params.get(k) for k in ("bench", "judge", "model", "question", "vs")):
+                if not any(params.get(k) for k in DEEP_LINK_PARAMS):
                     return [gr.skip()] * (len(controls) + len(lists) + len(view))
                 return refresh(params.get("bench", ""), params.get("judge", ""),
-                               params.get("model", ""), params.get("vs", ""), "", "", "all", params.get("question", ""))
+                               params.get("model", ""), params.get("vs", ""), params.get("category", ""),
+                               params.get("search", ""), params.get("filter", "") or "all", params.get("question", ""))
 
-            def on_board(bench: str, judge: str, baseline: str, unit: str) -> list[Any]:
-                board = self.board(bench, judge or None, baseline, unit)
-                data = self.cache.get(bench)
-                # show_result.py's output as it prints it: header, one line per model, notes
-                printed = "\n".join([board.header, *board.lines, *board.notes]) if board.lines else ""
-                lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
-                chart = gr.update(value=board.ci_points(), sort=[r.model for r in board.rows] or None)
-                return [html.escape(board.header.lstrip("# ")), lines, board.table(), chart,
-                        verdict_counts(data, judge or None)]
+            def on_board(bench: str, judge: str, baseline: str, unit: str, style: list[str]) -> list[Any]:
+                return self.board_updates(bench, judge or None, baseline, unit, style)
+
+            def on_compare(bench: str, judge: str, baseline: str, models: list[str]) -> str:
+                return self.comparison_html(bench, judge or None, baseline, models)
 
             everything = controls + lists + view
             view_inputs = [bench_dd, judge_dd, model_dd, vs_dd]
@@ -361,12 +410,15 @@ class BrowserApp:
             # so the new question replaces the old one without a flash.
             instant: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
             for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
-                control.input(refresh, control_inputs, everything).then(None, url_inputs, None, js=URL_JS)
+                control.input(refresh, control_inputs, everything, **instant).then(None, url_inputs, None, js=URL_JS)
             # Typing filters as you go; Enter and leaving the box apply it too (Gradio sends no input event
             # when a selection is deleted, e.g. Ctrl+A then Backspace).
-            search_box.input(refresh, control_inputs, everything, trigger_mode="always_last")
-            search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last")
-            search_box.blur(refresh, control_inputs, everything, trigger_mode="always_last")
+            search_box.input(refresh, control_inputs, everything, trigger_mode="always_last").then(
+                None, url_inputs, None, js=URL_JS)
+            search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last").then(
+                None, url_inputs, None, js=URL_JS)
+            search_box.blur(refresh, control_inputs, everything, trigger_mode="always_last").then(
+                None, url_inputs, None, js=URL_JS)
             qid_box.submit(show, [*view_inputs, qid_box], view, **instant).then(None, url_inputs, None, js=URL_JS)
             table.select(on_select, view_inputs, view, **instant).then(None, url_inputs, None, js=URL_JS)
             prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view, **instant).then(
@@ -374,20 +426,30 @@ class BrowserApp:
             next_btn.click(lambda *a: step(*a, 1), [*view_inputs, qid_box, matches_state], view, **instant).then(
                 None, url_inputs, None, js=URL_JS)
             board_outputs = [board_header, board_lines, board_table, board_chart, counts_table]
-            board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio]
-            board_tab.select(on_board, board_inputs, board_outputs)
-            refresh_btn.click(on_board, board_inputs, board_outputs)
-            unit_radio.input(on_board, board_inputs, board_outputs)
+            board_inputs = [bench_dd, judge_dd, baseline_dd, unit_radio, style_box]
+            # one at a time, in the order asked: a late reply to opening the tab must not overwrite the board
+            # of a choice made since
+            serial: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "aj-board"}
+            board_tab.select(on_board, board_inputs, board_outputs, **serial)
+            refresh_btn.click(on_board, board_inputs, board_outputs, **serial)
+            unit_radio.input(on_board, board_inputs, board_outputs, **serial)
+            style_box.input(on_board, board_inputs, board_outputs, **serial)
+            compare_btn.click(on_compare, [bench_dd, judge_dd, baseline_dd, compare_dd], compare_html)
             demo.load(on_load, None, everything, show_progress="hidden", queue=False).then(
                 None, url_inputs, None, js=URL_JS)
         return demo
 
 
-# Keeps the address bar on the current view, so a copied URL is a deep link (history.replaceState: no reload).
+DEEP_LINK_PARAMS = ("bench", "judge", "model", "question", "vs", "category", "filter", "search")
+
+# Keeps the address bar on the current view, filter included, so a copied URL is a deep link
+# (history.replaceState: no reload).
 URL_JS = """
-(bench, judge, model, question, vs) => {
+(bench, judge, model, question, vs, category, filter, search) => {
   const params = new URLSearchParams();
-  for (const [key, value] of [["bench", bench], ["judge", judge], ["model", model], ["question", question], ["vs", vs]]) {
+  const pairs = [["bench", bench], ["judge", judge], ["model", model], ["question", question], ["vs", vs],
+                 ["category", category], ["filter", filter === "all" ? "" : filter], ["search", search]];
+  for (const [key, value] of pairs) {
     if (value) params.set(key, value);
   }
   window.history.replaceState(null, "", window.location.pathname + "?" + params.toString());

@@ -10,21 +10,32 @@ costs about 0.8 ms of CPU per request, and keeps fields such as `reasoning` as s
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import random
 import re
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from .config import ModelEntry
+from .config import ModelEntry, url_secrets
 from .http_transport import keep_alive_http_client
 
 # vLLM's two wordings of "the prompt does not fit the context"
 _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
 _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
+
+
+DEFAULT_TIMEOUT = 600.0  # seconds per request: room for a long answer from a busy server
+
+# The client's platform headers (X-Stainless-OS, -Arch, -Runtime, ...) mean nothing to vLLM, and each
+# request copies and normalises every header several times: without them it costs ~50 us less CPU.
+_NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version", "X-Stainless-Async")}
 
 
 class FatalEndpointError(Exception):
@@ -53,12 +64,17 @@ class RequestFailed(Exception):
         self.permanent = permanent
 
 
+class _BadReply(Exception):
+    """A 200 reply we cannot use (not JSON, no message, no content): retried like a 5xx."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 6  # tries per request, the first included
     first_wait: float = 0.1  # seconds before the first retry; doubles each time, with jitter
     max_wait: float = 20.0
-    timeout: float = 600.0  # seconds per request
+    timeout: float | None = None  # seconds per request; None: the entry's `timeout`, else DEFAULT_TIMEOUT
+    max_retry_after: float = 60.0  # a server's Retry-After (429, 503) is honoured up to this many seconds
 
 
 @dataclass
@@ -102,6 +118,24 @@ def _retriable(exc: Exception) -> bool:
     return False
 
 
+def retry_after_seconds(exc: Exception) -> float | None:
+    """The wait a 429 or 503 asks for in its Retry-After header (seconds or an HTTP date), if any."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (429, 503):
+        return None
+    value = exc.response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _error_text(exc: Exception) -> str:
     if isinstance(exc, openai.APIStatusError):
         body = exc.body
@@ -120,18 +154,34 @@ class ModelClient:
 
     def __post_init__(self) -> None:
         self._slots = []
+        self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         for ep in self.entry.endpoints:
             # our keep-alive transport (http_transport): the default one cost half the CPU per request
             tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
             client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                        timeout=self.policy.timeout, http_client=keep_alive_http_client(tls))
+                                        timeout=self.timeout, http_client=keep_alive_http_client(tls),
+                                        default_headers=_NO_PLATFORM_HEADERS)
             self._slots.append(_Slot(client, ep.describe(), self.entry.parallel))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
+        self._secrets += [s for ep in self.entry.endpoints for s in url_secrets(ep.api_base)]
         self._free = asyncio.Condition()
+        # what the progress line shows: when each request in flight started, and the last error seen
+        self.started: dict[int, float] = {}
+        self.last_error: str | None = None
 
     @property
     def capacity(self) -> int:
         return sum(s.capacity for s in self._slots)
+
+    def status(self) -> str:
+        """Requests in flight (and how long the oldest has waited), retries, the last error: for the progress line."""
+        parts = [f"in flight {len(self.started)}"]
+        if self.started:
+            parts[0] += f" (oldest {time.monotonic() - min(self.started.values()):.0f} s)"
+        parts.append(f"{self.usage.retries} retries")
+        if self.last_error:
+            parts.append(f"last error: {self.last_error[:100]}")
+        return ", ".join(parts)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -164,10 +214,16 @@ class ModelClient:
         wait = self.policy.first_wait
         for attempt in range(1, self.policy.attempts + 1):
             slot = await self._acquire()
+            asked_wait: float | None = None
+            token = object()
+            self.started[id(token)] = time.monotonic()
             try:
                 data = await slot.client.post("/chat/completions", content=payload, cast_to=object)
+                return self._reply(data, slot)
             except openai.APIStatusError as exc:
                 text = self.redact(_error_text(exc))
+                self.last_error = text
+                asked_wait = retry_after_seconds(exc)
                 if exc.status_code in (401, 403, 404):
                     raise FatalEndpointError(
                         f"{slot.describe} refused model {self.entry.name!r} (served as {self.entry.model_name!r}): "
@@ -178,35 +234,51 @@ class ModelClient:
                     self.usage.failed += 1
                     raise RequestFailed(f"{slot.describe}: {text}", permanent=not _retriable(exc)) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                self.last_error = self.redact(_error_text(exc))
                 if attempt == self.policy.attempts:
                     self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {self.redact(_error_text(exc))}") from None
-            else:
-                return self._reply(data, slot)
+                    raise RequestFailed(f"{slot.describe}: {self.last_error}") from None
+            except (_BadReply, ValueError) as exc:  # ValueError: a body sent as JSON that does not parse
+                self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not JSON ({exc})")
+                if attempt == self.policy.attempts:
+                    self.usage.failed += 1
+                    raise RequestFailed(f"{slot.describe}: {self.last_error}") from None
             finally:
+                del self.started[id(token)]
                 await self._release(slot)
-            # back off without holding a slot, so the other requests keep the server busy
+            # back off without holding a slot, so the other requests keep the server busy;
+            # a server that says how long to wait (Retry-After) is believed, up to a cap
             self.usage.retries += 1
-            await asyncio.sleep(min(wait, self.policy.max_wait) * random.uniform(0.5, 1.5))
+            if asked_wait is not None:
+                await asyncio.sleep(min(asked_wait, self.policy.max_retry_after))
+            else:
+                await asyncio.sleep(min(wait, self.policy.max_wait) * random.uniform(0.5, 1.5))
             wait *= 2
         raise AssertionError("unreachable")
 
     def _reply(self, data: Any, slot: _Slot) -> Reply:
+        if not isinstance(data, dict):  # e.g. a proxy's HTML error page sent with status 200
+            raise _BadReply(f"reply is not JSON: {str(data)[:80]!r}")
         try:
             choice = data["choices"][0]
             message = choice["message"]
-        except (KeyError, IndexError, TypeError):
-            self.usage.failed += 1
-            raise RequestFailed(f"{slot.describe}: malformed reply (no choices[0].message)") from None
+            content = message.get("content")
+            reasoning = message.get("reasoning") or message.get("reasoning_content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise _BadReply("malformed reply (no choices[0].message)") from None
+        if content is None or not isinstance(content, str) or (not content and not reasoning):
+            # never stored: an empty answer would be judged as if the model had said nothing
+            raise _BadReply(f"reply without content (content: {json.dumps(content)}, finish_reason: "
+                            f"{choice.get('finish_reason')})")
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
         self.usage.requests += 1
         self.usage.prompt_tokens += usage.get("prompt_tokens") or 0
         self.usage.completion_tokens += usage.get("completion_tokens") or 0
         return Reply(
-            content=message.get("content") or "",
+            content=content,
             # vLLM >= 0.10 says `reasoning`; older vLLM and other servers `reasoning_content`
-            reasoning=message.get("reasoning") or message.get("reasoning_content"),
+            reasoning=reasoning,
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,

@@ -17,12 +17,13 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from .errors import UserError
 from .names import name_problem
+from .templates import ARENA_FIELDS, REFERENCE_FIELD, check_names, placeholders
 
 # The seed's verdict pattern: accepts [[A>B]] and [A>B], any case.
 DEFAULT_REGEX = r"\[(\[?[AB<>=ab]+\]?)\]"
@@ -126,6 +127,35 @@ def resolve_secret(value: str | None, path: Path, key: str) -> str | None:
     return _ENV_REF.sub(expand, value)
 
 
+def url_secrets(url: str | None) -> list[str]:
+    """The password (and the whole user:password pair) inside a URL such as http://user:pw@host/v1."""
+    if not url:
+        return []
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    if not password:
+        return []
+    userinfo = url.split("://", 1)[-1].split("@", 1)[0]
+    return [userinfo, password]
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password in it replaced by ***: it is shown where API keys are hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:  # unparseable but carries user info: hide it all
+        scheme, _, rest = url.rpartition("://")
+        return f"{scheme}://***@" + rest.split("@", 1)[1] if scheme else "***@" + rest.split("@", 1)[1]
+    return url
+
+
 @dataclass(frozen=True)
 class Endpoint:
     api_base: str | None
@@ -133,7 +163,7 @@ class Endpoint:
     api_version: str | None = None
 
     def describe(self) -> str:
-        return self.api_base or "the default OpenAI endpoint"
+        return redact_url(self.api_base) if self.api_base else "the default OpenAI endpoint"
 
 
 @dataclass(frozen=True)
@@ -147,6 +177,7 @@ class ModelEntry:
     parallel: int = 1
     system_prompt: str | None = None
     tokenizer: str | None = None
+    timeout: float | None = None  # seconds per request (None: --timeout, else 600)
     server: ServerSpec | None = None  # a server the tools start and stop (see servers.py)
     source: Path = Path("config/api_config.yaml")
 
@@ -181,9 +212,13 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             ek = _Keys(path, ep, f"{name}.endpoints[{i}].")
             base = ek.get("api_base", str, None)
             if base is not None:
-                parsed = urlparse(base)
-                if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                    raise ek.fail("api_base", f"not a well-formed http(s) URL: {base!r}")
+                try:
+                    parsed = urlsplit(base)
+                    parsed.port  # noqa: B018 -- raises ValueError on a port that is not a number
+                except ValueError:
+                    parsed = None
+                if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+                    raise ek.fail("api_base", f"not a well-formed http(s) URL: {redact_url(base)!r}")
             key = ek.get("api_key", (str, int), None)
             endpoints.append(Endpoint(base, str(key) if key is not None else None,
                                       ek.get("api_version", (str, int, float), None)))
@@ -198,10 +233,18 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             parallel=keys.positive_int("parallel", 1),
             system_prompt=keys.get("system_prompt", str, None),
             tokenizer=keys.get("tokenizer", str, None),
+            timeout=_positive_seconds(keys, "timeout"),
             server=server,
             source=path,
         )
     return entries
+
+
+def _positive_seconds(keys: _Keys, key: str) -> float | None:
+    value = keys.get(key, float, None)
+    if value is not None and value <= 0:
+        raise keys.fail(key, f"must be a positive number of seconds, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -277,6 +320,14 @@ def load_judge_config(path: Path) -> JudgeConfig:
     for i, t in enumerate(templates):
         if not isinstance(t, str):
             raise keys.fail(f"prompt_template[{i}]", f"expected a string, got {t!r}")
+    reference = keys.get("reference", bool, False)
+    if mode is None:  # MT-Bench prompts are checked where they are loaded (mtbench.check_prompts)
+        for i, t in enumerate(templates):
+            key = "prompt_template" if len(templates) == 1 else f"prompt_template[{i}]"
+            where = f"{path}: key '{key}'"
+            check_names(placeholders(t, where), ARENA_FIELDS, where,
+                        "arena-hard judging fills {question_N}, {answer_N} and, with reference: true, {ref_answer_N}",
+                        REFERENCE_FIELD if reference else None)
     baseline = keys.get("baseline", bool, mode in (None, "pairwise-baseline"))
     baseline_model = keys.name("baseline_model", None)
     if baseline and not baseline_model and mode in (None, "pairwise-baseline"):
@@ -294,7 +345,7 @@ def load_judge_config(path: Path) -> JudgeConfig:
         system_prompt=keys.get("system_prompt", str, ... if mode is None else ""),
         prompt_template=templates,
         model_list=keys.name_list("model_list"),
-        reference=keys.get("reference", bool, False),
+        reference=reference,
         ref_model=keys.name("ref_model", None),
         mode=mode,
         judge_prompts=_optional_path(keys, "judge_prompts"),
@@ -401,20 +452,20 @@ def _server_spec(path: Path, name: str, entry_keys: _Keys, endpoints: list[Endpo
     host, port = "127.0.0.1", None
     base = endpoints[0].api_base
     if base is not None:
-        parsed = urlparse(base)
+        parsed = urlsplit(base)
         where = f"{name}.endpoints[0].api_base"
         if parsed.hostname not in _LOCAL_HOSTS:
             raise UserError(f"{path}: key '{where}': a managed server runs on this machine, "
-                            f"so its api_base must name localhost or 127.0.0.1, got {base!r}")
+                            f"so its api_base must name localhost or 127.0.0.1, got {redact_url(base)!r}")
         if parsed.path.rstrip("/") != "/v1":
-            raise UserError(f"{path}: key '{where}': vLLM serves under /v1, got {base!r}")
+            raise UserError(f"{path}: key '{where}': vLLM serves under /v1, got {redact_url(base)!r}")
         host = parsed.hostname or host
         port = parsed.port
     port_key = keys.get("port", int, None)
     if port_key is not None and not 0 < port_key < 65536:
         raise keys.fail("port", f"not a TCP port: {port_key}")
     if port is not None and port_key is not None and port != port_key:
-        raise keys.fail("port", f"{port_key} differs from the port of api_base {base!r}")
+        raise keys.fail("port", f"{port_key} differs from the port of api_base {redact_url(base)!r}")
     port = port or port_key or DEFAULT_SERVER_PORT
     host = keys.get("host", str, host)
     env_raw = keys.get("env", dict, {})

@@ -185,12 +185,20 @@ def hub_fetch(cache_dir: Path | None) -> Fetch:
             revision = HfApi().dataset_info(dataset.repo_id).sha or "main"
             local = snapshot_download(dataset.repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns,
                                       cache_dir=str(cache_dir) if cache_dir else None)
-        except (HfHubHTTPError, OSError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"{dataset.repo_id}: download failed: {first}") from None
+        except HfHubHTTPError as exc:
+            raise UserError(f"{dataset.repo_id}: download failed: {_first_line(exc)}") from None
+        except Exception as exc:  # the hub client's HTTP library (httpx, requests) raises its own network errors
+            raise UserError(f"{dataset.repo_id}: could not download from the Hugging Face Hub ({_first_line(exc)}); "
+                            "without network, pass --source-dir DIR with a local copy laid out like the hub "
+                            "repository") from None
         return Path(local), revision
 
     return fetch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def local_fetch(root: Path) -> Fetch:

@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -21,7 +21,9 @@ from typing import Any, Generic, TypeVar
 from tqdm import tqdm
 
 from .client import FatalEndpointError, ModelClient, RequestFailed, Usage
-from .storage import JsonlAppender
+from .storage import JsonlAppender, WriteFailed
+
+STATUS_SECONDS = 5.0  # how often the progress line refreshes its in-flight / retries / last-error part
 
 Item = TypeVar("Item")
 
@@ -54,6 +56,17 @@ class RunReport:
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
+    unwritable: set[Path] = field(default_factory=set)  # files a write failed on: no new items start
+
+    @property
+    def write_failed(self) -> bool:
+        return bool(self.unwritable)
+
+    def stop_on_write_error(self, exc: WriteFailed) -> None:
+        """Record a write error once per file (it names the file); the run then starts nothing new."""
+        if exc.path not in self.unwritable:
+            self.unwritable.add(exc.path)
+            self.fatal.append(f"{exc}; nothing new was started, the records stored before are kept")
 
     @property
     def ok(self) -> bool:
@@ -69,7 +82,8 @@ class RunReport:
         rate = u.requests / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
             f"{what}: {self.done} done, {self.skipped} skipped (already on disk), {self.failed} failed"
-            + (f", {self.missing_verdicts} games without a verdict" if self.missing_verdicts else "")
+            + (f", {self.missing_verdicts} games without a verdict (--rejudge-missing asks for them again)"
+               if self.missing_verdicts else "")
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
             + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
             + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
@@ -110,7 +124,7 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
     async def one(item: Any) -> None:
         nonlocal settled
         try:
-            if fatal.is_set():
+            if fatal.is_set() or report.write_failed:
                 return
             try:
                 record = await lane.work(item)
@@ -124,7 +138,15 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
                     fatal.set()
                     report.fatal.append(str(exc))
                 return
-            lane.write(item, record)
+            except Exception as exc:  # one item's surprise must not end the run without its summary
+                report.failures.append(f"{lane.describe(item)}: {type(exc).__name__}: {lane.client.redact(str(exc))}")
+                return
+            try:
+                lane.write(item, record)
+            except WriteFailed as exc:
+                report.failures.append(f"{lane.describe(item)}: answered but not stored ({exc.path} cannot be written)")
+                report.stop_on_write_error(exc)
+                return
             report.done += 1
             settled += 1
             for game in record.get("games", []):
@@ -134,18 +156,34 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             limit.release()
             progress.update(1)
             if progress.n % 25 == 0 and not progress.disable:
-                elapsed = time.perf_counter() - report_start
-                progress.set_postfix_str(f"{lane.client.usage.requests / max(elapsed, 1e-9):.1f} req/s", refresh=False)
+                progress.set_postfix_str(_status(lane.client, report_start), refresh=False)
 
+    taken = 0  # items drawn from lane.items (a stream's length is known only as far as it was read)
     async with asyncio.TaskGroup() as group:
         async for item in _each(lane.items):
+            taken += 1
             await limit.acquire()
-            if fatal.is_set():
+            if fatal.is_set() or report.write_failed:
                 limit.release()
                 break
             group.create_task(one(item))
     if fatal.is_set():
-        report.stopped += len(lane.items) - settled
+        report.stopped += (len(lane.items) if isinstance(lane.items, list) else taken) - settled
+
+
+def _status(client: ModelClient, since: float) -> str:
+    rate = client.usage.requests / max(time.perf_counter() - since, 1e-9)
+    return f"{rate:.1f} req/s, {client.status()}"
+
+
+async def _show_status(clients: list[ModelClient], progress: tqdm, since: float) -> None:
+    """Refresh the progress line every STATUS_SECONDS even when nothing finishes, so a server
+    that accepts requests and never answers shows up as requests in flight for a long time."""
+    while True:
+        await asyncio.sleep(STATUS_SECONDS)
+        named = len(clients) > 1
+        progress.set_postfix_str("; ".join((f"{c.entry.name}: " if named else "") + _status(c, since) for c in clients),
+                                 refresh=True)
 
 
 async def _each(items: list[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
@@ -164,9 +202,13 @@ async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = 
     with tqdm(total=None if streaming else total, disable=quiet or (total == 0 and not streaming), unit="item",
               mininterval=0.5, file=sys.stderr,
               dynamic_ncols=True) as progress:
+        clients = list({id(lane.client): lane.client for lane in lanes}.values())
+        status = None if progress.disable else asyncio.create_task(_show_status(clients, progress, start))
         try:
             await asyncio.gather(*(_run_lane(lane, report, progress) for lane in lanes))
         finally:
+            if status is not None:
+                status.cancel()
             # summed: a command whose managed servers come in waves runs this once per wave
             report.wall_seconds += time.perf_counter() - start
             for client in {id(lane.client): lane.client for lane in lanes}.values():
@@ -196,8 +238,20 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
     }
     if interrupted or report.interrupted:
         record["interrupted"] = True
-    appender = JsonlAppender(runs_file)
     try:
-        appender.write(record)
-    finally:
-        appender.close()
+        appender = JsonlAppender(runs_file)
+        try:
+            appender.write(record)
+        finally:
+            appender.close()
+    except WriteFailed as exc:  # the run's own records matter more than its log line
+        report.stop_on_write_error(exc)
+
+
+def finish_files(report: RunReport, steps: Iterable[Callable[[], None]]) -> None:
+    """Run the end-of-run file steps (sorts); a write error is reported in the summary, never a traceback."""
+    for step in steps:
+        try:
+            step()
+        except WriteFailed as exc:
+            report.stop_on_write_error(exc)

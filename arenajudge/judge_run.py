@@ -13,7 +13,7 @@ from .config import JudgeConfig, ModelEntry
 from .engine import RunReport
 from .judging import JudgeItem
 from .provenance import Basis, answer_fingerprint, answer_fingerprints, judge_settings_fingerprint, question_fingerprints
-from .stale import move_aside
+from .stale import move_aside, split_stale
 from .storage import BenchPaths, load_judgment_file, repair_tail
 
 
@@ -37,13 +37,7 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
     repair_tail(path)
     records = load_judgment_file(path) if path.exists() else []
     wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = [], []
-    for record in records:
-        reason = basis.mismatch(record, model) if str(record["question_id"]) in wanted else None
-        if reason is None:
-            keep.append(record)
-        else:
-            stale.append((record, reason))
+    keep, stale = split_stale(records, lambda r: basis.mismatch(r, model) if str(r["question_id"]) in wanted else None)
     if stale:
         move_aside(path, paths.replaced_file(path), keep, stale)
         report.stale_where = str(paths.replaced_root)

@@ -18,7 +18,9 @@ from .answering import final_text, split_thinking
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
 from .context_budget import ContextBudget
+from .errors import UserError
 from .storage import turn_text
+from .templates import UnfilledPlaceholder, fill, placeholders
 from .verdicts import parse_own_verdict
 
 # names no label: a judge that parrots the follow-up must not produce a verdict
@@ -68,14 +70,29 @@ def build_messages(config: JudgeConfig, question: dict[str, Any], first: list[st
     return messages
 
 
-class _Missing(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
 def fill_template(template: str, fields: dict[str, str]) -> str:
-    """`template` with its {placeholders} filled; an unknown one stays as it is instead of failing mid-run."""
-    return template.format_map(_Missing(fields))
+    """`template` with its {placeholders} filled. One without a value fails the item: it is never sent
+    (the config check and `check_fillable` catch such templates before the run)."""
+    try:
+        return fill(template, fields)
+    except UnfilledPlaceholder as exc:
+        raise RequestFailed(f"prompt template placeholder {{{exc.args[0]}}} has no value here; nothing was sent") from None
+
+
+def check_fillable(config: JudgeConfig, items: list[JudgeItem]) -> None:
+    """Before any request: every numbered placeholder of the templates has a value for every item
+    (e.g. {question_2} needs two-turn questions). A UserError names the key and the first such item."""
+    for t, template in enumerate(config.prompt_template):
+        key = "prompt_template" if len(config.prompt_template) == 1 else f"prompt_template[{t}]"
+        for name in placeholders(template, f"{config.path}: key '{key}'"):
+            family, _, number = name.rpartition("_")
+            for item in items:
+                have = {"question": len(item.question["turns"]),
+                        "answer": len(item.baseline_answer["choices"][0]["turns"]) + len(item.answer["choices"][0]["turns"]),
+                        "ref_answer": sum(len(r["choices"][0]["turns"]) for r in item.references)}[family]
+                if int(number) > have:
+                    raise UserError(f"{config.path}: key '{key}': placeholder {{{name}}} has no value for "
+                                    f"{item.model} / question {item.question_id} (it has {have} such text(s))")
 
 
 def shorten_evenly(answers: list[list[str]], keep_chars: int) -> list[list[str]]:

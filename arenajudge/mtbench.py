@@ -31,6 +31,7 @@ from .errors import UserError
 from .judging import ask_until, fill_template
 from .names import to_file_name
 from .storage import BenchPaths, read_jsonl, turn_text
+from .templates import MTBENCH_FIELDS, REFERENCE_FIELD, check_names, placeholders
 
 # names no rating: a judge that parrots the follow-up must not produce one
 FOLLOW_UP_RATING = 'Give your final rating now, an integer from 1 to 10, written in double brackets as the instructions ask.'
@@ -65,10 +66,18 @@ def load_judge_prompts(path: Path | None) -> dict[str, JudgePrompt]:
 
 
 def check_prompts(prompts: dict[str, JudgePrompt], mode: str, path: Path | None) -> None:
+    """The prompts `mode` needs exist, and use only placeholders that mode fills (references: math prompts only)."""
     kind = "single" if mode == "single" else "pairwise"
     absent = [n for n in REQUIRED_PROMPTS[kind] if n not in prompts]
     if absent:
         raise UserError(f"{path or 'built-in prompts'}: no judge prompt named {absent[0]!r} (needed by mode {mode})")
+    for name in REQUIRED_PROMPTS[kind]:
+        where = f"{path or 'built-in prompts'}: prompt {name!r}: key 'prompt_template'"
+        math = "-math-" in name
+        fills = "{question}, {answer}" if kind == "single" else "{question}, {answer_a}, {answer_b}"
+        why = f"mode {mode} fills {fills}, also numbered by turn" + (", and {ref_answer_N}" if math else "")
+        check_names(placeholders(prompts[name].prompt_template, where), MTBENCH_FIELDS[kind], where, why,
+                    REFERENCE_FIELD if math else None)
 
 
 def parse_rating(text: str) -> float | None:

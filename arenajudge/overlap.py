@@ -15,6 +15,7 @@ The records are those gen_judgment.py writes for the same items.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -27,13 +28,13 @@ from typing import Any
 from .client import ModelClient, RetryPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
 from .context_budget import ContextBudget, wants_budget
-from .engine import Lane, RunReport, log_run, run_lanes
+from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
 from .judge_run import judge_item_for, judgment_basis, resume
 from .judging import JudgeItem, judge_item
 from .provenance import Basis, answer_fingerprint
 from .servers import ServerSession
-from .storage import BenchPaths, load_answer_file, load_questions, sort_by_question
+from .storage import BenchPaths, JsonlAppender, load_answer_file, load_questions, sort_by_question
 
 POLL_SECONDS = 0.25  # how often the answer files are read for new records
 
@@ -99,7 +100,6 @@ class FollowingJudge:
     report: RunReport = field(default_factory=RunReport)
     error: BaseException | None = None
     answers_final: threading.Event = field(default_factory=threading.Event)
-    judged_first: float | None = None  # time.time() of the first judgment written (for tests and benches)
 
     def __post_init__(self) -> None:
         self.config: JudgeConfig = load_judge_config(self.config_file)
@@ -138,9 +138,7 @@ class FollowingJudge:
     def run(self) -> None:
         config, paths = self.config, self.paths
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        from .cli.common import Appenders  # the CLI's appenders: one open file per output
-
-        appenders = Appenders()
+        appenders: dict[Path, JsonlAppender] = {}  # one open judgment file per model
         try:
             with session.serving([self.judge]):
                 asyncio.run(self._judge(appenders))
@@ -149,25 +147,27 @@ class FollowingJudge:
         except BaseException as exc:  # reported by the calling thread
             self.error = exc
         finally:
-            appenders.close()
+            for appender in appenders.values():
+                appender.close()
             order = [q["question_id"] for q in self.questions]
-            for model in config.model_list:
-                sort_by_question(paths.judgment_file(config.judge_model, model), order)
+            finish_files(self.report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, m),
+                                                         order) for m in config.model_list])
             log_run(paths.runs_file, "gen_judgment", self.report,
                     {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
                      "bench": config.bench_name, "sample": None, "overlapped_with_answers": True,
                      **session.log_fields()})
             print(self.report.summary("judgments"), file=sys.stderr, flush=True)
 
-    async def _judge(self, appenders: Any) -> None:
+    async def _judge(self, appenders: dict[Path, JsonlAppender]) -> None:
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         config = self.config
         client = ModelClient(self.judge, self.policy)
 
         def write(item: JudgeItem, record: dict[str, Any]) -> None:
-            if self.judged_first is None:
-                self.judged_first = record["tstamp"]
-            appenders.write(self.paths.judgment_file(config.judge_model, item.model), record)
+            path = self.paths.judgment_file(config.judge_model, item.model)
+            if path not in appenders:
+                appenders[path] = JsonlAppender(path)
+            appenders[path].write(record)
 
         budget = ContextBudget(client, self.report) if wants_budget(self.judge) else None  # counted before sending
         lane: Lane[JudgeItem] = Lane(

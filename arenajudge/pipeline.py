@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge only once every answer is in, even when the judge's GPUs are free of answer servers "
                         "(by default the judge then starts with the first answers and judges while the rest come)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--wait", action="store_true",
+                   help="if another run is writing the same answers or judgments, wait for it instead of stopping")
     return p
 
 
@@ -171,6 +173,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
+    from . import locks
     from .cli import gen_answer
     from .cli.common import require_entry
     from .client import RetryPolicy
@@ -190,20 +193,22 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
     follower = FollowingJudge(judge_config, judge, args.data_dir, RetryPolicy(),  # gen_judgment.py's defaults
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
-    thread = threading.Thread(target=follower.run, name="judge", daemon=True)
-    thread.start()
-    try:
-        code = run_cli(gen_answer.main, ["--setting-file", str(answer_config), *common])
-    except BaseException:
-        follower.cancel()
-        raise
-    finally:
-        follower.finish()
-        while thread.is_alive():
-            try:
-                thread.join(0.5)
-            except KeyboardInterrupt:  # a second Ctrl-C while the judge winds down
-                follower.cancel()
+    # the judge thread writes the judge's files: held here, as gen_judgment.py holds it, until the thread has ended
+    with locks.hold([locks.judgment_lock(plan.paths, plan.judge)], wait=args.wait):
+        thread = threading.Thread(target=follower.run, name="judge", daemon=True)
+        thread.start()
+        try:
+            code = run_cli(gen_answer.main, ["--setting-file", str(answer_config), *common])
+        except BaseException:
+            follower.cancel()
+            raise
+        finally:
+            follower.finish()
+            while thread.is_alive():
+                try:
+                    thread.join(0.5)
+                except KeyboardInterrupt:  # a second Ctrl-C while the judge winds down
+                    follower.cancel()
     if follower.error is not None:
         raise follower.error
     if code != 0:
@@ -222,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args)
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
-    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else [])
+    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else []) \
+        + (["--wait"] if args.wait else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))

@@ -4,6 +4,7 @@ file with inline SVG (no scripts, no CDN). One panel per board (overall, then ca
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 from .errors import UserError
@@ -53,10 +54,8 @@ def _write_png(path: Path, panels: list[Panel], axis_label: str) -> None:
 def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
     label_w, plot_w, row_h, top, bottom = 260, 420, 22, 30, 36
     height = top + row_h * len(rows) + bottom
-    lo = min(min(r.lower, r.score) for r in rows)
-    hi = max(max(r.upper, r.score) for r in rows)
-    pad = (hi - lo) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
+    ticks = nice_ticks(min(min(r.lower, r.score) for r in rows), max(max(r.upper, r.score) for r in rows))
+    lo, hi = ticks[0], ticks[-1]
 
     def x(v: float) -> float:
         return label_w + (v - lo) / (hi - lo) * plot_w
@@ -73,10 +72,57 @@ def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
                   f'<circle cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4" fill="#1f5fa8"><title>{html.escape(tip)}</title></circle>']
     axis_y = top + row_h * len(rows) + 4
     parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:.1f}</text>')
+    for v in ticks:
+        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:g}</text>')
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 30}" text-anchor="middle" fill="#555">'
+                 f'{html.escape(axis_label)}</text></svg>')
+    return "\n".join(parts)
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi], as matplotlib picks them."""
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1.0, hi + 1.0
+    raw = (hi - lo) / max(target - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    count = math.ceil((hi - first) / step - 1e-9)
+    return [round(first + k * step, 10) for k in range(count + 1)]
+
+
+def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float | None) -> str:
+    """One row per model, best first: a point at the score, a bar over the interval, and the
+    baseline's score as a dashed line."""
+    label_w, plot_w, row_h, top, bottom = 280, 460, 24, 34, 40
+    height = top + row_h * len(rows) + bottom
+    values = [v for r in rows for v in (r.lower, r.upper, r.score)] + ([reference] if reference is not None else [])
+    ticks = nice_ticks(min(values), max(values))
+    lo, hi = ticks[0], ticks[-1]
+
+    def x(v: float) -> float:
+        return label_w + (v - lo) / (hi - lo) * plot_w
+
+    parts = [f'<svg class="ci-chart" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 30}" '
+             f'height="{height}" font-family="sans-serif" font-size="12" role="img">',
+             f'<text x="4" y="18" font-weight="bold">{html.escape(title)}</text>']
+    axis_y = top + row_h * len(rows) + 4
+    for v in ticks:
+        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" y2="{axis_y}" stroke="#eee"/>')
+        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:g}</text>')
+    if reference is not None:
+        parts.append(f'<line class="reference" x1="{x(reference):.1f}" x2="{x(reference):.1f}" y1="{top - 8}" '
+                     f'y2="{axis_y}" stroke="#c0392b" stroke-dasharray="4 3"/>')
+    for i, r in enumerate(rows):
+        cy = top + row_h * i + row_h / 2
+        tip = f"{r.model}: {r.score} ({r.lower} to {r.upper})"
+        parts += [f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(r.model)}</text>',
+                  f'<line class="interval" x1="{x(r.lower):.1f}" x2="{x(r.upper):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                  'stroke="#7aa6d6" stroke-width="3"/>',
+                  f'<circle class="score" cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4.5" fill="#1f5fa8" '
+                  f'data-model="{html.escape(r.model)}"><title>{html.escape(tip)}</title></circle>']
+    parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
+    parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 32}" text-anchor="middle" fill="#555">'
                  f'{html.escape(axis_label)}</text></svg>')
     return "\n".join(parts)
 

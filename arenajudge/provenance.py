@@ -1,11 +1,13 @@
 """What a record was computed from: short, stable fingerprints, and the rule that checks them.
 
-A fingerprint is the first 12 hex digits of the SHA-256 of a value written as canonical JSON
-(`json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`, UTF-8).
-It depends only on the value, never on file order, time or machine. What each one covers:
+A fingerprint is the first 12 hex digits of a SHA-256. Settings are hashed as canonical JSON
+(`json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`, UTF-8); texts,
+which are long, as each text's UTF-8 byte length (8 bytes, big-endian) followed by its bytes
+(unambiguous, and about twice as fast as JSON on Cyrillic text). A fingerprint depends only on
+the value, never on file order, time or machine. What each one covers:
 
-- question: the list of the question's turn texts (`turns[i].content`, or the plain string).
-- answer: the list of the stored turn texts of the answer's first choice (`choices[0].turns[i].content`),
+- question: the question's turn texts (`turns[i].content`, or the plain string), in order.
+- answer: the stored turn texts of the answer's first choice (`choices[0].turns[i].content`),
   the texts the judge is shown (thinking is stored apart and never part of them).
 - judge settings (arena-hard): system_prompt, prompt_template (the list), regex_pattern, temperature,
   max_tokens, pairwise, reference and ref_model. MT-Bench adds mode, reference_categories and the judge
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +38,21 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FINGERPRINT_HEX]
 
 
+def texts_fingerprint(texts: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()[:FINGERPRINT_HEX]
+
+
 def question_fingerprint(question: dict[str, Any]) -> str:
-    return fingerprint([turn_text(t) for t in question["turns"]])
+    return texts_fingerprint(turn_text(t) for t in question["turns"])
 
 
 def answer_fingerprint(record: dict[str, Any]) -> str:
-    return fingerprint([turn_text(t) for t in record["choices"][0]["turns"]])
+    return texts_fingerprint(turn_text(t) for t in record["choices"][0]["turns"])
 
 
 def judge_settings_fingerprint(config: Any, prompts: dict[str, Any] | None = None) -> str:
@@ -90,7 +101,7 @@ class Basis:
 
     baseline: str
     questions: dict[str, str] | None
-    answers: dict[str, dict[str, str]]
+    answers: MutableMapping[str, MutableMapping[str, str]]  # overlap.py adds answers as they arrive
     settings: str | None = None
     references: dict[str, str] | None = None  # question_id -> reference answer fingerprint
 
@@ -147,8 +158,40 @@ def mtbench_mismatch(record: dict[str, Any], basis: Basis) -> str | None:
     return None
 
 
-def answer_fingerprints(answers: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, dict[str, str]]:
-    return {model: {str(qid): answer_fingerprint(r) for qid, r in by_q.items()} for model, by_q in answers.items()}
+class _AnswerPrints(MutableMapping[str, str]):
+    """One model's answer fingerprints by question_id (str), computed when first asked for:
+    boards over arena-hard-local's files (no provenance) never pay for them. A fingerprint set
+    directly (run_eval's overlapped judge, as answers arrive) replaces the record's."""
+
+    def __init__(self, records: dict[Any, dict[str, Any]]) -> None:
+        self._records: dict[str, dict[str, Any] | None] = {str(qid): r for qid, r in records.items()}
+        self._prints: dict[str, str] = {}
+
+    def __getitem__(self, qid: str) -> str:
+        if qid not in self._prints:
+            record = self._records[qid]
+            if record is None:
+                raise KeyError(qid)
+            self._prints[qid] = answer_fingerprint(record)
+        return self._prints[qid]
+
+    def __setitem__(self, qid: str, value: str) -> None:
+        self._records[qid] = None
+        self._prints[qid] = value
+
+    def __delitem__(self, qid: str) -> None:
+        del self._records[qid]
+        self._prints.pop(qid, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def answer_fingerprints(answers: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, MutableMapping[str, str]]:
+    return {model: _AnswerPrints(by_q) for model, by_q in answers.items()}
 
 
 @dataclass

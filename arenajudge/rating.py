@@ -147,12 +147,13 @@ class RatingResult:
     point: pd.Series  # model -> Elo
     samples: pd.DataFrame  # rounds x models, columns ordered by median (as the seed)
     unit: BootstrapUnit
+    level: float = 95.0  # the CI's coverage in percent: the (100 - level) / 2 and (100 + level) / 2 percentiles
 
     def lower(self, model: str) -> float:
-        return float(np.percentile(self.samples[model], 2.5))
+        return float(np.percentile(self.samples[model], (100.0 - self.level) / 2))
 
     def upper(self, model: str) -> float:
-        return float(np.percentile(self.samples[model], 97.5))
+        return float(np.percentile(self.samples[model], (100.0 + self.level) / 2))
 
 
 def rate(
@@ -299,6 +300,7 @@ class FeatureRatingResult(RatingResult):
 
     coefficients: pd.Series | None = None  # feature -> point coefficient (logits per unit)
     coefficient_samples: pd.DataFrame | None = None  # rounds x features
+    coefficient_unit: BootstrapUnit = "questions"  # what the coefficients' bootstrap resampled
 
 
 def rate_with_features(
@@ -309,8 +311,15 @@ def rate_with_features(
     rounds: int = 100,
     seed: int = 42,
     unit: BootstrapUnit = "battles",
+    coefficient_unit: BootstrapUnit | None = "questions",
 ) -> FeatureRatingResult:
-    """Bradley-Terry with extra per-battle columns, bootstrapped; scores read with the features at 0."""
+    """Bradley-Terry with extra per-battle columns, bootstrapped; scores read with the features at 0.
+
+    The coefficients' intervals come from a bootstrap over `coefficient_unit` (default: questions,
+    whatever `unit` the scores use; None: the same as `unit`). Resampling battles treats the two
+    games and the weighted copies of one judgment as independent, which makes a judge without any
+    style bias look biased.
+    """
     rows = group_battle_rows(battles, feature_names)
     if baseline not in rows.models:
         raise UserError(f"baseline {baseline!r} has no battles (models in battles: {', '.join(rows.models)})")
@@ -318,12 +327,17 @@ def rate_with_features(
     rng = np.random.default_rng(seed)
     counts = bootstrap_row_counts(rows, rounds, rng, unit)
     sample_ratings, sample_coefs = fit_ratings_with_features(rows, counts, baseline)
+    coefficient_unit = coefficient_unit or unit
+    if coefficient_unit != unit:
+        coef_counts = bootstrap_row_counts(rows, rounds, np.random.default_rng(seed), coefficient_unit)
+        _, sample_coefs = fit_ratings_with_features(rows, coef_counts, baseline)
     samples = pd.DataFrame(sample_ratings, columns=rows.models)
     samples = samples[samples.median().sort_values(ascending=False).index]
     point = pd.Series(point_ratings[0], index=rows.models).sort_values(ascending=False)
     return FeatureRatingResult(point=point, samples=samples, unit=unit,
                                coefficients=pd.Series(point_coefs[0], index=feature_names),
-                               coefficient_samples=pd.DataFrame(sample_coefs, columns=feature_names))
+                               coefficient_samples=pd.DataFrame(sample_coefs, columns=feature_names),
+                               coefficient_unit=coefficient_unit)
 
 
 # --- mean score against the baseline (arena-hard-auto v2's printed number) ---

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from .rating import RatingResult, win_rate
+from .rating import FeatureRatingResult, RatingResult, win_rate
 
 
 @dataclass
@@ -84,13 +85,31 @@ def leaderboard(
     return rows
 
 
-def format_line(row: BoardRow, decimal: int) -> str:
-    """The seed's exact line, so scripts that grep it keep working."""
+def format_line(row: BoardRow, decimal: int, ci_level: float = 95.0) -> str:
+    """The seed's exact line, so scripts that grep it keep working (the label follows --ci-level)."""
     score = round(row.score, decimal)
     interval = str((round(row.lower - row.score, decimal), round(row.upper - row.score, decimal)))
     if decimal == 0:
         score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
-    return f"{row.model : <50} | score: {score : ^5} | 95% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
+    return f"{row.model : <50} | score: {score : ^5} | {ci_level:g}% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
+
+
+def coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
+    assert result.coefficients is not None and result.coefficient_samples is not None
+    level = result.level
+    lines = [f"{title}; {level:g}% CI: bootstrap over {result.coefficient_unit}, {len(result.coefficient_samples)} rounds"]
+    for name, value in result.coefficients.items():
+        lo, hi = np.percentile(result.coefficient_samples[name], [(100 - level) / 2, (100 + level) / 2])
+        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | {level:g}% CI: ({lo:+.3f}, {hi:+.3f})")
+    return lines
+
+
+def unjudged_note(models: list[str], judge_label: str, shown: int = 3) -> str:
+    """One line for all models with answers but no battles (an answer folder often holds many)."""
+    if len(models) == 1:
+        return f"note: {models[0]} has answers but no battles (not judged by {judge_label}?)"
+    names = ", ".join(models[:shown]) + (f" and {len(models) - shown} more" if len(models) > shown else "")
+    return f"note: {len(models)} models have answers but no battles (not judged by {judge_label}?): {names}"
 
 
 def write_outputs(rows: list[BoardRow], directory: Path, stem: str, meta: dict[str, Any]) -> list[Path]:
@@ -108,6 +127,10 @@ def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> 
     csv_path = directory / f"{stem}.csv"
     _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
     frame = pd.DataFrame(records).drop(columns=["results"], errors="ignore")
+    for column in frame:  # counts absent for some rows (judge tokens) stay integers, not 1234.0
+        values = [r[column] for r in records if r.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[column] = frame[column].astype("Int64")
     _replace(csv_path, frame.to_csv(index=False))
     return [json_path, csv_path]
 
@@ -124,11 +147,11 @@ def _cell(row: BoardRow, decimal: int) -> str:
     return f"{fmt.format(row.score)} ({fmt_signed.format(row.lower - row.score)}, {fmt_signed.format(row.upper - row.score)})"
 
 
-def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int) -> str:
+def markdown_table(boards: list[tuple[str, list[BoardRow]]], decimal: int, ci_level: float = 95.0) -> str:
     """A model-card table: one row per model of the first board, its score with the 95% CI
     offsets, average tokens, then one score column per further board (e.g. categories)."""
     (first_title, first_rows), *others = boards
-    columns = ["Model", f"{first_title} (95% CI)", "Avg #tokens", *(title for title, _ in others)]
+    columns = ["Model", f"{first_title} ({ci_level:g}% CI)", "Avg #tokens", *(title for title, _ in others)]
     lookup = [{r.model: r for r in rows} for _, rows in others]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", "---:", "---:", *["---:"] * len(others)]) + "|"]
     fmt = f"{{:.{decimal}f}}"

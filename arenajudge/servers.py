@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import ModelEntry, ServerSpec
+from .config import ModelEntry, ServerSpec, redact_url
 from .errors import UserError
 from .prefix_cache import PrefixCacheProbe
 
@@ -166,7 +166,7 @@ class ManagedServer:
         return key if key and key != "EMPTY" else None
 
     def describe(self) -> str:
-        return f"server of {self.entry.name!r} at {self.api_base}"
+        return f"server of {self.entry.name!r} at {redact_url(self.api_base)}"
 
     def redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

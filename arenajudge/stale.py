@@ -10,11 +10,25 @@ so a crash in between leaves a record in both places, never in neither.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .provenance import REASONS
 from .storage import JsonlAppender, write_jsonl_atomic
+
+
+def split_stale(records: Iterable[dict[str, Any]], reason_of: Callable[[dict[str, Any]], str | None]
+                ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """(records that still count, [(stale record, REASONS key)]) in file order."""
+    keep, stale = [], []
+    for record in records:
+        reason = reason_of(record)
+        if reason is None:
+            keep.append(record)
+        else:
+            stale.append((record, reason))
+    return keep, stale
 
 
 def move_aside(live: Path, archive: Path, keep: list[dict[str, Any]], stale: list[tuple[dict[str, Any], str]]) -> None:

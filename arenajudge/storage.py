@@ -197,6 +197,34 @@ def load_answer_file(path: Path) -> dict[Any, dict[str, Any]]:
     return answers
 
 
+def answer_problem(record: dict[str, Any]) -> str | None:
+    """What makes an answer record unusable for judging (a turn without text), or None."""
+    for c, choice in enumerate(record.get("choices") or []):
+        turns = choice.get("turns") if isinstance(choice, dict) else None
+        for t, turn in enumerate(turns or []):
+            if isinstance(turn, str):
+                continue
+            where = f"choices[{c}].turns[{t}]"
+            if not isinstance(turn, dict) or "content" not in turn:
+                return f"{where} has no content"
+            if not isinstance(turn["content"], str):
+                return f"{where}.content is {json.dumps(turn['content'])}, expected the answer's text"
+    return None
+
+
+def line_of(path: Path, question_id: Any) -> int:
+    """The line number of the last record of `question_id` in a JSONL file (for error messages)."""
+    found = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if line.strip():
+            try:
+                if json.loads(line).get("question_id") == question_id:
+                    found = number
+            except (ValueError, AttributeError):
+                continue
+    return found
+
+
 def load_answers(answer_dir: Path) -> dict[str, dict[Any, dict[str, Any]]]:
     """All models' answers: {model: {question_id: record}}; model = file name without .jsonl."""
     if not answer_dir.is_dir():
@@ -253,18 +281,42 @@ def repair_tail(path: Path) -> bool:
         return cut != data_end
 
 
+class WriteFailed(UserError):
+    """A file could not be written (disk full, quota, permissions): the message names the file."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(f"{path}: cannot write: {exc.strerror or exc}")
+        self.path = path
+
+
 class JsonlAppender:
-    """Appends records to one file, one whole line per write, flushed at once."""
+    """Appends records to one file, one whole line per write call (unbuffered), so a reader or a
+    crash sees whole lines only. A write that fails (disk full) is cut off again: the file keeps
+    exactly the records written before it, and WriteFailed names the file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            repair_tail(path)
+            self._file = path.open("ab", buffering=0)
+        except OSError as exc:
+            raise WriteFailed(path, exc) from None
         self.path = path
-        self._file = path.open("a", encoding="utf-8")
+        self._size = self._file.seek(0, os.SEEK_END)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(dumps(record) + "\n")
-        self._file.flush()
+        data = (dumps(record) + "\n").encode("utf-8")
+        try:
+            written = 0
+            while written < len(data):  # a raw write may take only part of the line
+                written += self._file.write(data[written:]) or 0
+        except OSError as exc:
+            try:
+                self._file.truncate(self._size)  # no torn line left behind
+            except OSError:
+                pass  # the next run's repair_tail cuts it
+            raise WriteFailed(self.path, exc) from None
+        self._size += len(data)
 
     def close(self) -> None:
         self._file.close()
@@ -299,21 +351,25 @@ def sort_by_question(path: Path, question_order: list[Any]) -> None:
     ordered = sorted(latest, key=lambda q: (rank.get(q, len(rank)), str(q)))
     if ordered == keys:
         return
+    replace_atomically(path, "".join(latest[q] + "\n" for q in ordered))
+
+
+def replace_atomically(path: Path, text: str) -> None:
+    """Replace a file's content in one step (write aside, fsync, rename). On a write error the
+    file stays as it was, the half-written copy is removed, and WriteFailed names the file."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write("".join(latest[q] + "\n" for q in ordered))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(path, exc) from None
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace a file's content in one step (write aside, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_atomically(path, "".join(dumps(record) + "\n" for record in records))

@@ -92,12 +92,13 @@ def _reference_app(port: int) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-def _measure(url: str, reference_url: str, runs: int) -> dict[str, Any]:
+def _measure(url: str, reference_url: str, runs: int, models: list[str]) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     first_page: list[float] = []
     reference: list[float] = []
     next_question: list[float] = []
+    model_switch: list[float] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
@@ -124,10 +125,22 @@ def _measure(url: str, reference_url: str, runs: int) -> dict[str, Any]:
                     page.wait_for_function(
                         "q => (document.querySelector('#aj-qid textarea, #aj-qid input')?.value || q) !== q", arg=before)
                     next_question.append(time.perf_counter() - started)
+                # switching the model: pick another candidate until its games are on screen
+                for model in models[1:4]:
+                    box = page.get_by_role("combobox", name="Model", exact=True)
+                    box.click()
+                    option = page.get_by_role("option", name=model, exact=True)
+                    option.wait_for()
+                    started = time.perf_counter()
+                    option.click()
+                    page.locator("#aj-game1 .aj-game", has_text=f"B = {model}").wait_for()
+                    page.locator("#aj-game2 .aj-game", has_text=f"A = {model}").wait_for()
+                    model_switch.append(time.perf_counter() - started)
                 context.close()
         finally:
             browser.close()
-    return {"first_page": first_page, "reference": reference, "next_question": next_question}
+    return {"first_page": first_page, "reference": reference, "next_question": next_question,
+            "model_switch": model_switch}
 
 
 def main() -> None:
@@ -159,7 +172,7 @@ def main() -> None:
         try:
             ready = _wait_http(url, proc)
             _wait_http(reference_url, reference_proc)
-            timings = _measure(url, reference_url, args.runs)
+            timings = _measure(url, reference_url, args.runs, sb.models)
         finally:
             for running in (proc, reference_proc):
                 os.killpg(running.pid, signal.SIGTERM)
@@ -170,6 +183,7 @@ def main() -> None:
     first = statistics.median(timings["first_page"])
     floor = statistics.median(timings["reference"])
     step = statistics.median(timings["next_question"])
+    switch = statistics.median(timings["model_switch"])
     texts = "real Russian questions and answers" if real else "generated one-line texts"
     print(f"bench: {args.models + 1} models x {args.questions} questions, 1 judge, {texts}, {size_mb:.1f} MB of JSONL")
     if loaded:
@@ -180,7 +194,14 @@ def main() -> None:
           f"ratio {first / GOAL_SECONDS:.2f} ({'met' if first < GOAL_SECONDS else 'MISSED'})")
     print(f"  a one-component Gradio page, same browser, same moment: {floor:.2f} s (load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"next question (click to new view, median of {len(timings['next_question'])}): {step * 1000:.0f} ms")
+    print(f"next question (click to new view, median of {len(timings['next_question'])}): {step * 1000:.0f} ms; "
+          f"goal 500 ms -> ratio {step / 0.5:.2f} ({'met' if step < 0.5 else 'MISSED'})")
+    print(f"model switch (option click to both games of the new model, median of {len(timings['model_switch'])}): "
+          f"{switch * 1000:.0f} ms [{min(timings['model_switch']) * 1000:.0f}-{max(timings['model_switch']) * 1000:.0f}]; "
+          f"goal 1000 ms -> ratio {switch:.2f} ({'met' if switch < 1.0 else 'MISSED'})")
+    print(f"ratios to the one-component Gradio page of the same run ({floor:.2f} s): first page {first / floor:.2f}, "
+          f"next question {step / floor:.2f}, model switch {switch / floor:.2f}")
+    print(f"load average after the run: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

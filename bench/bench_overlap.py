@@ -5,8 +5,11 @@ baseline's answers already on disk, and a slow 70B judge on GPUs 1,2. The stand-
 (tests/fake_vllm.py) take time per prompt and per completion token and serve a capped number of
 requests at once, as a GPU's batch does:
 
-    candidate: 32 at once, 0.1 ms per prompt token, 1 ms per completion token, 200-token answers
-    judge:     32 at once, 0.1 ms per prompt token, 2 ms per completion token, 60-token judgments
+    candidate: 32 at once, 0.3 ms per prompt token, 3 ms per completion token, 200-token answers
+    judge:     32 at once, 0.3 ms per prompt token, 6 ms per completion token, 60-token judgments
+
+(still faster than real GPUs; much faster, and the client's and stand-ins' CPU on a busy
+machine would decide the wall time instead of the schedule).
 
 run_eval.py runs twice on copies of one project: with --no-overlap (the sequential schedule: the
 judge starts once every answer is in) and by default (the judge judges each answer as it lands).
@@ -36,8 +39,8 @@ sys.path[:0] = [str(ROOT / "tests")]
 from gen_project import Project  # noqa: E402
 
 FAKE = [sys.executable, str(ROOT / "tests" / "fake_vllm.py")]
-CANDIDATE = {"concurrency": 32, "prompt": 0.0001, "completion": 0.001, "reply_tokens": 200}
-JUDGE = {"concurrency": 32, "prompt": 0.0001, "completion": 0.002, "reply_tokens": 60}
+CANDIDATE = {"concurrency": 32, "prompt": 0.0003, "completion": 0.003, "reply_tokens": 200}
+JUDGE = {"concurrency": 32, "prompt": 0.0003, "completion": 0.006, "reply_tokens": 60}
 
 
 def free_port() -> int:
@@ -50,7 +53,8 @@ def server(port: int, name: str, gpus: str, shape: dict[str, float], scale: floa
     env = {"FAKE_VLLM_CONCURRENCY": str(int(shape["concurrency"])),
            "FAKE_VLLM_PROMPT_TOKEN_SECONDS": str(shape["prompt"] * scale),
            "FAKE_VLLM_COMPLETION_TOKEN_SECONDS": str(shape["completion"] * scale),
-           "FAKE_VLLM_REPLY_TOKENS": str(int(shape["reply_tokens"]))}
+           "FAKE_VLLM_REPLY_TOKENS": str(int(shape["reply_tokens"])),
+           "FAKE_VLLM_CACHE_TOKENS": "0"}  # no simulated prefix cache: its CPU would compete with the client's
     return {"model_name": name, "endpoints": [{"api_base": f"http://127.0.0.1:{port}/v1"}], "parallel": parallel,
             "server": {"model": name, "command": FAKE, "gpus": gpus, "startup_timeout": 60, "env": env}}
 

@@ -1,8 +1,9 @@
 """An OpenAI-compatible chat server of our own, on 127.0.0.1, that stands in for vLLM in tests.
 
 Real HTTP/1.1 with keep-alive on one asyncio event loop (a threaded server would make any
-client look slow). It scripts replies, injects faults (500, 429, timeouts, verdict-less
-replies, context overflow, 401/404 as vLLM words them) and records what it received.
+client look slow). It scripts replies, injects faults (500, 429 with Retry-After, timeouts and hangs,
+verdict-less replies, 200 replies that are not JSON or carry `content: null`,
+context overflow, 401/404 as vLLM words them) and records what it received.
 
 In tests: `with FakeServer(script) as server: server.base_url ...` (the server runs in a
 thread). For benchmarks and kill tests: `python tests/fake_openai.py --port 0 ...` prints
@@ -58,10 +59,25 @@ class Script:
     answer: Callable[[list[dict[str, Any]]], str] | None = None
     reasoning_field: str | None = None  # e.g. "reasoning" or "reasoning_content"
     think_tags: bool = False  # put thinking in <think> tags inside content
+    # faults of a 200 reply, for the first `fault_first` attempts of each distinct conversation:
+    # "non_json" (a proxy's HTML error page), "broken_json" (JSON content type, body cut),
+    # "null_content" (`content: null`), "empty_content" (`content: ""`, no reasoning)
+    fault: str | None = None
+    fault_first: int = 0
+    retry_after: str | None = None  # a Retry-After header on the injected fail_status replies
     # latency that grows with the tokens, as a GPU server's does (benches): seconds per prompt / completion token
     prompt_token_seconds: float = 0.0
     completion_token_seconds: float = 0.0
     reply_tokens: int = 0  # replies padded to at least this many tokens (a judge's explanation, a long answer)
+
+
+@dataclass
+class RawReply:
+    """A reply that is not the usual JSON payload: any body, content type and extra headers."""
+
+    body: bytes
+    content_type: str = "text/html"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,12 +170,16 @@ class FakeServer:
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
                 status, payload = await self._handle(method, path, headers, body)
-                # bytes are plain text (e.g. Prometheus metrics); anything else is JSON
-                if isinstance(payload, bytes):
+                # bytes are plain text (e.g. Prometheus metrics); a RawReply is sent as it is; anything else is JSON
+                extra = ""
+                if isinstance(payload, RawReply):
+                    data, kind = payload.body, payload.content_type
+                    extra = "".join(f"{k}: {v}\r\n" for k, v in payload.headers.items())
+                elif isinstance(payload, bytes):
                     data, kind = payload, "text/plain"
                 else:
                     data, kind = json.dumps(payload).encode("utf-8"), "application/json"
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\n"
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\n{extra}"
                              f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode() + data)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
@@ -168,7 +188,7 @@ class FakeServer:
             writer.close()
 
     async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes
-                      ) -> tuple[int, dict[str, Any] | bytes]:
+                      ) -> tuple[int, dict[str, Any] | bytes | RawReply]:
         s = self.script
         path = path.split("?", 1)[0]
         if path in ("/health", "/v1/health"):
@@ -204,7 +224,15 @@ class FakeServer:
             finally:
                 self.in_flight -= 1
         if attempt < s.fail_first:
-            return self._record(body, headers, s.fail_status, {"error": {"message": f"injected {s.fail_status}"}})
+            error: dict[str, Any] | RawReply = {"error": {"message": f"injected {s.fail_status}"}}
+            if s.retry_after is not None:
+                error = RawReply(json.dumps(error).encode(), "application/json", {"Retry-After": s.retry_after})
+            return self._record(body, headers, s.fail_status, error)
+        if s.fault in ("non_json", "broken_json") and attempt < s.fault_first:
+            page = RawReply(b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>")
+            if s.fault == "broken_json":
+                page = RawReply(b'{"id": "chatcmpl-x", "choices": [{"mess', "application/json")
+            return self._record(body, headers, 200, page)
         prompt_chars = sum(len(m["content"]) for m in messages)
         if s.max_context_chars is not None and prompt_chars > s.max_context_chars:
             limit = _tokens("x" * s.max_context_chars)
@@ -215,6 +243,9 @@ class FakeServer:
                 "length of the input prompt.")}})
         content, reasoning = self._reply(messages)
         message: dict[str, Any] = {"role": "assistant", "content": content}
+        if s.fault in ("null_content", "empty_content") and attempt < s.fault_first:
+            message["content"] = None if s.fault == "null_content" else ""
+            content, reasoning = "", None
         if reasoning is not None and s.reasoning_field:
             message[s.reasoning_field] = reasoning
         elif reasoning is not None and s.think_tags:
@@ -235,7 +266,7 @@ class FakeServer:
         if self.script.delay:
             await asyncio.sleep(self.script.delay)
 
-    def _record(self, body: dict[str, Any], headers: dict[str, str], status: int, payload: dict[str, Any]):
+    def _record(self, body: dict[str, Any], headers: dict[str, str], status: int, payload: dict[str, Any] | RawReply):
         with self._lock:
             self.received.append(Received(body, headers.get("authorization"), status))
         return status, payload
@@ -277,9 +308,16 @@ def _cli() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=1_000_000)
     parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--fail-status", type=int, default=500)
+    parser.add_argument("--retry-after", default=None, help="Retry-After header of the injected failures")
+    parser.add_argument("--fault", choices=("non_json", "broken_json", "null_content", "empty_content"))
+    parser.add_argument("--fault-first", type=int, default=0)
+    parser.add_argument("--hang", action="store_true", help="accept every chat request and never answer")
     parser.add_argument("--verdict", default=None, help="always this label (default: a hash of the prompt)")
     args = parser.parse_args()
-    script = Script(delay=args.delay, concurrency=args.concurrency, fail_first=args.fail_first)
+    script = Script(delay=args.delay, concurrency=args.concurrency, fail_first=args.fail_first,
+                    fail_status=args.fail_status, retry_after=args.retry_after, fault=args.fault,
+                    fault_first=args.fault_first, hang_on=("",) if args.hang else (), hang_seconds=3600.0)
     if args.verdict:
         script.verdict = lambda _prompt: args.verdict
     serve_until_killed(FakeServer(script, args.port), "READY {port}")

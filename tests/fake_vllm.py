@@ -9,7 +9,7 @@ and reads VLLM_API_KEY as vLLM does. Environment knobs for launcher tests:
   FAKE_VLLM_LEAK_KEY=1      print the api key it got (a server that logs secrets; the launcher must redact it)
   FAKE_VLLM_PIDFILE=PATH    append its pid and its worker's pid (a child in its process group)
   FAKE_VLLM_IGNORE_TERM=1   ignore SIGTERM (the launcher must escalate to SIGKILL)
-  FAKE_VLLM_CACHE_TOKENS=N  capacity of the simulated prefix cache, in tokens (default 4096)
+  FAKE_VLLM_CACHE_TOKENS=N  capacity of the simulated prefix cache, in tokens (default 4096; 0: none)
   FAKE_VLLM_DELAY=S         seconds each chat request takes
   FAKE_VLLM_CONCURRENCY=N   chat requests served at once (the rest wait), as a GPU's batch is bounded
   FAKE_VLLM_PROMPT_TOKEN_SECONDS=S, FAKE_VLLM_COMPLETION_TOKEN_SECONDS=S
@@ -81,7 +81,8 @@ class FakeVllm(FakeServer):
                                                      "max_model_len": self.max_model_len}]}
         if path == "/v1/chat/completions" and method == "POST":
             body = json.loads(raw)
-            self._prefix_cache(prompt_text(body.get("messages", []))[:-len("<|assistant|>\n")])
+            if self.cache_tokens:  # 0: no simulated cache (benches: it costs the stand-in CPU)
+                self._prefix_cache(prompt_text(body.get("messages", []))[:-len("<|assistant|>\n")])
             status, payload = await super()._handle(method, path, headers, raw)
             if status == 200 and isinstance(payload, dict):
                 # vLLM fills the room the prompt leaves; our replies are short anyway

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ WAIT_MS = 15_000
 
 RICH_ANSWER = ("answer of model-1 to q0007, in C++:\n\n```cpp\n#include <iostream>\nint main() { std::cout << 1; }\n```\n\n"
                "| input | output |\n|---|---|\n| abc | YES |\n\n<script>window.injected = 1</script>")
+
+
+TUNE_ANSWER = ("X:1\nT:Tune\nK:G\nGABc dedB|\n\nThe code, fenced with the wrong marks:\n\n# compute the total\ntotal = 1 + 2\n")
 
 
 @dataclass
@@ -63,6 +68,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for record in records:
         if record["question_id"] == "q0007":
             record["choices"][0]["turns"][0]["content"] = RICH_ANSWER
+    write_jsonl(answer_file, records)
+    # an ABC tune (single newlines) and a '#' comment outside any fence
+    answer_file = root / "data" / sb.bench / "model_answer" / "model-0.jsonl"
+    records = read_jsonl(answer_file)
+    for record in records:
+        if record["question_id"] == "q0011":
+            record["choices"][0]["turns"][0]["content"] = TUNE_ANSWER
     write_jsonl(answer_file, records)
     app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
     demo = app.build()
@@ -262,4 +274,120 @@ def test_command_serves_on_localhost_and_reports_what_it_loaded(served: Served, 
         os.killpg(process.pid, signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}" in stdout  # Gradio's own line: listening on this machine only
+    # Gradio's hint names its launch() argument; ours names the flag
+    assert "share=True" not in stdout and "restart with --share" in stdout
     assert f"{served.bench.bench}: 60 questions, 4 models, judges: {JUDGE}; loaded in" in stderr
+
+
+# ---------------------------------------------------------------- issue 15: what people look at
+
+def _board_scores(served: Served) -> list[tuple[str, float]]:
+    """The board as show_result computes it with its defaults, best first."""
+    from arenajudge.browser import compute_board, load_bench
+
+    board = compute_board(load_bench(served.data_dir, served.bench.bench), JUDGE, served.bench.baseline)
+    return [(r.model, r.score) for r in board.rows]
+
+
+def test_leaderboard_chart_is_drawn_on_open_one_row_per_model_in_score_order(page: Any, served: Served,
+                                                                               tmp_path: Path) -> None:
+    page.goto(served.url)
+    page.locator("#aj-game1 .aj-game").wait_for()
+    page.get_by_role("tab", name="Leaderboard").click()
+    chart = page.locator("#aj-board-chart svg.ci-chart")
+    chart.wait_for()  # drawn without pressing Recompute
+    expected = _board_scores(served)
+    points = chart.locator("circle.score")
+    bars = chart.locator("line.interval")
+    assert points.count() == len(expected) == bars.count()
+    assert [points.nth(i).get_attribute("data-model") for i in range(points.count())] == [m for m, _ in expected]
+    ys = [float(points.nth(i).get_attribute("cy")) for i in range(points.count())]
+    xs = [float(points.nth(i).get_attribute("cx")) for i in range(points.count())]
+    assert ys == sorted(ys) and len(set(ys)) == len(ys)  # one row each, best at the top
+    assert xs == sorted(xs, reverse=True)  # scores fall down the rows
+    for i in range(bars.count()):  # each point sits on its own interval bar
+        x1, x2 = float(bars.nth(i).get_attribute("x1")), float(bars.nth(i).get_attribute("x2"))
+        assert x1 <= xs[i] <= x2 and float(bars.nth(i).get_attribute("y1")) == ys[i]
+    base = [m for m, _ in expected].index(served.bench.baseline)
+    assert float(chart.locator("line.reference").get_attribute("x1")) == pytest.approx(xs[base], abs=0.2)
+    title = chart.locator("text").first.text_content()
+    assert title == "Win rate with 95% CI: bootstrap over battles, 100 rounds, seed 42"
+    # the question-level bootstrap redraws it and says so
+    page.get_by_role("radio", name="questions").check()
+    page.locator("#aj-board-chart svg text", has_text="bootstrap over questions").first.wait_for()
+    page.locator("#aj-board-chart").screenshot(path=str(tmp_path / "chart.png"))
+
+
+def test_leaderboard_style_control_and_comparison_with_links_into_battles(page: Any, served: Served,
+                                                                          tmp_path: Path) -> None:
+    page.goto(served.url)
+    page.locator("#aj-game1 .aj-game").wait_for()
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.get_by_role("checkbox", name="length").check()
+    page.locator("#aj-board-lines", has_text="style-controlled Bradley-Terry (length at equal style)").wait_for()
+    lines = page.locator("#aj-board-lines").inner_text()
+    assert "## style coefficients" in lines and re.search(r"^length +\| coefficient: [+-]", lines, re.M)
+    title = page.locator("#aj-board-chart svg text").first.text_content()
+    assert title == "Win rate at equal style (length) with 95% CI: bootstrap over battles, 100 rounds, seed 42"
+    box = page.get_by_role("combobox", name="Compare models (paired, bootstrap over questions)")
+    for model in ("model-0", "model-2"):
+        box.click()
+        page.get_by_role("option", name=model, exact=True).click()
+    page.keyboard.press("Escape")
+    page.locator("#aj-compare-btn").click()
+    page.locator("#aj-compare .aj-compare-lines", has_text="model-2 - model-0:").wait_for()
+    link = page.locator("#aj-compare a.aj-battle-link").first
+    qid = link.inner_text().strip()
+    assert link.get_attribute("href").startswith("?bench=")  # the same page, no external address
+    page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+    with page.expect_navigation():
+        link.click()
+    _wait_for_question(page, qid)
+    page.locator("#aj-vs-answer", has_text=f"answer of model-0 to {qid}").wait_for()
+    page.locator("#aj-model-answer", has_text=f"answer of model-2 to {qid}").wait_for()
+    assert page.get_by_role("combobox", name="Model", exact=True).input_value() == "model-2"
+
+
+def test_answers_keep_line_breaks_headings_stay_small_and_raw_text_is_one_click_away(page: Any, served: Served) -> None:
+    page.goto(deep_link(served.url, bench=served.bench.bench, judge=JUDGE, model="model-0", question="q0011"))
+    _wait_for_question(page, "q0011")
+    answer = page.locator("#aj-model-answer")
+    answer.locator(".aj-md", has_text="X:1").wait_for()
+    rendered = answer.locator(".aj-md").first.inner_text()
+    assert "X:1\nT:Tune\nK:G" in rendered  # single newlines kept as line breaks
+    heading = answer.locator(".aj-md h1")
+    assert heading.count() == 1 and heading.inner_text() == "compute the total"
+    body_size = float(answer.locator(".aj-md p").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+    assert float(heading.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) <= 1.1 * body_size
+    raw = answer.locator("details.aj-raw")
+    assert not raw.locator("pre").is_visible()
+    raw.locator("summary").click()
+    assert raw.locator("pre").inner_text() == TUNE_ANSWER
+    judgment_raw = page.locator("#aj-game1").locator("xpath=..").locator("details.aj-raw")
+    assert judgment_raw.count() >= 1
+
+
+def test_deep_link_carries_the_filter_and_names_unknown_values_as_plain_text(page: Any, served: Served) -> None:
+    page.goto(served.url)
+    page.locator("#aj-count .aj-count").wait_for()
+    _choose(page, "Filter", "strong loss (a game says the baseline is much better)")
+    page.wait_for_function("() => location.search.includes('filter=strong_loss')")
+    count = page.locator("#aj-count .aj-count").get_attribute("data-count")
+    link = page.evaluate("() => location.href")
+    assert "filter=strong_loss" in page.locator("#aj-header a").get_attribute("href")  # the view's own link too
+    fresh = page.context.new_page()
+    fresh.goto(link)
+    fresh.locator(f"#aj-count .aj-count[data-count='{count}']").wait_for()
+    assert fresh.get_by_role("combobox", name="Filter", exact=True).input_value().startswith("strong loss")
+    fresh.close()
+    evil = "[click me](https://example.com/x)"
+    page.goto(f"{served.url}?bench=..%2F..&model={urllib.parse.quote(evil)}&filter=nope&category=cat%3A+none"
+              "&judge=judge-z&question=q9999")
+    notes = page.locator("#aj-notes")
+    notes.locator("li", has_text="No model").wait_for()
+    text = notes.inner_text()
+    for expected in ("Cannot open bench '../..': '../..' has a '.' or '..' part",
+                     f"No model '{evil}'", "No filter 'nope'", "No category or cluster 'cat: none'",
+                     "No judge 'judge-z'", "No question 'q9999'"):
+        assert expected in text, text
+    assert notes.locator("a").count() == 0  # never rendered as a link

@@ -133,12 +133,14 @@ def test_single_grading_tables_are_exact(project, capsys):
     args = argparse.Namespace(bench_name="mt_bench", data_dir=project.root / "data", judge_name="judge", mode="single",
                               baseline=None, num_rounds=10, seed=1, bootstrap="battles", plot=str(project.root / "radar.png"))
     assert show_mtbench.show(args) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     for header in ("First turn", "Second turn", "Average", "Per category"):
         assert f"########## {header} ##########" in out
-    assert "1 of 32 ratings could not be read" in out
+    assert "1 of 32 ratings had no verdict and were dropped" in out
     assert out.index("alpha") < out.index("beta")  # best first
     assert (project.root / "radar.png").stat().st_size > 10_000
+    assert f"wrote {project.root / 'radar.png'}" in captured.err
 
 
 def test_rerun_skips_and_rejudge_missing_retries_only_those(project):

@@ -12,7 +12,8 @@ import time
 import pytest
 import yaml
 from conftest import ROOT
-from gen_project import Project
+from fake_openai import FakeServer, Script
+from gen_project import Project, entry
 from test_servers import alive, free_port, managed, pids
 
 from arenajudge import pipeline
@@ -215,3 +216,23 @@ def test_an_overlapped_run_killed_midway_resumes_without_judging_anything_twice(
         lines = (project.bench_dir / "model_judgment" / "judge" / f"{model}.jsonl").read_text().splitlines()
         assert [json.loads(line)["question_id"] for line in lines] == [f"q{i:03d}" for i in range(12)]
         assert len(project.records(f"model_answer/{model}.jsonl")) == 12
+
+
+def test_a_judge_that_refuses_stops_judging_while_the_answers_still_complete(project, capsys):
+    qs = project.simple_questions(4)
+    project.write_answers("base", qs)
+    with FakeServer(Script(models=("the-real-name",))) as judge_server:  # elsewhere, no `server` block
+        project.write_api({
+            "ckpt-a": managed(free_port(), "/ckpt/a", gpus="0"),
+            "base": managed(free_port(), "/ckpt/base", gpus="0"),
+            "judge": entry(judge_server.base_url, "wrong-name"),
+        })
+        project.write_judge_config(["unused"], judge="judge", baseline="base")
+        assert run_eval("--models", "ckpt-a", "--judge", "judge") == 1
+        err = capsys.readouterr().err
+    assert "as the answers come" in err
+    assert "refused model 'judge' (served as 'wrong-name')" in err
+    assert "the judgment step failed (exit 1); rerun the same command to resume" in err
+    assert len(project.records("model_answer/ckpt-a.jsonl")) == 4
+    assert not (project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl").exists()
+    assert "leaderboard" not in err

@@ -18,7 +18,7 @@ from gen_project import Project, entry
 from arenajudge import pipeline
 from arenajudge.cli import gen_answer, gen_judgment, show_result
 from arenajudge.errors import run_cli
-from arenajudge.provenance import answer_fingerprint, fingerprint, question_fingerprint
+from arenajudge.provenance import answer_fingerprint, fingerprint, question_fingerprint, texts_fingerprint
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_fingerprints_are_short_stable_and_documented():
     assert len(fingerprint([1])) == 12 and fingerprint([1]) != fingerprint([2])
     q = {"question_id": "q1", "turns": [{"content": "Hi?"}]}
     assert question_fingerprint(q) == question_fingerprint({"question_id": "other", "turns": ["Hi?"]})
-    assert question_fingerprint(q) == fingerprint(["Hi?"])
+    assert question_fingerprint(q) == texts_fingerprint(["Hi?"]) != texts_fingerprint(["Hi", "?"])
 
 
 def test_answer_records_name_served_model_settings_and_question(project):

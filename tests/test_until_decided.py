@@ -192,6 +192,10 @@ def test_equivalence_within_a_margin_stops_and_no_margin_runs_out(project, capsy
         assert "equivalent within the margin after" in line and "of 40 questions" in line
         stopped = len(server.chat_requests())
         assert stopped < 40 * 4
+        # show_result counting strong verdicts otherwise than the run did: a note, not a wrong interval
+        assert run_cli(show_result.main, [*COMPARE, "--weight", "1"]) == 0
+        shown = capsys.readouterr().out
+        assert "note: the until-decided run counted strong verdicts 3 times" in shown and "anytime-valid (" not in shown
         # without a margin identical models are never "decided": every question is judged
         assert judge("--until-decided", "m1", "m2", "--batch", "10") == 0
         out = capsys.readouterr().out

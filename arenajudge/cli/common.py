@@ -9,7 +9,7 @@ from typing import Any
 from ..client import RetryPolicy
 from ..config import ModelEntry
 from ..errors import UserError
-from ..storage import BenchPaths, JsonlAppender, load_answer_file
+from ..storage import BenchPaths, JsonlAppender, answer_problem, line_of, load_answer_file
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +18,18 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
     parser.add_argument("--max-retries", type=int, default=5,
                         help="retries per request on connection errors, timeouts, 429 and 5xx (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per request, for every model (default: the api config entry's `timeout`, else 600)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing the same files, wait for it to finish (then do what is left) "
+                             "instead of stopping at once")
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     return RetryPolicy(attempts=args.max_retries + 1, timeout=args.timeout)
 
@@ -48,7 +52,17 @@ def require_answers(paths: BenchPaths, setting_file: Path, model: str, questions
     if absent:
         raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
                         f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    check_answer_texts(path, answers, [q["question_id"] for q in questions])
     return answers
+
+
+def check_answer_texts(path: Path, answers: dict[Any, dict[str, Any]], question_ids: list[Any]) -> None:
+    """Every answer to be judged has text in every turn (`content: null` would reach the judge as "None")."""
+    for qid in question_ids:
+        problem = answer_problem(answers[qid])
+        if problem is not None:
+            raise UserError(f"{path}:{line_of(path, qid)}: question {qid}: {problem}; "
+                            "delete this line and rerun gen_answer.py to answer it again")
 
 
 class Appenders:

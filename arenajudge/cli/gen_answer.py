@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from pathlib import Path
 from typing import Any
 
+from .. import locks
 from ..answering import answer_question
-from ..client import ModelClient
-from ..config import load_answer_config, load_api_config
+from ..client import ModelClient, RetryPolicy
+from ..config import AnswerConfig, ModelEntry, load_answer_config, load_api_config
 from ..context_budget import ContextBudget, wants_budget
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import run_cli
+from ..probe import probe_endpoints
 from ..provenance import question_fingerprints
 from ..servers import ServerSession
 from ..stale import move_aside
-from ..storage import BenchPaths, load_answer_file, load_questions, repair_tail, sort_by_question
+from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
 from .common import Appenders, add_engine_flags, require_entry, retry_policy
 
 
@@ -53,10 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     questions = load_questions(paths.question_file)
     order = [q["question_id"] for q in questions]
 
+    # one writer per answer file, from reading what is done to the final sort
+    with locks.hold([locks.answer_lock(paths, entry.name) for entry in models], wait=args.wait):
+        return _run(args, policy, config, models, paths, questions, order)
+
+
+def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, models: list[ModelEntry],
+         paths: BenchPaths, questions: list[dict[str, Any]], order: list[Any]) -> int:
     report = RunReport()
     fingerprints = question_fingerprints(questions)
     appenders = Appenders()
     lanes: list[Lane[Any]] = []
+    redo = 0
     for entry in models:
         path = paths.answer_file(entry.name)
         repair_tail(path)
@@ -69,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                        [(r, "question_changed") for r in stale])
             report.stale += len(stale)
             report.stale_where = str(paths.replaced_answer_file(entry.name).parent)
-        todo = [q for q in questions if q["question_id"] not in done]
+        # a stored turn without text (written by another tool) is answered again; the new line wins
+        broken = {qid for qid, record in done.items() if answer_problem(record) is not None}
+        redo += len(broken)
+        todo = [q for q in questions if q["question_id"] not in done or q["question_id"] in broken]
         report.skipped += len(questions) - len(todo)
         client = ModelClient(entry, policy)
         budget = ContextBudget(client, report) if wants_budget(entry) else None
@@ -83,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         lanes.append(Lane(name=entry.name, client=client, items=todo, work=work, write=write,
                           describe=lambda q, name=entry.name: f"{name} / question {q['question_id']}",
                           max_items=max(1, client.capacity // config.num_choices)))
+    probe_endpoints([lane.client.entry for lane in lanes if lane.items])
     print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
-          f"({report.skipped} already answered)", file=sys.stderr)
+          f"({report.skipped} already answered" + (f"; {redo} stored without text, asked again" if redo else "") + ")",
+          file=sys.stderr)
     # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
     session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
@@ -97,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         appenders.close()
-        for entry in models:
-            sort_by_question(paths.answer_file(entry.name), order)
+        finish_files(report, [functools.partial(sort_by_question, paths.answer_file(e.name), order) for e in models])
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
                                                          **session.log_fields()}, interrupted=interrupted)
     print(report.summary("answers"), file=sys.stderr)

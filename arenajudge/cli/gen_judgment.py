@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..client import ModelClient
-from ..config import load_api_config, load_judge_config
+from .. import locks
+from ..client import ModelClient, RetryPolicy
+from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
 from ..context_budget import ContextBudget, wants_budget
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judge_run import judge_item_for, judgment_basis, resume
-from ..judging import JudgeItem, judge_item
+from ..judging import JudgeItem, check_fillable, judge_item
 from ..prefix_cache import ORDERS, order_judge_items
+from ..probe import probe_endpoints
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
 from . import mtbench_judgment, until_decided
@@ -71,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                         "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
-                                    all_questions)
+        out = mtbench_judgment.judgment_file(paths, config.judge_model, config.mode)
+        with locks.hold([locks.mtbench_lock(out)], wait=args.wait):  # one writer per MT-Bench judgment file
+            return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy),
+                                        session, all_questions)
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
     if args.until_decided:
-        return until_decided.run(args, config, judge, paths, questions, order, all_questions)
+        with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):  # the same files
+            return until_decided.run(args, config, judge, paths, questions, order, all_questions)
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
@@ -90,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
         references.append(load_answer_file(ref_path))
 
+    # one writer per bench and judge, from reading what is done to the final sort
+    with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):
+        return _run(args, policy, config, judge, paths, questions, order, baseline, answers, references, all_questions)
+
+
+def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
+         questions: list[dict[str, Any]], order: list[Any], baseline: dict[Any, dict[str, Any]],
+         answers: dict[str, dict[Any, dict[str, Any]]], references: list[dict[Any, dict[str, Any]]],
+         all_questions: list[dict[str, Any]]) -> int:
     report = RunReport()
     basis = judgment_basis(config, all_questions, baseline, answers, references)
     done = {model: resume(paths, config.judge_model, model, questions, basis, args.rejudge_missing, report)
@@ -105,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             items.append(judge_item_for(config, judge, basis, q, model, answers, baseline, references))
 
     items = order_judge_items(items, args.judge_order)
+    check_fillable(config, items)
     client = ModelClient(judge, policy)
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
     budget = ContextBudget(client, report) if wants_budget(judge) else None
@@ -116,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         describe=lambda item: f"{item.model} / question {item.question_id}",
         max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
     )
+    probe_endpoints([judge] if items else [])
     print(f"judging {len(items)} answers with {config.judge_model} against {config.baseline_model} "
           f"({report.skipped} already judged"
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
@@ -130,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         appenders.close()
-        for model in config.model_list:
-            sort_by_question(paths.judgment_file(config.judge_model, model), order)
+        finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
+                              for model in config.model_list])
         log_run(paths.runs_file, "gen_judgment", report,
                 {"judge": config.judge_model, "baseline": config.baseline_model, "models": config.model_list,
                  "bench": config.bench_name, "sample": args.sample, **session.log_fields()}, interrupted=interrupted)

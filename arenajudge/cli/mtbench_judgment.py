@@ -10,7 +10,7 @@ from typing import Any
 
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..mtbench import (
     PairItem,
@@ -25,16 +25,17 @@ from ..mtbench import (
     needs_reference,
     record_key,
 )
+from ..probe import probe_endpoints
 from ..provenance import (
     Basis,
     answer_fingerprint,
-    fingerprint,
     judge_settings_fingerprint,
     mtbench_mismatch,
     question_fingerprints,
+    texts_fingerprint,
 )
 from ..servers import ServerSession
-from ..stale import move_aside
+from ..stale import move_aside, split_stale
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
 from .common import Appenders, require_answers
 
@@ -74,19 +75,14 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
     basis = Basis(baseline="", questions=question_fingerprints(all_questions or questions), answers=fps,
                   settings=judge_settings_fingerprint(config, prompts),
-                  references={str(q["question_id"]): fingerprint(refs[q["question_id"]]) for q in questions
+                  references={str(q["question_id"]): texts_fingerprint(refs[q["question_id"]]) for q in questions
                               if needs_reference(config, q) and q["question_id"] in refs})
     out = judgment_file(paths, config.judge_model, config.mode)
     repair_tail(out)
     report = RunReport()
     wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = [], []
-    for record in read_jsonl(out, allow_torn_tail=True) if out.exists() else []:
-        reason = mtbench_mismatch(record, basis) if str(record["question_id"]) in wanted else None
-        if reason is None:
-            keep.append(record)
-        else:
-            stale.append((record, reason))
+    keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
+                              lambda r: mtbench_mismatch(r, basis) if str(r["question_id"]) in wanted else None)
     if stale:
         move_aside(out, paths.replaced_file(out), keep, stale)
         report.stale_where = str(paths.replaced_root)
@@ -99,7 +95,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         made = {**made_from, "question": basis.questions[qid]}  # type: ignore[index]
         made |= {key: fps[model][qid] for key, model in models.items()}
         if ref is not None:
-            made["reference"] = fingerprint(ref)
+            made["reference"] = texts_fingerprint(ref)
         return made
 
     items: list[Any] = []
@@ -140,6 +136,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         describe=_describe,
         max_items=client.capacity if single else client.capacity // 2 + 1,
     )
+    probe_endpoints([judge] if items else [])
     print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
           f"({report.skipped} already judged"
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
@@ -153,7 +150,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         raise
     finally:
         appenders.close()
-        _sort(out, order)
+        finish_files(report, [lambda: _sort(out, order)])
         log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
                                                           "models": config.model_list, "bench": config.bench_name,
                                                           **session.log_fields()}, interrupted=interrupted)

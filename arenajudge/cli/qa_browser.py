@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..browser import find_benches
 from ..config import load_judge_config
@@ -70,6 +72,19 @@ def prepare(args: argparse.Namespace) -> BrowserApp:
     return app
 
 
+class _WithoutShareHint(io.TextIOBase):
+    """A stdout that drops Gradio's launch() hint about share=True and passes everything else on."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+
+    def write(self, text: str) -> int:
+        if "share=True" not in text:
+            self.target.write(text)
+            self.target.flush()
+        return len(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
@@ -81,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - started:.2f} s", file=sys.stderr)
     from ..browser_ui import THEME_CSS
 
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=THEME_CSS)
+    # Gradio's own hint says "set `share=True` in `launch()`", which is not how this command is used:
+    # its lines pass through, that one is replaced by ours.
+    if not args.share:  # before launch: the server answers before launch() returns
+        print("* To publish a temporary public link (gradio.live), restart with --share", flush=True)
+    with contextlib.redirect_stdout(_WithoutShareHint(sys.stdout)):
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=THEME_CSS,
+                    prevent_thread_lock=True)
+    demo.block_thread()
     return 0
 
 

@@ -71,6 +71,19 @@ def matrix_lines(results: list[PairResult], models: list[str]) -> list[str]:
     return lines
 
 
+def check_compare(args: argparse.Namespace, battles: pd.DataFrame) -> None:
+    """Everything --compare needs, checked before the board is printed or any cache written."""
+    models = list(dict.fromkeys(args.compare))
+    if len(models) < 2:
+        raise UserError("--compare needs at least two different models")
+    if args.compare_rounds < 100:
+        raise UserError(f"--compare-rounds must be at least 100, got {args.compare_rounds}")
+    judged = set(battles["model_a"].unique()) | set(battles["model_b"].unique())
+    if unknown := [m for m in models if m not in judged]:
+        raise UserError(f"--compare: {', '.join(map(repr, unknown))} {'has' if len(unknown) == 1 else 'have'} no battles "
+                        f"against {args.baseline} (models with battles: {', '.join(sorted(judged))})")
+
+
 def compare_section(args: argparse.Namespace, battles: pd.DataFrame, paths: BenchPaths, judge: str
                     ) -> tuple[list[str], list[dict[str, Any]], list[PairResult]]:
     """Lines to print, output records, and the overall pair results."""
@@ -120,6 +133,35 @@ def compare_section(args: argparse.Namespace, battles: pd.DataFrame, paths: Benc
                              vs=r.model_a)
             lines.append(f"{_fmt(row['diff']):>5}  {qid}  {text}  {link}")
     return lines, records, results
+
+
+def question_differences(args: argparse.Namespace, battles: pd.DataFrame, paths: BenchPaths, judge: str,
+                         results: list[PairResult], judgments: dict[str, list[dict[str, Any]]]) -> list:
+    """For the HTML report: per compared pair, the questions where the two differ most, with a prompt
+    excerpt, both models' verdicts by `judge` and a link into qa_browser.py."""
+    if not results:
+        return []
+    from ..browser import deep_link
+    from ..html_report import QuestionDiff
+
+    questions = {str(q["question_id"]): q for q in load_questions(paths.question_file)} if paths.question_file.exists() else {}
+    verdicts: dict[tuple[str, str], list[str | None]] = {}
+    for file_model, records in judgments.items():
+        for record in records:
+            verdicts[(record.get("model") or file_model, str(record["question_id"]))] = [
+                g.get("score") if isinstance(g, dict) else None for g in record["games"]]
+    out = []
+    for r in results:
+        rows = []
+        for qid, row in biggest_differences(battles, r.model_a, r.model_b, n=args.top_questions).iterrows():
+            text = " ".join(turn_text(questions[qid]["turns"][0]).split()) if qid in questions else ""
+            rows.append(QuestionDiff(
+                question_id=str(qid), diff=float(row["diff"]), excerpt=text[:160] + ("..." if len(text) > 160 else ""),
+                verdicts_a=verdicts.get((r.model_a, str(qid)), []), verdicts_b=verdicts.get((r.model_b, str(qid)), []),
+                link=deep_link(args.browser_url, bench=args.bench_name, judge=judge, model=r.model_b, question=qid,
+                               vs=r.model_a)))
+        out.append((r, rows))
+    return out
 
 
 def _until_decided_run(paths: BenchPaths, judge: str, baseline: str, models: list[str]) -> dict[str, Any] | None:
@@ -211,8 +253,10 @@ def projection_lines(battles: pd.DataFrame, paths: BenchPaths, baseline: str) ->
     judged = battles["question_id"].astype(str).nunique()
     if judged >= total:
         return []
-    lines = [f"## projected 95% CI half-width with all {total} questions (now {judged} judged; from the "
-             "per-question variance of each model's outcomes)"]
+    lines = [f"## projected 95% CI half-width with all {total} questions (now {judged} judged): 1.96 x the standard "
+             "error of each model's mean battle outcome per question (win 1, tie 0.5, loss 0), in points; it "
+             "measures question-to-question spread, like --bootstrap questions, so it is wider than a board "
+             "interval from the bootstrap over battles"]
     for model in sorted(set(battles["model_b"]) - {baseline}):
         now, full = projected_half_width(battles, model, total)
         lines.append(f"{model : <50} | now: ±{now:.1f} | with {total} questions: ±{full:.1f}")
@@ -263,5 +307,11 @@ def runs_table(paths: BenchPaths) -> str:
     if "prefix_cache" in frame:
         frame["cache_hit_rate"] = frame["prefix_cache"].map(lambda c: c.get("hit_rate") if isinstance(c, dict) else "")
     frame = frame[RUN_COLUMNS].fillna("")
+    # compact: minutes are enough for a start time, and columns no run filled say nothing
+    frame["start"] = frame["start"].map(lambda t: str(t)[:16].replace("T", " "))
+    frame["models"] = frame["models"].map(lambda m: m if len(str(m)) <= 30 else str(m)[:27] + "...")
+    empty = [c for c in frame if frame[c].map(lambda v: v is None or v == "").all()]
+    frame = frame.drop(columns=empty)
+    frame = frame.rename(columns={"completion_tokens_per_second": "tokens/s"})
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 40):
         return frame.to_string(index=False)

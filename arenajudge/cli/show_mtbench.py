@@ -96,7 +96,7 @@ def _valid_ratings(records: list[dict]) -> tuple[list[dict], str | None]:
             out.append(r)
     if not bad:
         return out, None
-    return out, f"note: {bad} ratings are not a number from 1 to 10 (first: {first}); they count as unreadable"
+    return out, f"note: {bad} ratings are not a number from 1 to 10 (first: {first}); they count as no verdict"
 
 
 def show(args: argparse.Namespace) -> int:
@@ -123,10 +123,11 @@ def show(args: argparse.Namespace) -> int:
         missing = tables["missing"]
         if not missing.empty:
             per_model = ", ".join(f"{m}: {n}" for m, n in missing["missing"].items())
-            print(f"note: {int(missing['missing'].sum())} of {len(records)} ratings could not be read and are "
-                  f"left out of the means ({per_model})")
+            print(f"note: {int(missing['missing'].sum())} of {len(records)} ratings had no verdict and were "
+                  f"dropped ({per_model})")
         if getattr(args, "plot", None):
-            radar_chart(tables["category"], Path(args.plot))
+            title = f"{args.bench_name}: mean rating per category, judge {args.judge_name}"
+            print(f"wrote {radar_chart(tables['category'], Path(args.plot), title)}", file=sys.stderr)
         return 0
 
     battles, missing_games = pair_battles(records)
@@ -148,7 +149,7 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def radar_chart(per_category: pd.DataFrame, out: Path) -> None:
+def radar_chart(per_category: pd.DataFrame, out: Path, title: str = "mean rating per category") -> Path:
     """One polygon per model over the categories (MT-Bench's usual picture), saved as PNG."""
     import matplotlib
 
@@ -169,6 +170,8 @@ def radar_chart(per_category: pd.DataFrame, out: Path) -> None:
     ax.set_xticklabels(categories)
     ax.set_ylim(0, 10)
     ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize="small")
+    ax.set_title(title, pad=24)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,17 @@ from ..errors import UserError, run_cli
 from ..plots import write_plot
 from ..provenance import board_basis, select_judgments, unverified_words
 from ..rating import FeatureRatingResult, RatingResult, mean_scores, rate, rate_with_features
-from ..report import BoardRow, bad_token_lens, format_line, leaderboard, markdown_table, write_outputs, write_records
+from ..report import (
+    BoardRow,
+    bad_token_lens,
+    coefficient_lines,
+    format_line,
+    leaderboard,
+    markdown_table,
+    unjudged_note,
+    write_outputs,
+    write_records,
+)
 from ..storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl
 from ..style import (
     LC_FEATURE_PREFIX,
@@ -78,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the bootstrap resamples: 'battles' (the seed's way, narrower) or 'questions' "
                         "(all battles of a question together; the honest interval for decisions)")
     p.add_argument("--first-game-only", action="store_true", help="use only game 1 of each judgment")
+    p.add_argument("--ci-level", type=float, default=95.0, metavar="PERCENT",
+                   help="coverage of the printed intervals in percent (default: 95); arena-hard-auto v2 prints 90 "
+                        "(its 5th to 95th percentile)")
     p.add_argument("--output", action="store_true", help="write the leaderboard as JSON and CSV")
     p.add_argument("--output-dir", type=Path, default=Path("."), help="where --output writes (default: current dir)")
     p.add_argument("--judge-names", nargs="+", metavar="JUDGE",
@@ -91,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "difference) and is scored at length difference 0 (AlpacaEval 2's idea)")
     p.add_argument("--method", choices=("bt", "mean"), default="bt",
                    help="'bt': Bradley-Terry (default); 'mean': mean battle score vs the baseline with a "
-                        "bootstrap per model (arena-hard-auto v2)")
+                        "bootstrap per model, a judgment counted only when both games have a verdict "
+                        "(arena-hard-auto v2; add --ci-level 90 for its interval)")
     p.add_argument("--category", nargs="?", const="category", metavar="FIELD",
                    help="also print one board per value of this question field (default field: category; "
                         "e.g. --category cluster)")
@@ -101,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="also print the board as a markdown table (for a model card)")
     p.add_argument("--plot", type=Path, metavar="FILE",
                    help="draw scores with 95%% CIs (one panel per category): FILE.png or a self-contained FILE.html")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="also write one self-contained HTML page to share: the board and its interval, a CI chart, "
+                        "the boards per --category, the --compare results, judge diagnostics, the runs' cost and "
+                        "how it was made (no scripts, nothing loaded from the network)")
     p.add_argument("--mode", choices=("single", "pairwise-baseline", "pairwise-all"),
                    help="MT-Bench judgments (gen_judgment.py with `mode:`): 'single' prints the first-turn, "
                         "second-turn, average and per-category tables (radar chart with --plot FILE.png); the "
@@ -142,6 +161,8 @@ def _check_baseline(baseline: str, judgments: dict[str, list[dict]], answers: di
 def _check_flags(args: argparse.Namespace) -> None:
     if args.load_bootstrap and not args.load_battles:
         raise UserError("--load-bootstrap needs --load-battles (the samples must match the battles)")
+    if not 0 < args.ci_level < 100:
+        raise UserError(f"--ci-level must be between 0 and 100 (a percentage), got {args.ci_level:g}")
     if args.num_rounds < 1:
         raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if args.weight < 1:
@@ -167,6 +188,8 @@ def _check_flags(args: argparse.Namespace) -> None:
     show_decisions.parse_weights(args.category_weights)
     if args.compare and args.load_battles:
         raise UserError("--compare reads judgments; it cannot be used with --load-battles")
+    if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--report {args.report}: the report is one HTML page, use a .html file name")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise UserError(f"--plot {args.plot}: unknown format {args.plot.suffix or '(none)'!r}, "
                         "use a .png or .html file name")
@@ -186,20 +209,13 @@ def _scoring_label(args: argparse.Namespace, features: list[str]) -> str | None:
     if args.length_controlled:
         return "length-controlled win rate (per-model length term, scored at equal length)"
     if args.method == "mean":
-        return "mean battle score vs the baseline, bootstrap per model"
+        return ("mean battle score vs the baseline, bootstrap per model, judgments with a game "
+                "without a verdict dropped whole (arena-hard-auto v2)")
     return None
 
 
-def _coefficient_lines(title: str, result: FeatureRatingResult, strip: str = "") -> list[str]:
-    assert result.coefficients is not None and result.coefficient_samples is not None
-    lines = [title]
-    for name, value in result.coefficients.items():
-        lo, hi = np.percentile(result.coefficient_samples[name], [2.5, 97.5])
-        lines.append(f"{str(name).removeprefix(strip) : <50} | coefficient: {value:+.3f} | 95% CI: ({lo:+.3f}, {hi:+.3f})")
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
+    command = "show_result.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.runs:
         print(show_decisions.runs_table(BenchPaths(args.bench_name, args.data_dir)))
@@ -209,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode is not None or args.bench_name == "mt_bench":
         from . import show_mtbench  # imported here: it brings the openai client, which boards never need
 
+        if args.report is not None:
+            raise UserError("--report is written for Arena-Hard boards; MT-Bench judgments print their tables only")
         return show_mtbench.show(args)
     judges = list(args.judge_names or [args.judge_name])
     judge_label = ", ".join(judges)
@@ -243,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
             unverified += selection.unverified
             judgments_by_judge[judge] = selection.kept
         battle_sets = [battles_from_judgments(judgments, args.baseline, judge,
-                                              weight=args.weight, first_game_only=args.first_game_only)
+                                              weight=args.weight, first_game_only=args.first_game_only,
+                                              whole_judgments=args.method == "mean")
                        for judge, judgments in judgments_by_judge.items()]
         battle_set = battle_sets[0] if len(battle_sets) == 1 else BattleSet(
             battles=pd.concat([b.battles for b in battle_sets], ignore_index=True),
             games=sum((b.games for b in battle_sets), Counter()),
-            missing=sum((b.missing for b in battle_sets), Counter()))
+            missing=sum((b.missing for b in battle_sets), Counter()),
+            dropped_judgments=sum((b.dropped_judgments for b in battle_sets), Counter()))
         battles = battle_set.battles
         games, missing = dict(battle_set.games), dict(battle_set.missing)
         n_judgments = sum(len(r) for judgments in judgments_by_judge.values() for r in judgments.values())
@@ -270,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.baseline not in set(battles["model_a"].unique()) | set(battles["model_b"].unique()):
         raise UserError(f"baseline {args.baseline!r} has no battles in {source.split(' from ')[1]}")
+    if args.compare:
+        show_decisions.check_compare(args, battles)
 
     # Style features per battle (standardised over all battles, then reused by every board).
     features: list[str] = []
@@ -288,17 +310,21 @@ def main(argv: list[str] | None = None) -> int:
 
     def score(subset: pd.DataFrame) -> RatingResult:
         options: dict[str, Any] = {"rounds": args.num_rounds, "seed": args.seed, "unit": args.bootstrap}
+        rated: RatingResult
         if features:
-            return rate_with_features(subset, args.baseline, features, **options)
-        if args.method == "mean":
-            return mean_scores(subset, args.baseline, **options)
-        return rate(subset, args.baseline, **options)
+            rated = rate_with_features(subset, args.baseline, features, **options)
+        elif args.method == "mean":
+            rated = mean_scores(subset, args.baseline, **options)
+        else:
+            rated = rate(subset, args.baseline, **options)
+        rated.level = args.ci_level
+        return rated
 
     plain = _scoring_label(args, features) is None
     result = score(scored_battles)
     if args.load_bootstrap:
         samples = _load_bootstrap(bootstrap_file, list(result.point.index))
-        result = RatingResult(point=result.point, samples=samples, unit="battles")
+        result = RatingResult(point=result.point, samples=samples, unit="battles", level=args.ci_level)
     else:
         if not args.load_battles:
             save_battles(battles, battles_file)
@@ -317,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     unit = "loaded from cache" if args.load_bootstrap else (
         f"bootstrap over {args.bootstrap}, {rounds} rounds, seed {args.seed}")
     label = _scoring_label(args, features)
-    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; 95% CI: {unit}"
+    print(f"# {args.bench_name}: {source}; baseline {args.baseline}; {args.ci_level:g}% CI: {unit}"
           + (f"; score: {label}" if label else ""))
     for row in rows:
-        print(format_line(row, decimal))
+        print(format_line(row, decimal, args.ci_level))
     notes += _model_notes(answers, list(result.point.index), games, missing, judged_before, judge_label, paths)
     for note in notes:
         print(note)
@@ -331,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         extra_lines += show_decisions.projection_lines(battles, paths, args.baseline)
     if category_of and len(boards) > 2:
         extra_lines += show_decisions.combined_lines(args, battles, category_of)
-    pair_results = []
+    pair_results: list = []
+    compare_lines: list[str] = []
     if args.compare:
         compare_lines, compare_records, pair_results = show_decisions.compare_section(args, battles, paths, judges[0])
         extra_lines += compare_lines
@@ -341,13 +368,35 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.markdown:
         print()
-        print(markdown_table(boards, decimal))
+        print(markdown_table(boards, decimal, args.ci_level))
         if pair_results:
             print()
             print(show_decisions.pair_markdown(pair_results))
     if args.plot is not None:
         axis = "Elo" if args.show_elo else f"win rate vs {args.baseline} (%)"
         print(f"wrote {write_plot(args.plot, boards, axis)}", file=sys.stderr)
+    if args.report is not None:
+        from .. import html_report  # here: only --report needs it
+
+        data = html_report.ReportData(
+            bench=args.bench_name, judge=judge_label, baseline=args.baseline,
+            interval=f"{args.ci_level:g}% CI: {unit}", scoring=label or "Bradley-Terry win rate against the baseline",
+            rows=rows, axis_label="Elo" if args.show_elo else f"win rate vs {args.baseline} (%)", decimal=decimal,
+            ci_level=args.ci_level, reference=next((r.score for r in rows if r.model == args.baseline), None),
+            notes=notes, categories=boards[1:], category_field=args.category or "category",
+            pairs=pair_results, compared=list(dict.fromkeys(args.compare or [])),
+            compare_interval=compare_lines[0].removeprefix("## ") if compare_lines else "",
+            differences=show_decisions.question_differences(args, battles, paths, judges[0], pair_results,
+                                                            judgments_by_judge.get(judges[0], {})),
+            consistency={judge: diagnostics.position_consistency(j) for judge, j in judgments_by_judge.items()},
+            runs=read_jsonl(paths.runs_file, allow_torn_tail=True) if paths.runs_file.exists() else [],
+            provenance={"command": command, "bench": args.bench_name, "judge": judge_label, "baseline": args.baseline,
+                        "scoring": label or "Bradley-Terry (arena-hard-auto)", "interval": f"{args.ci_level:g}% CI: {unit}",
+                        "weight of a strong verdict": str(args.weight), "bootstrap rounds": str(rounds),
+                        "seed": str(args.seed), "battles": source,
+                        "made": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
+            fingerprints=_fingerprints(paths, judges, [r.model for r in rows], battles_file if args.load_battles else None))
+        print(f"wrote {html_report.write_report(args.report, data)}", file=sys.stderr)
 
     if args.output:
         stem = f"arena_hard_leaderboard_{datetime.datetime.now():%Y%m%d}"
@@ -372,6 +421,7 @@ def _model_notes(answers: dict[str, dict], rated: list[str], games: dict[str, in
     """Why a model is not on the board, or what its row rests on, one `note:` line each."""
     notes = []
     on_board = set(rated)
+    unjudged = []  # one line for all of them: an answer folder often holds many unjudged models
     for model in sorted((set(answers) | judged) - on_board):
         if games.get(model) and games.get(model) == missing.get(model):
             notes.append(f"note: {model}: all {games[model]} games by {judge_label} lack a verdict, so it is not on "
@@ -380,7 +430,9 @@ def _model_notes(answers: dict[str, dict], rated: list[str], games: dict[str, in
             notes.append(f"note: {model}: none of its judgments by {judge_label} counts (see the note on left-out "
                          "judgments), so it is not on the board")
         else:
-            notes.append(f"note: {model} has answers but no battles (not judged by {judge_label}?)")
+            unjudged.append(model)
+    if unjudged:
+        notes.append(unjudged_note(unjudged, judge_label))
     for model in sorted(on_board - set(answers)):
         notes.append(f"note: {model} is judged but has no answers in {paths.answer_dir} "
                      "(average #tokens shows 0)")
@@ -410,13 +462,13 @@ def _extras(
     decimal = 0 if args.show_elo else 1
 
     if isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.style_control:
-        lines += _coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
+        lines += coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
                                     "> 0: the judge favours the answer with more of it)", result)
         for name, value in result.coefficients.items():
             for row in rows:
                 columns.setdefault(row.model, {})[f"coef_{name}"] = float(value)
     elif isinstance(result, FeatureRatingResult) and result.coefficients is not None and args.length_controlled:
-        lines += _coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
+        lines += coefficient_lines("## length slopes per model (logits per unit of tanh(standardised length "
                                     "difference); > 0: the judge favours the longer answer)", result, LC_FEATURE_PREFIX)
         for name, value in result.coefficients.items():
             columns.setdefault(str(name).removeprefix(LC_FEATURE_PREFIX), {})["length_slope"] = float(value)
@@ -424,7 +476,12 @@ def _extras(
     if category_of:
         qids = scored_battles["question_id"].astype(str)
         category = qids.map(category_of).fillna("(none)")
-        for value in sorted(category.unique()):
+        values = sorted(category.unique())
+        if len(values) == 1:  # one board per category would repeat the board above
+            lines.append(f"note: every judged question has {args.category} {values[0]!r}: "
+                         "its board is the board above")
+            values = []
+        for value in values:
             subset = scored_battles[(category == value).to_numpy()]
             if args.baseline not in set(subset["model_a"].unique()) | set(subset["model_b"].unique()):
                 lines.append(f"note: category {value!r} has no battles against the baseline")
@@ -433,7 +490,7 @@ def _extras(
             boards.append((value, category_rows))
             lines.append(f"## {args.category}: {value} ({subset['question_id'].nunique()} questions, "
                          f"{len(subset)} battles)")
-            lines += [format_line(row, decimal) for row in category_rows]
+            lines += [format_line(row, decimal, args.ci_level) for row in category_rows]
 
     if args.diagnostics:
         pooled: dict[str, diagnostics.ConsistencyRow] = {}
@@ -456,10 +513,25 @@ def _extras(
         intervals = {r.model: (r.lower, r.upper) for r in rows if r.model != args.baseline}
         share, pairs = diagnostics.separability(intervals)
         shown = "n/a" if np.isnan(share) else f"{100 * share:.1f}%"
-        lines.append(f"## separability: {shown} of {pairs} model pairs have non-overlapping 95% CIs (baseline excluded)")
+        lines.append(f"## separability: {shown} of {pairs} model pairs have non-overlapping {args.ci_level:g}% CIs "
+                     "(baseline excluded)")
         for row in rows:
             columns.setdefault(row.model, {})["separability"] = share
     return lines, boards, columns
+
+
+def _fingerprints(paths: BenchPaths, judges: list[str], models: list[str], battles_file: Path | None
+                  ) -> list[tuple[str, str]]:
+    """SHA-256 prefixes of the files the board rests on: questions, answers and judgments (or the battles cache)."""
+    from ..html_report import fingerprint
+
+    files = [paths.question_file] if paths.question_file.exists() else []
+    files += [paths.answer_dir / f"{m}.jsonl" for m in models]
+    if battles_file is not None:
+        files.append(battles_file)
+    else:
+        files += [paths.judgment_dir(j) / f"{m}.jsonl" for j in judges for m in models]
+    return [(str(f), fingerprint(f)) for f in files if f.is_file()]
 
 
 def _records(boards: list[tuple[str, list[BoardRow]]], meta: dict[str, Any],

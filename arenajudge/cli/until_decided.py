@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..battles import battles_from_judgments
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
 from ..context_budget import ContextBudget, wants_budget
-from ..engine import Lane, RunReport, log_run, run_lanes
+from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, judge_item
-from ..sequential import PairDecision, outcome_table, pair_decision, question_order
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_judgment_file, sort_by_question
 from .common import Appenders, require_answers, retry_policy
+
+if TYPE_CHECKING:
+    from ..sequential import PairDecision
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
 DEFAULTS = {"alpha": 0.05, "min_questions": 50, "batch": 50}
@@ -97,6 +99,10 @@ def pair_line(d: PairDecision, total: int) -> str:
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
+    # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
+    from ..battles import battles_from_judgments
+    from ..sequential import outcome_table, pair_decision, question_order
+
     models = check_flags(args)
     policy = retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
@@ -190,8 +196,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
             asyncio.run(until_settled())
     finally:
         appenders.close()
-        for model in models:
-            sort_by_question(paths.judgment_file(config.judge_model, model), order)
+        finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
+                              for model in models])
         record = {"seed": args.sample_seed, "alpha": args.alpha, "margin": args.margin,
                   "min_questions": args.min_questions, "batch": args.batch, "weight": WEIGHT,
                   "questions": judging_order[:covered],
