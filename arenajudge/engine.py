@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -158,15 +158,17 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             if progress.n % 25 == 0 and not progress.disable:
                 progress.set_postfix_str(_status(lane.client, report_start), refresh=False)
 
+    taken = 0  # items drawn from lane.items (a stream's length is known only as far as it was read)
     async with asyncio.TaskGroup() as group:
         async for item in _each(lane.items):
+            taken += 1
             await limit.acquire()
             if fatal.is_set() or report.write_failed:
                 limit.release()
                 break
             group.create_task(one(item))
-    if fatal.is_set() and isinstance(lane.items, Sized):  # a stream (run_eval's overlapped judge) has no count
-        report.stopped += len(lane.items) - settled
+    if fatal.is_set():
+        report.stopped += (len(lane.items) if isinstance(lane.items, list) else taken) - settled
 
 
 def _status(client: ModelClient, since: float) -> str:

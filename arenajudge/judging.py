@@ -79,20 +79,23 @@ def fill_template(template: str, fields: dict[str, str]) -> str:
         raise RequestFailed(f"prompt template placeholder {{{exc.args[0]}}} has no value here; nothing was sent") from None
 
 
-def check_fillable(config: JudgeConfig, items: list[JudgeItem]) -> None:
-    """Before any request: every numbered placeholder of the templates has a value for every item
-    (e.g. {question_2} needs two-turn questions). A UserError names the key and the first such item."""
+def check_fillable(config: JudgeConfig, questions: list[dict[str, Any]], answers: dict[str, dict[Any, dict[str, Any]]],
+                   baseline: dict[Any, dict[str, Any]], references: list[dict[Any, dict[str, Any]]]) -> None:
+    """Before any request: every numbered placeholder of the templates has a value for every model and
+    question (e.g. {question_2} needs two-turn questions). A UserError names the key and the first gap."""
     for t, template in enumerate(config.prompt_template):
         key = "prompt_template" if len(config.prompt_template) == 1 else f"prompt_template[{t}]"
         for name in placeholders(template, f"{config.path}: key '{key}'"):
             family, _, number = name.rpartition("_")
-            for item in items:
-                have = {"question": len(item.question["turns"]),
-                        "answer": len(item.baseline_answer["choices"][0]["turns"]) + len(item.answer["choices"][0]["turns"]),
-                        "ref_answer": sum(len(r["choices"][0]["turns"]) for r in item.references)}[family]
-                if int(number) > have:
-                    raise UserError(f"{config.path}: key '{key}': placeholder {{{name}}} has no value for "
-                                    f"{item.model} / question {item.question_id} (it has {have} such text(s))")
+            for q in questions:
+                qid = q["question_id"]
+                for model, by_question in answers.items():
+                    have = {"question": len(q["turns"]),
+                            "answer": len(baseline[qid]["choices"][0]["turns"]) + len(by_question[qid]["choices"][0]["turns"]),
+                            "ref_answer": sum(len(r[qid]["choices"][0]["turns"]) for r in references if qid in r)}[family]
+                    if int(number) > have:
+                        raise UserError(f"{config.path}: key '{key}': placeholder {{{name}}} has no value for "
+                                        f"{model} / question {qid} (it has {have} such text(s))")
 
 
 def shorten_evenly(answers: list[list[str]], keep_chars: int) -> list[list[str]]:

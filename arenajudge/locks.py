@@ -2,7 +2,7 @@
 
 Two runs appending to the same files would pay every request twice, and one run's final sort
 (which replaces the file) would orphan the other's open handle and lose its records. So each
-run takes `fcntl.flock` on a lock file beside its outputs before it reads what is done, and
+run takes `fcntl.flock` on a lock file (data/<bench>/locks/) before it reads what is done, and
 keeps it until its final sort has replaced the file. A second run refuses at once, naming the
 process that holds the lock, or with `--wait` waits for it and then does only what is left.
 Readers (show_result.py, qa_browser.py) take no lock: appends are whole lines and the sort
@@ -27,21 +27,24 @@ from pathlib import Path
 from .errors import UserError
 from .storage import BenchPaths, WriteFailed
 
+# Lock files live in data/<bench>/locks/, named after the output they guard, so the output
+# directories hold only records (tools that list model_answer/ or a judge's directory see no lock).
+LOCK_DIR = "locks"
+
 
 def answer_lock(paths: BenchPaths, model: str) -> Path:
     """gen_answer.py: one lock per bench and model (its answer file)."""
-    answer_file = paths.answer_file(model)
-    return answer_file.with_name(answer_file.name + ".lock")
+    return paths.bench_dir / LOCK_DIR / f"model_answer.{paths.answer_file(model).name}.lock"
 
 
 def judgment_lock(paths: BenchPaths, judge: str) -> Path:
-    """gen_judgment.py (arena-hard): one lock per bench and judge (the judge's directory)."""
-    return paths.judgment_dir(judge) / ".lock"
+    """gen_judgment.py (arena-hard, --until-decided, run_eval's judge): one lock per bench and judge."""
+    return paths.bench_dir / LOCK_DIR / f"model_judgment.{paths.judgment_dir(judge).name}.lock"
 
 
-def mtbench_lock(judgment_file: Path) -> Path:
+def mtbench_lock(paths: BenchPaths, judgment_file: Path) -> Path:
     """gen_judgment.py (MT-Bench modes): one lock per judgment file (<judge>_single / _pair)."""
-    return judgment_file.with_name(judgment_file.name + ".lock")
+    return paths.bench_dir / LOCK_DIR / f"model_judgment.{judgment_file.name}.lock"
 
 
 def _holder(lock_file: Path) -> str:

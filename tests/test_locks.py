@@ -40,7 +40,8 @@ def test_a_second_judging_run_refuses_then_waits_and_does_only_what_is_left(proj
         first = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet", "--sample", "6"],
                                  cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            lock_file = project.bench_dir / "model_judgment" / "judge" / ".lock"
+            lock_file = locks.judgment_lock(BenchPaths(project.bench, project.root / "data"), "judge")
+            assert lock_file.parent == project.bench_dir / "locks"  # not among the records
             deadline = time.time() + 30
             while time.time() < deadline and not (lock_file.exists() and str(first.pid) in lock_file.read_text()):
                 time.sleep(0.05)
@@ -105,7 +106,7 @@ def test_answering_and_mt_bench_judging_refuse_while_another_process_holds_their
 
         project.write_answers("m1", qs)
         project.write_judge_config(["m1"], mode="single", prompt_template=[])
-        with locks.hold([locks.mtbench_lock(paths.judgment_root / "judge_single.jsonl")]):
+        with locks.hold([locks.mtbench_lock(paths, paths.judgment_root / "judge_single.jsonl")]):
             proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         _refusal(proc, os.getpid())
         proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)

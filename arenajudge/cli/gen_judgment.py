@@ -74,17 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                         "not MT-Bench modes")
     if config.mode is not None:
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-        out = mtbench_judgment.judgment_file(paths, config.judge_model, config.mode)
-        with locks.hold([locks.mtbench_lock(out)], wait=args.wait):  # one writer per MT-Bench judgment file
-            return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy),
-                                        session, all_questions)
+        return mtbench_judgment.run(args, config, judge, paths, questions, order, ModelClient(judge, policy), session,
+                                    all_questions)  # takes its output's lock once its input is checked
     if not config.baseline or not config.baseline_model:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
     if args.until_decided:
-        checked = until_decided.validate(args, config, paths, questions)  # before the lock creates any directory
-        with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):  # the same files
-            return until_decided.run(args, config, judge, paths, questions, order, all_questions, checked)
+        inputs = until_decided.check_inputs(args, config, paths, questions)  # before the lock: bad input writes nothing
+        return until_decided.run(args, config, judge, paths, questions, order, all_questions, inputs)  # takes the lock
 
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"model_list[{i}]") for i, m in enumerate(config.model_list)}
@@ -97,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{args.setting_file}: key 'ref_model': {ref_path} is missing")
         references.append(load_answer_file(ref_path))
 
+    check_fillable(config, questions, answers, baseline, references)
     # one writer per bench and judge, from reading what is done to the final sort
     with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):
         return _run(args, policy, config, judge, paths, questions, order, baseline, answers, references, all_questions)
@@ -121,7 +119,6 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
             items.append(judge_item_for(config, judge, basis, q, model, answers, baseline, references))
 
     items = order_judge_items(items, args.judge_order)
-    check_fillable(config, items)
     client = ModelClient(judge, policy)
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
     budget = ContextBudget(client, report) if wants_budget(judge) else None

@@ -8,6 +8,7 @@ import itertools
 import sys
 from typing import Any
 
+from .. import locks
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
@@ -78,84 +79,87 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                   references={str(q["question_id"]): texts_fingerprint(refs[q["question_id"]]) for q in questions
                               if needs_reference(config, q) and q["question_id"] in refs})
     out = judgment_file(paths, config.judge_model, config.mode)
-    repair_tail(out)
-    report = RunReport()
-    wanted = {str(q["question_id"]) for q in questions}
-    keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
-                              lambda r: mtbench_mismatch(r, basis) if str(r["question_id"]) in wanted else None)
-    if stale:
-        move_aside(out, paths.replaced_file(out), keep, stale)
-        report.stale_where = str(paths.replaced_root)
-    done = {record_key(r) for r in keep if not (args.rejudge_missing and _has_missing(r))}
-    report.stale += len({record_key(r) for r, _ in stale} - done)
-    made_from = {"judge_model_name": judge.model_name, "judge_settings": basis.settings}
+    # one writer per MT-Bench judgment file, taken after the checks above: bad input writes nothing
+    with locks.hold([locks.mtbench_lock(paths, out)], wait=args.wait):
+        repair_tail(out)
+        report = RunReport()
+        wanted = {str(q["question_id"]) for q in questions}
+        keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
+                                  lambda r: mtbench_mismatch(r, basis) if str(r["question_id"]) in wanted else None)
+        if stale:
+            move_aside(out, paths.replaced_file(out), keep, stale)
+            report.stale_where = str(paths.replaced_root)
+        done = {record_key(r) for r in keep if not (args.rejudge_missing and _has_missing(r))}
+        report.stale += len({record_key(r) for r, _ in stale} - done)
+        made_from = {"judge_model_name": judge.model_name, "judge_settings": basis.settings}
 
-    def provenance(q: dict[str, Any], ref: list[str] | None, **models: str) -> dict[str, Any]:
-        qid = str(q["question_id"])
-        made = {**made_from, "question": basis.questions[qid]}  # type: ignore[index]
-        made |= {key: fps[model][qid] for key, model in models.items()}
-        if ref is not None:
-            made["reference"] = texts_fingerprint(ref)
-        return made
+        def provenance(q: dict[str, Any], ref: list[str] | None, **models: str) -> dict[str, Any]:
+            qid = str(q["question_id"])
+            made = {**made_from, "question": basis.questions[qid]}  # type: ignore[index]
+            made |= {key: fps[model][qid] for key, model in models.items()}
+            if ref is not None:
+                made["reference"] = texts_fingerprint(ref)
+            return made
 
-    items: list[Any] = []
-    for q in questions:
-        qid = q["question_id"]
-        ref = refs.get(qid) if needs_reference(config, q) else None
-        turns = range(1, len(q["turns"]) + 1)
-        if config.mode == "single":
-            candidates = [SingleItem(q, m, answers[m][qid], t, ref, provenance(q, ref, answer=m))
-                          for m in config.model_list for t in turns]
-            key = [(i.model, str(qid), i.turn) for i in candidates]
-        else:
-            if config.mode == "pairwise-baseline":
-                pairs = [(m, config.baseline_model) for m in config.model_list if m != config.baseline_model]
+        items: list[Any] = []
+        for q in questions:
+            qid = q["question_id"]
+            ref = refs.get(qid) if needs_reference(config, q) else None
+            turns = range(1, len(q["turns"]) + 1)
+            if config.mode == "single":
+                candidates = [SingleItem(q, m, answers[m][qid], t, ref, provenance(q, ref, answer=m))
+                              for m in config.model_list for t in turns]
+                key = [(i.model, str(qid), i.turn) for i in candidates]
             else:
-                pairs = list(itertools.combinations(config.model_list, 2))
-            candidates = [PairItem(q, m1, m2, answers[m1][qid], answers[m2][qid], t, ref,
-                                   provenance(q, ref, answer_1=m1, answer_2=m2))
-                          for m1, m2 in pairs for t in turns]
-            key = [(i.model_1, i.model_2, str(qid), i.turn) for i in candidates]
-        for item, k in zip(candidates, key, strict=True):
-            if k in done:
-                report.skipped += 1
-            else:
-                items.append(item)
+                if config.mode == "pairwise-baseline":
+                    pairs = [(m, config.baseline_model) for m in config.model_list if m != config.baseline_model]
+                else:
+                    pairs = list(itertools.combinations(config.model_list, 2))
+                candidates = [PairItem(q, m1, m2, answers[m1][qid], answers[m2][qid], t, ref,
+                                       provenance(q, ref, answer_1=m1, answer_2=m2))
+                              for m1, m2 in pairs for t in turns]
+                key = [(i.model_1, i.model_2, str(qid), i.turn) for i in candidates]
+            for item, k in zip(candidates, key, strict=True):
+                if k in done:
+                    report.skipped += 1
+                else:
+                    items.append(item)
 
-    appenders = Appenders()
-    single = config.mode == "single"
+        appenders = Appenders()
+        single = config.mode == "single"
 
-    def write(_item: Any, record: dict[str, Any]) -> None:
-        appenders.write(out, record)
-        report.missing_verdicts += _has_missing(record)
+        def write(_item: Any, record: dict[str, Any]) -> None:
+            appenders.write(out, record)
+            report.missing_verdicts += _has_missing(record)
 
-    lane: Lane[Any] = Lane(
-        name=config.judge_model, client=client, items=items,
-        work=(lambda i: judge_single(client, config, prompts, i)) if single else (lambda i: judge_pair(client, config, prompts, i)),
-        write=write,
-        describe=_describe,
-        max_items=client.capacity if single else client.capacity // 2 + 1,
-    )
-    probe_endpoints([judge] if items else [])
-    print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
-          f"({report.skipped} already judged"
-          + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
-          + ")", file=sys.stderr)
-    interrupted = False
-    try:
-        with session.serving([judge] if items else []):  # a managed judge server starts only when needed
-            asyncio.run(run_lanes([lane], report, quiet=args.quiet))
-    except BaseException:
-        interrupted = True
-        raise
-    finally:
-        appenders.close()
-        finish_files(report, [lambda: _sort(out, order)])
-        log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
-                                                          "models": config.model_list, "bench": config.bench_name,
-                                                          **session.log_fields()}, interrupted=interrupted)
-    print(report.summary("judgments"), file=sys.stderr)
-    return 0 if report.ok else 1
+        lane: Lane[Any] = Lane(
+            name=config.judge_model, client=client, items=items,
+            work=((lambda i: judge_single(client, config, prompts, i)) if single
+                  else (lambda i: judge_pair(client, config, prompts, i))),
+            write=write,
+            describe=_describe,
+            max_items=client.capacity if single else client.capacity // 2 + 1,
+        )
+        probe_endpoints([judge] if items else [])
+        print(f"judging {len(items)} MT-Bench items ({config.mode}) with {config.judge_model} "
+              f"({report.skipped} already judged"
+              + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
+              + ")", file=sys.stderr)
+        interrupted = False
+        try:
+            with session.serving([judge] if items else []):  # a managed judge server starts only when needed
+                asyncio.run(run_lanes([lane], report, quiet=args.quiet))
+        except BaseException:
+            interrupted = True
+            raise
+        finally:
+            appenders.close()
+            finish_files(report, [lambda: _sort(out, order)])
+            log_run(paths.runs_file, "gen_judgment", report, {"judge": config.judge_model, "mode": config.mode,
+                                                              "models": config.model_list, "bench": config.bench_name,
+                                                              **session.log_fields()}, interrupted=interrupted)
+        print(report.summary("judgments"), file=sys.stderr)
+        return 0 if report.ok else 1
 
 
 def _describe(item: SingleItem | PairItem) -> str:

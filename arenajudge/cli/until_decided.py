@@ -16,6 +16,7 @@ import itertools
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .. import locks
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
 from ..context_budget import ContextBudget, wants_budget
@@ -97,12 +98,13 @@ def pair_line(d: PairDecision, total: int) -> str:
     return f"{head}; {what}; {saved:.0%} of the full run's judge requests for this pair not needed"
 
 
-def validate(args: argparse.Namespace, config: JudgeConfig, paths: BenchPaths, questions: list[dict[str, Any]]
-             ) -> tuple[list[str], dict[Any, dict[str, Any]], dict[str, dict[Any, dict[str, Any]]]]:
-    """Flags, answers and config checked before anything is written (the output lock included):
-    (models, baseline's answers, the models' answers)."""
+Answers = dict[Any, dict[str, Any]]
+
+
+def check_inputs(args: argparse.Namespace, config: JudgeConfig, paths: BenchPaths, questions: list[dict[str, Any]]
+                 ) -> tuple[list[str], Answers, dict[str, Answers]]:
+    """(models, baseline answers, answers per model), or a UserError; called before anything is written."""
     models = check_flags(args)
-    retry_policy(args)
     baseline = require_answers(paths, config.path, config.baseline_model, questions, "baseline_model")
     answers = {m: require_answers(paths, config.path, m, questions, f"--until-decided {m}") for m in models}
     if config.reference:
@@ -112,12 +114,12 @@ def validate(args: argparse.Namespace, config: JudgeConfig, paths: BenchPaths, q
 
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]],
-        checked: tuple[list[str], dict[Any, dict[str, Any]], dict[str, dict[Any, dict[str, Any]]]] | None = None) -> int:
+        inputs: tuple[list[str], Answers, dict[str, Answers]]) -> int:
     # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
     from ..battles import battles_from_judgments
     from ..sequential import outcome_table, pair_decision, question_order
 
-    models, baseline, answers = checked or validate(args, config, paths, questions)
+    models, baseline, answers = inputs
     policy = retry_policy(args)
     by_id = {str(q["question_id"]): q for q in questions}
     judging_order = question_order(by_id, args.sample_seed)
@@ -125,108 +127,110 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     pairs = list(itertools.combinations(models, 2))
     alpha_pair = args.alpha / len(pairs)  # Bonferroni: all pairs right together with chance >= 1 - alpha
 
-    report = RunReport()
-    # Stale judgments (another baseline, changed answers or settings) are moved aside first, exactly as a
-    # full run does; what stays is every model's judgments by question, read once, then kept up to date
-    # as records are written (a question judged again, with --rejudge-missing, keeps its last record).
-    basis = judgment_basis(config, all_questions, baseline, answers, [])
-    judged: dict[str, dict[str, dict[str, Any]]] = {}
-    done: dict[str, set[str]] = {}
-    for model in models:
-        done[model] = {str(qid) for qid in resume(paths, config.judge_model, model, questions, basis,
-                                                                args.rejudge_missing, report)}
-        path = paths.judgment_file(config.judge_model, model)
-        judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
+    # one writer per bench and judge (as gen_judgment.py), taken after the checks above: bad flags write nothing
+    with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):
+        report = RunReport()
+        # Stale judgments (another baseline, changed answers or settings) are moved aside first, exactly as a
+        # full run does; what stays is every model's judgments by question, read once, then kept up to date
+        # as records are written (a question judged again, with --rejudge-missing, keeps its last record).
+        basis = judgment_basis(config, all_questions, baseline, answers, [])
+        judged: dict[str, dict[str, dict[str, Any]]] = {}
+        done: dict[str, set[str]] = {}
+        for model in models:
+            done[model] = {str(qid) for qid in resume(paths, config.judge_model, model, questions, basis,
+                                                                    args.rejudge_missing, report)}
+            path = paths.judgment_file(config.judge_model, model)
+            judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
 
-    def write(item: JudgeItem, record: dict[str, Any]) -> None:
-        appenders.write(paths.judgment_file(config.judge_model, item.model), record)
-        judged[item.model][str(item.question_id)] = record
+        def write(item: JudgeItem, record: dict[str, Any]) -> None:
+            appenders.write(paths.judgment_file(config.judge_model, item.model), record)
+            judged[item.model][str(item.question_id)] = record
 
-    decisions: dict[tuple[str, str], PairDecision] = {}
-    appenders = Appenders()
-    covered = 0  # questions of judging_order looked at so far
+        decisions: dict[tuple[str, str], PairDecision] = {}
+        appenders = Appenders()
+        covered = 0  # questions of judging_order looked at so far
 
-    async def judge_batch(items: list[JudgeItem]) -> RunReport:
-        client = ModelClient(judge, policy)
-        batch_report = RunReport()
-        budget = ContextBudget(client, batch_report) if wants_budget(judge) else None  # counted before sending
-        lane: Lane[JudgeItem] = Lane(
-            name=config.judge_model, client=client, items=items,
-            work=lambda item: judge_item(client, config, item, budget),
-            write=write,
-            describe=lambda item: f"{item.model} / question {item.question_id}",
-            max_items=max(1, client.capacity // 2) + 1,
-        )
-        await run_lanes([lane], batch_report, quiet=args.quiet)
-        return batch_report
+        async def judge_batch(items: list[JudgeItem]) -> RunReport:
+            client = ModelClient(judge, policy)
+            batch_report = RunReport()
+            budget = ContextBudget(client, batch_report) if wants_budget(judge) else None  # counted before sending
+            lane: Lane[JudgeItem] = Lane(
+                name=config.judge_model, client=client, items=items,
+                work=lambda item: judge_item(client, config, item, budget),
+                write=write,
+                describe=lambda item: f"{item.model} / question {item.question_id}",
+                max_items=max(1, client.capacity // 2) + 1,
+            )
+            await run_lanes([lane], batch_report, quiet=args.quiet)
+            return batch_report
 
-    async def until_settled() -> None:
-        nonlocal covered
-        while covered < total and len(decisions) < len(pairs):
-            active = sorted({m for pair in pairs if pair not in decisions for m in pair}, key=models.index)
-            batch = judging_order[covered:covered + args.batch]
-            items = []
-            for qid in batch:
-                for model in active:
-                    if qid in done[model]:
-                        report.skipped += 1
+        async def until_settled() -> None:
+            nonlocal covered
+            while covered < total and len(decisions) < len(pairs):
+                active = sorted({m for pair in pairs if pair not in decisions for m in pair}, key=models.index)
+                batch = judging_order[covered:covered + args.batch]
+                items = []
+                for qid in batch:
+                    for model in active:
+                        if qid in done[model]:
+                            report.skipped += 1
+                            continue
+                        items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers,
+                                                                 baseline, []))
+                if items:
+                    part = await judge_batch(items)
+                    _merge(report, part)
+                    if not part.ok:
+                        return  # a gap in the order: stop; the rerun completes it and goes on
+                for item in items:
+                    done[item.model].add(str(item.question_id))
+                covered += len(batch)
+                records = {m: list(judged[m].values()) for m in models}
+                outcomes = outcome_table(battles_from_judgments(records, config.baseline_model, config.judge_model,
+                                                                weight=WEIGHT).battles, models)
+                for pair in pairs:
+                    if pair in decisions:
                         continue
-                    items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers,
-                                                             baseline, []))
-            if items:
-                part = await judge_batch(items)
-                _merge(report, part)
-                if not part.ok:
-                    return  # a gap in the order: stop; the rerun completes it and goes on
-            for item in items:
-                done[item.model].add(str(item.question_id))
-            covered += len(batch)
-            records = {m: list(judged[m].values()) for m in models}
-            outcomes = outcome_table(battles_from_judgments(records, config.baseline_model, config.judge_model,
-                                                            weight=WEIGHT).battles, models)
-            for pair in pairs:
-                if pair in decisions:
-                    continue
-                d = pair_decision(outcomes, *pair, judging_order[:covered], alpha_pair, args.margin,
-                                  args.min_questions, total)
-                if d.settled or covered == total:
-                    decisions[pair] = d
-                if not args.quiet:
-                    print(f"after {covered} questions: {pair_line(d, total)}", file=sys.stderr)
+                    d = pair_decision(outcomes, *pair, judging_order[:covered], alpha_pair, args.margin,
+                                      args.min_questions, total)
+                    if d.settled or covered == total:
+                        decisions[pair] = d
+                    if not args.quiet:
+                        print(f"after {covered} questions: {pair_line(d, total)}", file=sys.stderr)
 
-    print(f"judging {', '.join(models)} against {config.baseline_model} with {config.judge_model} until decided: "
-          f"batches of {args.batch} questions in the order of seed {args.sample_seed}, alpha {args.alpha:g} "
-          f"over {len(pairs)} pair(s)" + (f", margin {args.margin:g} points" if args.margin is not None else ""),
-          file=sys.stderr)
-    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
-    try:
-        # a managed judge server is started only if some judgment is missing
-        missing = any(qid not in done[m] for m in models for qid in judging_order)
-        with session.serving([judge] if missing else []):
-            asyncio.run(until_settled())
-    finally:
-        appenders.close()
-        finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
-                              for model in models])
-        record = {"seed": args.sample_seed, "alpha": args.alpha, "margin": args.margin,
-                  "min_questions": args.min_questions, "batch": args.batch, "weight": WEIGHT,
-                  "questions": judging_order[:covered],
-                  "pairs": [decisions[p].as_dict() | {"saved_share": round(1 - decisions[p].judged / total, 4)}
-                            for p in pairs if p in decisions]}
-        log_run(paths.runs_file, "gen_judgment", report,
-                {"judge": config.judge_model, "baseline": config.baseline_model, "models": models,
-                 "bench": config.bench_name, "sample": None, "until_decided": record, **session.log_fields()})
-    print(report.summary("judgments"), file=sys.stderr)
-    if not report.ok:
-        return 1
-    print(f"# until decided: {covered} of {total} questions looked at, judge {config.judge_model}, "
-          f"baseline {config.baseline_model}; differences in points of mean outcome against the baseline")
-    for pair in pairs:
-        print(pair_line(decisions[pair], total))
-    needed = sum(len(done[m] & set(judging_order[:covered])) for m in models)
-    print(f"judge requests: {2 * needed} of the full run's {2 * len(models) * total} "
-          f"({1 - needed / (len(models) * total):.0%} not needed)")
-    return 0
+        print(f"judging {', '.join(models)} against {config.baseline_model} with {config.judge_model} until decided: "
+              f"batches of {args.batch} questions in the order of seed {args.sample_seed}, alpha {args.alpha:g} "
+              f"over {len(pairs)} pair(s)" + (f", margin {args.margin:g} points" if args.margin is not None else ""),
+              file=sys.stderr)
+        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
+        try:
+            # a managed judge server is started only if some judgment is missing
+            missing = any(qid not in done[m] for m in models for qid in judging_order)
+            with session.serving([judge] if missing else []):
+                asyncio.run(until_settled())
+        finally:
+            appenders.close()
+            finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
+                                  for model in models])
+            record = {"seed": args.sample_seed, "alpha": args.alpha, "margin": args.margin,
+                      "min_questions": args.min_questions, "batch": args.batch, "weight": WEIGHT,
+                      "questions": judging_order[:covered],
+                      "pairs": [decisions[p].as_dict() | {"saved_share": round(1 - decisions[p].judged / total, 4)}
+                                for p in pairs if p in decisions]}
+            log_run(paths.runs_file, "gen_judgment", report,
+                    {"judge": config.judge_model, "baseline": config.baseline_model, "models": models,
+                     "bench": config.bench_name, "sample": None, "until_decided": record, **session.log_fields()})
+        print(report.summary("judgments"), file=sys.stderr)
+        if not report.ok:
+            return 1
+        print(f"# until decided: {covered} of {total} questions looked at, judge {config.judge_model}, "
+              f"baseline {config.baseline_model}; differences in points of mean outcome against the baseline")
+        for pair in pairs:
+            print(pair_line(decisions[pair], total))
+        needed = sum(len(done[m] & set(judging_order[:covered])) for m in models)
+        print(f"judge requests: {2 * needed} of the full run's {2 * len(models) * total} "
+              f"({1 - needed / (len(models) * total):.0%} not needed)")
+        return 0
 
 
 def _merge(total: RunReport, part: RunReport) -> None:
