@@ -158,15 +158,17 @@ async def _run_lane(lane: Lane[Any], report: RunReport, progress: tqdm) -> None:
             if progress.n % 25 == 0 and not progress.disable:
                 progress.set_postfix_str(_status(lane.client, report_start), refresh=False)
 
+    taken = 0  # items taken from the lane (a stream's length is known only as it goes)
     async with asyncio.TaskGroup() as group:
         async for item in _each(lane.items):
+            taken += 1
             await limit.acquire()
             if fatal.is_set() or report.write_failed:
                 limit.release()
                 break
             group.create_task(one(item))
     if fatal.is_set():
-        report.stopped += len(lane.items) - settled
+        report.stopped += (len(lane.items) if isinstance(lane.items, list) else taken) - settled
 
 
 def _status(client: ModelClient, since: float) -> str:
