@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.setting_file}: key 'baseline': arena-hard judging needs a baseline "
                         "(or set `mode:` for MT-Bench judging)")
     if args.until_decided:
+        until_decided.check_inputs(args, config, paths, questions)  # bad flags stop before the lock is made
         with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):  # the same files
             return until_decided.run(args, config, judge, paths, questions, order, all_questions)
 

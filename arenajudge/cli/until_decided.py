@@ -97,6 +97,16 @@ def pair_line(d: PairDecision, total: int) -> str:
     return f"{head}; {what}; {saved:.0%} of the full run's judge requests for this pair not needed"
 
 
+def check_inputs(args: argparse.Namespace, config: JudgeConfig, paths: BenchPaths, questions: list[dict[str, Any]]) -> None:
+    """What `run` refuses, checked before gen_judgment.py takes the judge's lock (which makes its directory)."""
+    models = check_flags(args)
+    retry_policy(args)
+    for name, key in [(config.baseline_model, "baseline_model"), *((m, f"--until-decided {m}") for m in models)]:
+        require_answers(paths, config.path, name, questions, key)
+    if config.reference:
+        raise UserError(f"{args.setting_file}: key 'reference': --until-decided does not judge against reference answers")
+
+
 def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths,
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]]) -> int:
     # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
