@@ -378,9 +378,11 @@ def test_hugging_face_id_is_answered_judged_and_on_the_board(project):
         project.write_judge_config([HF_ID])
         assert judge() == 0
     answer_dir = project.bench_dir / "model_answer"
-    assert sorted(p.name for p in answer_dir.iterdir()) == ["base.jsonl", "meta-llama%2FMeta-Llama-3-8B-Instruct.jsonl"]
+    # the one-writer locks (locks.py) stay beside their outputs, under the same safe names
+    assert sorted(p.name for p in answer_dir.iterdir()) == ["base.jsonl", "meta-llama%2FMeta-Llama-3-8B-Instruct.jsonl",
+                                                           "meta-llama%2FMeta-Llama-3-8B-Instruct.jsonl.lock"]
     judged = project.bench_dir / "model_judgment" / "judge"
-    assert [p.name for p in judged.iterdir()] == ["meta-llama%2FMeta-Llama-3-8B-Instruct.jsonl"]
+    assert sorted(p.name for p in judged.iterdir()) == [".lock", "meta-llama%2FMeta-Llama-3-8B-Instruct.jsonl"]
     assert not (answer_dir / "meta-llama").exists() and not (judged / "meta-llama").exists()
     proc = _show(project)
     assert proc.returncode == 0, proc.stderr
