@@ -79,19 +79,13 @@ class ContextBudget:
 
     async def cap(self, messages: list[dict[str, str]], max_tokens: int) -> int:
         """max_tokens, lowered to the room the prompt leaves; RequestFailed when it leaves none."""
-        if not self.enabled:
-            return max_tokens
-        counted = await self.count(messages)
+        counted = await self.room(messages)
         if counted is None:
             return max_tokens
-        prompt_tokens, max_len = counted
-        if max_len is None:
-            self._off("the server does not say its max_model_len")
-            return max_tokens
-        room = max_len - prompt_tokens
+        prompt_tokens, room = counted
         if room < 1:
-            raise RequestFailed(f"the prompt has {prompt_tokens} tokens, the context {max_len}: no room for an answer",
-                                permanent=True)
+            raise RequestFailed(f"the prompt has {prompt_tokens} tokens, the context {prompt_tokens + room}: "
+                                "no room for an answer", permanent=True)
         if max_tokens > room:
             self.report.capped += 1
             return room

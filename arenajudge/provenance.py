@@ -113,14 +113,21 @@ class Basis:
         named = record.get("baseline")
         if named and named != self.baseline:
             return "baseline"
+        # arena-hard-local's records carry no provenance: unverified, counted as before
+        return self.provenance_mismatch(record, [("answer", model), ("baseline_answer", self.baseline)])
+
+    def provenance_mismatch(self, record: dict[str, Any], answers: list[tuple[str, str]]) -> str | None:
+        """The REASONS key for which `record`'s provenance (if any) no longer matches; `answers` pairs each
+        provenance key with the model whose current answer it must match."""
         made = record.get("provenance")
         if not isinstance(made, dict):
-            return None  # arena-hard-local's records: unverified, counted as before
+            return None
+        qid = str(record["question_id"])
         if self.settings is not None and made.get("judge_settings") != self.settings:
             return "settings"
         if self.questions is not None and made.get("question") != self.questions[qid]:
             return "question_changed"
-        for who, key in ((model, "answer"), (self.baseline, "baseline_answer")):
+        for key, who in answers:
             current = self.answers.get(who, {}).get(qid)
             if current is None:
                 return "answer_missing"
@@ -138,24 +145,9 @@ def mtbench_mismatch(record: dict[str, Any], basis: Basis) -> str | None:
     qid = str(record["question_id"])
     if basis.questions is not None and qid not in basis.questions:
         return "question_removed"
-    made = record.get("provenance")
-    if not isinstance(made, dict):
-        return None
-    if basis.settings is not None and made.get("judge_settings") != basis.settings:
-        return "settings"
-    if basis.questions is not None and made.get("question") != basis.questions[qid]:
-        return "question_changed"
     models = [("answer", record.get("model"))] if "model" in record else [("answer_1", record.get("model_1")),
                                                                            ("answer_2", record.get("model_2"))]
-    for key, model in models:
-        current = basis.answers.get(str(model), {}).get(qid)
-        if current is None:
-            return "answer_missing"
-        if made.get(key) != current:
-            return "answer_changed"
-    if basis.references is not None and made.get("reference") != basis.references.get(qid):
-        return "settings"
-    return None
+    return basis.provenance_mismatch(record, [(key, str(model)) for key, model in models])
 
 
 class _AnswerPrints(MutableMapping[str, str]):
