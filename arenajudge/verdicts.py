@@ -5,6 +5,7 @@ Kept free of heavy imports: the judging engine needs it, pandas is not needed th
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -55,6 +56,12 @@ def _squash(text: str) -> str:
     return _BREAKS.sub("\n", _SPACES.sub(" ", text))
 
 
+@functools.lru_cache(maxsize=64)
+def _squashed_prompt(ours: str) -> str:
+    """_squash of our prompt, kept: a game's prompt is read again after every reply."""
+    return _squash(ours)
+
+
 def _longest(fits: Any, limit: int) -> int:
     """The largest k <= limit with fits(k), for a property that holds up to some k and not beyond (bisection)."""
     lo, hi = 0, limit
@@ -86,9 +93,9 @@ def is_echo(ours: str, left: str, label: str, right: str) -> bool:
 def parse_own_verdict(text: str, pattern: re.Pattern[str], ours: str) -> tuple[str | None, bool]:
     """parse_verdict over the judge's own words only: a label inside text copied from `ours` (our system
     prompt, prompt and follow-up) is an echo, not a verdict (see is_echo)."""
-    squashed_ours = _squash(ours)
     labels: set[str | None] = set()
     for match in pattern.finditer(text):
+        squashed_ours = _squashed_prompt(ours)  # only when there is a label to check: the prompt is long
         start, end = match.span()
         left = _squash(text[max(0, start - 4 * ECHO_CHARS):start])
         right = _squash(text[end:end + 4 * ECHO_CHARS])
