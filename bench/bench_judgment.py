@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
 REAL_BASELINE = "Phi-3-medium-128k-instruct"
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from gen_project import Project, entry  # noqa: E402
 

@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gen_project import Project  # noqa: E402
+
 
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run one of the top-level scripts as users do, in `cwd`."""
@@ -22,3 +24,10 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared/data is not present here")
     return SHARED
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Project:
+    """A throwaway project, the working directory of the test (files that need more define their own)."""
+    monkeypatch.chdir(tmp_path)
+    return Project(tmp_path)

@@ -9,6 +9,9 @@ from typing import Any
 
 import yaml
 
+from arenajudge.cli import gen_answer, gen_judgment
+from arenajudge.errors import run_cli
+
 JUDGE_SYSTEM = "You are the judge. End with a verdict label such as [[A>B]]."
 TEMPLATE = ("<|User Prompt|>\n{question_1}\n\n<|The Start of Assistant A's Answer|>\n{answer_1}\n"
             "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n{answer_2}\n"
@@ -74,3 +77,13 @@ def entry(url: str, model_name: str, parallel: int = 4, api_key: str | None = No
     if api_key is not None:
         endpoint["api_key"] = api_key
     return {"model_name": model_name, "endpoints": [endpoint], "api_type": "openai", "parallel": parallel, **extra}
+
+
+def answer(*args: str) -> int:
+    """gen_answer.py in-process, as run_cli runs it (exit code, one-line errors)."""
+    return run_cli(gen_answer.main, ["--quiet", *args])
+
+
+def judge(*args: str) -> int:
+    """gen_judgment.py in-process, as run_cli runs it."""
+    return run_cli(gen_judgment.main, ["--quiet", *args])

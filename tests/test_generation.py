@@ -12,25 +12,9 @@ import time
 import pytest
 from conftest import ROOT, run_script
 from fake_openai import FakeServer, Script
-from gen_project import Project, entry
+from gen_project import Project, answer, entry, judge
 
-from arenajudge.cli import gen_answer, gen_judgment
-from arenajudge.errors import run_cli
 from arenajudge.tokens import token_len
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return Project(tmp_path)
-
-
-def answer(*args: str) -> int:
-    return run_cli(gen_answer.main, ["--quiet", *args])
-
-
-def judge(*args: str) -> int:
-    return run_cli(gen_judgment.main, ["--quiet", *args])
 
 
 def _judge_setup(project: Project, server: FakeServer, n: int = 6, models=("m1", "m2")) -> list[dict]:

@@ -16,9 +16,9 @@ import yaml
 from conftest import ROOT
 from fake_openai import FakeServer, Script
 from fake_vllm import FakeVllm, prompt_text
-from gen_project import Project, entry
+from gen_project import Project, entry, judge
 
-from arenajudge.cli import gen_answer, gen_judgment
+from arenajudge.cli import gen_answer
 from arenajudge.errors import run_cli
 from arenajudge.judging import FOLLOW_UP
 from arenajudge.verdicts import parse_own_verdict
@@ -30,16 +30,6 @@ LABELS_SYSTEM = (
     "4. B is a little better: [[B>A]]\n5. B is far better: [[B>>A]]\n"
     'For instance, a reply may end: "Having weighed both, my verdict is a tie: [[A=B]]".')
 REGEX = r"\[\[([AB<>=]+)\]\]"
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return Project(tmp_path)
-
-
-def judge(*args: str) -> int:
-    return run_cli(gen_judgment.main, ["--quiet", *args])
 
 
 def setup_judging(project: Project, url: str, n: int = 2, answer_text: str = "answer of {model} to {qid}", **config):

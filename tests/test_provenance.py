@@ -13,26 +13,12 @@ import pytest
 import yaml
 from conftest import run_script
 from fake_openai import FakeServer, Script
-from gen_project import Project, entry
+from gen_project import Project, answer, entry, judge
 
 from arenajudge import pipeline
-from arenajudge.cli import gen_answer, gen_judgment, show_result
+from arenajudge.cli import show_result
 from arenajudge.errors import run_cli
 from arenajudge.provenance import answer_fingerprint, fingerprint, question_fingerprint, texts_fingerprint
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return Project(tmp_path)
-
-
-def answer(*args: str) -> int:
-    return run_cli(gen_answer.main, ["--quiet", *args])
-
-
-def judge(*args: str) -> int:
-    return run_cli(gen_judgment.main, ["--quiet", *args])
 
 
 def show(*args: str) -> int:

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 from fake_openai import FakeServer, Script
-from gen_project import Project, entry
+from gen_project import Project, entry, judge
 
-from arenajudge.cli import gen_judgment, show_result
+from arenajudge.cli import show_result
 from arenajudge.errors import run_cli
 from arenajudge.sequential import confidence_sequence, decide, grid, question_order
 
@@ -104,16 +104,6 @@ def test_question_order_depends_on_ids_and_seed_only():
 
 
 # ---------------------------------------------------------------- gen_judgment --until-decided
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return Project(tmp_path)
-
-
-def judge(*args: str) -> int:
-    return run_cli(gen_judgment.main, ["--quiet", *args])
 
 
 def strong_m2(prompt: str) -> str:
