@@ -51,34 +51,6 @@ def _write_png(path: Path, panels: list[Panel], axis_label: str) -> None:
     tmp.replace(path)
 
 
-def _svg_panel(title: str, rows: list[BoardRow], axis_label: str) -> str:
-    label_w, plot_w, row_h, top, bottom = 260, 420, 22, 30, 36
-    height = top + row_h * len(rows) + bottom
-    ticks = nice_ticks(min(min(r.lower, r.score) for r in rows), max(max(r.upper, r.score) for r in rows))
-    lo, hi = ticks[0], ticks[-1]
-
-    def x(v: float) -> float:
-        return label_w + (v - lo) / (hi - lo) * plot_w
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 20}" height="{height}" '
-             'font-family="sans-serif" font-size="12">',
-             f'<text x="4" y="18" font-weight="bold">{html.escape(title)}</text>']
-    for i, r in enumerate(rows):
-        cy = top + row_h * i + row_h / 2
-        tip = f"{r.model}: {r.score} ({r.lower} to {r.upper})"
-        parts += [f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(r.model)}</text>',
-                  f'<line x1="{x(r.lower):.1f}" x2="{x(r.upper):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
-                  'stroke="#7aa6d6" stroke-width="2"/>',
-                  f'<circle cx="{x(r.score):.1f}" cy="{cy:.1f}" r="4" fill="#1f5fa8"><title>{html.escape(tip)}</title></circle>']
-    axis_y = top + row_h * len(rows) + 4
-    parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>')
-    for v in ticks:
-        parts.append(f'<text x="{x(v):.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#555">{v:g}</text>')
-    parts.append(f'<text x="{label_w + plot_w / 2}" y="{axis_y + 30}" text-anchor="middle" fill="#555">'
-                 f'{html.escape(axis_label)}</text></svg>')
-    return "\n".join(parts)
-
-
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     """Round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi], as matplotlib picks them."""
     if hi - lo < 1e-9:
@@ -128,7 +100,7 @@ def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float
 
 
 def _html(panels: list[Panel], axis_label: str) -> str:
-    body = "\n".join(f"<div>{_svg_panel(title, rows, axis_label)}</div>" for title, rows in panels if rows)
+    body = "\n".join(f"<div>{ci_chart(rows, axis_label, title, None)}</div>" for title, rows in panels if rows)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>arenajudge leaderboard</title></head>\n"
             f"<body>\n{body}\n</body></html>\n")
 
