@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Answers, judgments and leaderboard in one command, with managed vLLM servers (see --help)."""
 
-from arenajudge.pipeline import run
+from arenajudge.cli.run_eval import run
 
 if __name__ == "__main__":
     run()

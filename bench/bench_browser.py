@@ -31,10 +31,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from arenajudge_testkit.synth import make_bench, write_jsonl
 
-from synth import make_bench, write_jsonl  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REAL = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
 CHROMIUM = "/usr/bin/chromium"

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import yaml
 
+from arenajudge_testkit.gen_project import Project, entry
+
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
 REAL_BASELINE = "Phi-3-medium-128k-instruct"
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from gen_project import Project, entry  # noqa: E402
 
 
 def real_project(project: Project, n_models: int, n_questions: int) -> list[str]:
@@ -78,7 +77,7 @@ def main() -> None:
     n_models = args.models or (4 if real else 10)
     load_before = load_average()
 
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--delay", str(args.delay),
+    server = subprocess.Popen([sys.executable, "-m", "arenajudge_testkit.fake_openai", "--delay", str(args.delay),
                                "--concurrency", str(args.parallel)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline().split()[1])

@@ -2,7 +2,7 @@
 
 Three candidates (an 8B each on GPU 0, so they answer one after the other) x 500 questions, the
 baseline's answers already on disk, and a slow 70B judge on GPUs 1,2. The stand-ins
-(tests/fake_vllm.py) take time per prompt and per completion token and serve a capped number of
+(arenajudge_testkit/fake_vllm.py) take time per prompt and per completion token and serve a capped number of
 requests at once, as a GPU's batch does:
 
     candidate: 32 at once, 0.3 ms per prompt token, 3 ms per completion token, 200-token answers
@@ -33,12 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from arenajudge_testkit.gen_project import Project
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from gen_project import Project  # noqa: E402
-
-FAKE = [sys.executable, str(ROOT / "tests" / "fake_vllm.py")]
+FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
 CANDIDATE = {"concurrency": 32, "prompt": 0.0003, "completion": 0.003, "reply_tokens": 200}
 JUDGE = {"concurrency": 32, "prompt": 0.0003, "completion": 0.006, "reply_tokens": 60}
 

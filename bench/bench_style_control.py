@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 import warnings
@@ -23,15 +22,13 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from arenajudge.battles import battles_from_judgments
+from arenajudge.rating import rate_with_features
+from arenajudge.storage import BenchPaths, load_answers, load_judgments
+from arenajudge.style import STYLE_GROUPS, StyleCache, add_style_features, answer_styles
+from arenajudge_testkit.synth import make_bench
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from synth import make_bench  # noqa: E402
-
-from arenajudge.battles import battles_from_judgments  # noqa: E402
-from arenajudge.rating import rate_with_features  # noqa: E402
-from arenajudge.storage import BenchPaths, load_answers, load_judgments  # noqa: E402
-from arenajudge.style import STYLE_GROUPS, StyleCache, add_style_features, answer_styles  # noqa: E402
 
 FEATURES = [f for names in STYLE_GROUPS.values() for f in names]
 

@@ -27,20 +27,18 @@ import argparse
 import hashlib
 import math
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+from arenajudge.battles import battles_from_judgments
+from arenajudge.compare import compare_models
+from arenajudge.sequential import confidence_sequence, outcome_table
+from arenajudge.storage import load_answer_file, load_questions
 
-from arenajudge.battles import battles_from_judgments  # noqa: E402
-from arenajudge.compare import compare_models  # noqa: E402
-from arenajudge.sequential import confidence_sequence, outcome_table  # noqa: E402
-from arenajudge.storage import load_answer_file, load_questions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
 BASELINE = "Phi-3-medium-128k-instruct"

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from arenajudge_testkit.gen_project import Project
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gen_project import Project  # noqa: E402
 
 
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

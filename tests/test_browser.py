@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
-from synth import SynthBench, make_bench, write_jsonl
 
 from arenajudge.battles import clean_label, outcome
 from arenajudge.browser import deep_link
 from arenajudge.browser_ui import THEME_CSS, BrowserApp, Defaults
 from arenajudge.storage import read_jsonl
+from arenajudge_testkit.synth import SynthBench, make_bench, write_jsonl
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import ROOT, run_script
-from synth import make_bench, write_jsonl
 
 from arenajudge.browser import (
     BASELINE_WINS,
@@ -30,6 +29,7 @@ from arenajudge.browser import (
 )
 from arenajudge.cli.qa_browser import build_parser
 from arenajudge.errors import UserError
+from arenajudge_testkit.synth import make_bench, write_jsonl
 
 BASE, MODEL = "base", "m"
 

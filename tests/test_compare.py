@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import seed_way
 
 from arenajudge.compare import (
     biggest_differences,
@@ -17,6 +16,7 @@ from arenajudge.compare import (
     question_draws,
 )
 from arenajudge.rating import group_battles
+from arenajudge_testkit import seed_way
 
 COLUMNS = ["question_id", "model_a", "model_b", "winner"]
 

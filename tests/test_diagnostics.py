@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
-from synth import make_bench, write_constant_judge
 
 from arenajudge import diagnostics
 from arenajudge.battles import battles_from_judgments
 from arenajudge.rating import mean_scores, win_rate
 from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge_testkit.synth import make_bench, write_constant_judge
 
 MIRROR = {"A>>B": "B>>A", "A>B": "B>A", "A=B": "A=B", "B>A": "A>B", "B>>A": "A>>B"}
 SIDE = {"A>>B": "A", "A>B": "A", "A=B": "=", "B>A": "B", "B>>A": "B"}

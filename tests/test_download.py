@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from arenajudge import download
+from arenajudge.cli import download_data as download
 from arenajudge.errors import run_cli
 from arenajudge.storage import load_answer_file, load_judgment_file, load_questions
 

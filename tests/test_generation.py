@@ -11,10 +11,10 @@ import time
 
 import pytest
 from conftest import ROOT, run_script
-from fake_openai import FakeServer, Script
-from gen_project import Project, answer, entry, judge
 
 from arenajudge.tokens import token_len
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
 
 def _judge_setup(project: Project, server: FakeServer, n: int = 6, models=("m1", "m2")) -> list[dict]:
@@ -359,7 +359,7 @@ def test_tokenizer_works_without_network(tmp_path):
 # ---------------------------------------------------------------- crash safety
 
 def test_kill_minus_nine_then_rerun_leaves_every_record_once(project):
-    server_proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--delay", "0.05"],
+    server_proc = subprocess.Popen([sys.executable, "-m", "arenajudge_testkit.fake_openai", "--delay", "0.05"],
                                    stdout=subprocess.PIPE, text=True)
     try:
         port = int(server_proc.stdout.readline().split()[1])

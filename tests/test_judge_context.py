@@ -14,14 +14,14 @@ import time
 import pytest
 import yaml
 from conftest import ROOT
-from fake_openai import FakeServer, Script
-from fake_vllm import FakeVllm, prompt_text
-from gen_project import Project, entry, judge
 
 from arenajudge.cli import gen_answer
 from arenajudge.errors import run_cli
 from arenajudge.judging import FOLLOW_UP
 from arenajudge.verdicts import parse_own_verdict
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.fake_vllm import FakeVllm, prompt_text
+from arenajudge_testkit.gen_project import Project, entry, judge
 
 LABELS_SYSTEM = (
     "Compare the two answers below and explain which one serves the user better.\n"
@@ -203,7 +203,7 @@ def test_transient_failures_are_advised_a_rerun(project, capsys):
 
 # ---------------------------------------------------------------- the run log across server waves
 
-FAKE = [sys.executable, str(ROOT / "tests" / "fake_vllm.py")]
+FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
 
 
 def managed(port: int, name: str, **server: object) -> dict:

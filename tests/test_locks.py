@@ -10,11 +10,11 @@ import time
 
 import pytest
 from conftest import ROOT, run_script
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry
 
 from arenajudge import locks
 from arenajudge.storage import BenchPaths
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import re
 
 import pandas as pd
 import pytest
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry
 
 from arenajudge.cli import gen_answer, gen_judgment, show_mtbench
 from arenajudge.cli.show_mtbench import single_tables
@@ -21,6 +19,8 @@ from arenajudge.mtbench import (
     parse_pair,
     parse_rating,
 )
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry
 
 CATEGORIES = ["writing", "math", "coding", "humanities"]
 MODELS = ["alpha", "beta"]

@@ -11,9 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_script
-from fake_openai import FakeServer, Script
-from gen_project import entry
-from synth import _markdown_answer, make_bench, make_style_bench, write_jsonl
 
 from arenajudge.cli import gen_judgment
 from arenajudge.engine import RunReport
@@ -21,6 +18,9 @@ from arenajudge.errors import run_cli
 from arenajudge.plots import nice_ticks, write_plot
 from arenajudge.report import BoardRow, write_records
 from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import entry
+from arenajudge_testkit.synth import _markdown_answer, make_bench, make_style_bench, write_jsonl
 
 LINE = re.compile(r"^(?P<model>.{50}) \| score: (?P<score>.{5}) \| (?P<level>\d+)% CI: +\((?P<lo>[-\d.]+), (?P<hi>[-\d.]+)\)")
 

@@ -12,13 +12,13 @@ import time
 import pytest
 import yaml
 from conftest import ROOT
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry
 from test_servers import alive, free_port, managed, pids
 
-from arenajudge import pipeline
+from arenajudge.cli import run_eval as pipeline
 from arenajudge.errors import run_cli
 from arenajudge.storage import load_judgment_file
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry
 
 
 @pytest.fixture

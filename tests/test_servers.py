@@ -1,4 +1,4 @@
-"""Managed servers with a stand-in for vLLM (tests/fake_vllm.py): config, start, reuse, fail fast, stop."""
+"""Managed servers with a stand-in for vLLM (arenajudge_testkit/fake_vllm.py): config, start, reuse, fail fast, stop."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry
 
 from arenajudge import servers
 from arenajudge.cli import gen_answer, gen_judgment
 from arenajudge.config import ServerSpec, load_api_config
 from arenajudge.errors import UserError, run_cli
 from arenajudge.prefix_cache import HITS, QUERIES, order_judge_items, parse_counters
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry
 
-FAKE = [sys.executable, str(ROOT / "tests" / "fake_vllm.py")]
+FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
 
 
 def free_port() -> int:

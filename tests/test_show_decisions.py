@@ -8,12 +8,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from conftest import run_script
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry
-from synth import make_bench
 
 from arenajudge.cli import gen_judgment
 from arenajudge.errors import run_cli
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry
+from arenajudge_testkit.synth import make_bench
 
 
 @pytest.fixture

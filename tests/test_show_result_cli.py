@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 from conftest import run_script
-from synth import make_bench
+
+from arenajudge_testkit.synth import make_bench
 
 LINE = re.compile(r"^(?P<model>.{50}) \| score: (?P<score>.{5}) \| 95% CI: (?P<ci>.{15}) \| average #tokens: (?P<tokens>\d+)$")
 

@@ -7,13 +7,13 @@ import re
 
 import pytest
 from conftest import run_script
-from synth import make_bench, make_style_bench, write_constant_judge, write_jsonl
 
 from arenajudge.battles import battles_from_judgments
 from arenajudge.cli.show_result import main
 from arenajudge.errors import UserError
 from arenajudge.rating import rate, win_rate
 from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge_testkit.synth import make_bench, make_style_bench, write_constant_judge, write_jsonl
 
 LINE = re.compile(r"^(?P<model>.{50}) \| score: (?P<score>.{5}) \| 95% CI: (?P<ci>.{15}) \| average #tokens: (?P<tokens>\d+)$")
 

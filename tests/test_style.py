@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from synth import make_style_bench
 
 from arenajudge.battles import battles_from_judgments
 from arenajudge.errors import UserError
@@ -31,6 +30,7 @@ from arenajudge.style import (
     markdown_counts,
     parse_style_groups,
 )
+from arenajudge_testkit.synth import make_style_bench
 
 MARKDOWN = """# Title
 Some **bold** and __also bold__ text, a * star and 2 * 3.

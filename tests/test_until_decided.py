@@ -9,12 +9,12 @@ import re
 
 import numpy as np
 import pytest
-from fake_openai import FakeServer, Script
-from gen_project import Project, entry, judge
 
 from arenajudge.cli import show_result
 from arenajudge.errors import run_cli
 from arenajudge.sequential import confidence_sequence, decide, grid, question_order
+from arenajudge_testkit.fake_openai import FakeServer, Script
+from arenajudge_testkit.gen_project import Project, entry, judge
 
 # ---------------------------------------------------------------- the sequence itself
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gen_project import Project
-from tiny_llm import make_tiny_llama
 
-from arenajudge import pipeline
 from arenajudge.cli import gen_answer, gen_judgment
+from arenajudge.cli import run_eval as pipeline
 from arenajudge.config import load_api_config
 from arenajudge.errors import run_cli
 from arenajudge.servers import ServerSession
+from arenajudge_testkit.gen_project import Project
+from arenajudge_testkit.tiny_llm import make_tiny_llama
 
 pytestmark = pytest.mark.vllm
 

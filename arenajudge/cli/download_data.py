@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, run_cli
-from .storage import iter_jsonl, write_jsonl_atomic
-from .tokens import token_len
+from ..errors import UserError, run_cli
+from ..storage import iter_jsonl, write_jsonl_atomic
+from ..tokens import token_len
 
 Record = dict[str, Any]
 

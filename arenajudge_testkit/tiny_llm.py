@@ -7,7 +7,7 @@ Random weights from a fixed seed: the output is printable, deterministic gibberi
 `decisive=LABEL` makes a judge that says nothing but LABEL: the layers add nothing, every
 token embeds alike, and the output head points at LABEL's token, so greedy decoding repeats it.
 
-Usage: `python tests/tiny_llm.py DIR [--decisive "[[A>B]]"]` or `make_tiny_llama(path)`.
+Usage: `python -m arenajudge_testkit.tiny_llm DIR [--decisive "[[A>B]]"]` or `make_tiny_llama(path)`.
 """
 
 from __future__ import annotations

