@@ -24,11 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .answering import final_text
+from .asking import ask_until, fill_template
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
 from .errors import UserError
-from .judging import ask_until, fill_template
 from .names import to_file_name
 from .storage import BenchPaths, read_jsonl, turn_text
 from .templates import MTBENCH_FIELDS, REFERENCE_FIELD, check_names, placeholders
@@ -103,18 +102,6 @@ def parse_pair(text: str) -> str | None:
     return None
 
 
-@dataclass
-class Conversation:
-    """One model's answer turns (thinking removed) for one question."""
-
-    model: str
-    turns: list[str]
-
-
-def answer_turns(record: dict[str, Any]) -> list[str]:
-    return [final_text(t) for t in record["choices"][0]["turns"]]
-
-
 def load_references(paths: BenchPaths, config: JudgeConfig, questions: list[dict[str, Any]]) -> dict[Any, list[str]]:
     """Reference answer turns per question: reference_answer/<ref_model>.jsonl, else the question's `reference`."""
     refs: dict[Any, list[str]] = {}
@@ -169,7 +156,7 @@ def _messages(prompt: JudgePrompt, fields: dict[str, str]) -> list[dict[str, str
 
 async def _ask(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
                parse: Callable[[str], Any], follow_up: str) -> tuple[Any, str]:
-    """(parsed value or None, judge's full text): asked again (judging.FOLLOW_UPS times at most) while nothing valid was read."""
+    """(parsed value or None, judge's full text): asked again (asking.FOLLOW_UPS times at most) while nothing valid was read."""
     try:
         replies = await ask_until(client, config, messages, lambda texts: parse(texts[-1]) is not None, follow_up)
     except ContextOverflow as exc:

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from arenajudge.cli import gen_answer, gen_judgment, show_mtbench
-from arenajudge.cli.show_mtbench import single_tables
 from arenajudge.errors import run_cli
 from arenajudge.mtbench import (
     FOLLOW_UP_PAIR,
@@ -19,6 +18,7 @@ from arenajudge.mtbench import (
     parse_pair,
     parse_rating,
 )
+from arenajudge.mtbench_protocol import MTBenchSingle
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -116,7 +116,7 @@ def test_single_grading_tables_are_exact(project, capsys):
     assert "REF" not in by_key[("alpha", 100, 2)]["user_prompt"]
     assert sum(1 for m in prompts if m[-1]["content"] == FOLLOW_UP_RATING) == 1 + 2
 
-    tables = single_tables(records, project.questions)
+    tables = MTBenchSingle.tables(records, project.questions)
     for model in MODELS:
         for turn in (1, 2):
             values = [expected_rating(model, q["question_id"], turn) for q in project.questions
