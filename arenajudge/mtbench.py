@@ -1,4 +1,4 @@
-"""MT-Bench with a local judge: 1-10 grading and pairwise verdicts per turn.
+"""MT-Bench judge prompts and replies: 1-10 grading and pairwise verdicts per turn, as FastChat's records.
 
 Modes (judge config `mode`):
 - single: the judge rates one answer 1-10; turn 2 is rated with the whole conversation.
@@ -11,6 +11,7 @@ answers. Records follow FastChat's llm_judge so its tooling reads them:
 - model_judgment/<judge>_pair.jsonl: {question_id, model_1, model_2, g1_winner, g2_winner, judge,
   g1_user_prompt, g1_judgment, g2_user_prompt, g2_judgment, turn, tstamp}; game 1 shows model_1
   as Assistant A, game 2 swaps them; a winner is "model_1", "model_2", "tie" or null (no verdict).
+What is judged, what on disk counts and what the records add up to: mtbench_protocol.py.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from . import locks
 from .asking import answer_turns
@@ -85,7 +85,7 @@ class MTBenchJudging:
 
     @classmethod
     def load(cls, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths, questions: list[dict[str, Any]],
-             all_questions: list[dict[str, Any]]) -> MTBenchJudging:
+             all_questions: list[dict[str, Any]]) -> Self:
         """The protocol with its inputs read and checked (prompts, answers, references): a UserError before anything is written."""
         assert config.mode is not None
         prompts = load_judge_prompts(config.judge_prompts)

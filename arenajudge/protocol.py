@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from . import locks
 from .client import ModelClient
@@ -117,7 +117,7 @@ class ArenaHardPairwise:
 
     @classmethod
     def load(cls, config: JudgeConfig, judge: ModelEntry, paths: BenchPaths, questions: list[dict[str, Any]],
-             all_questions: list[dict[str, Any]]) -> ArenaHardPairwise:
+             all_questions: list[dict[str, Any]]) -> Self:
         """The protocol with its inputs read and checked: a UserError before anything is written."""
         baseline_model = require_baseline(config)
         baseline = require_answers(paths, config.path, baseline_model, questions, "baseline_model")

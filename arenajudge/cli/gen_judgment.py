@@ -1,4 +1,4 @@
-"""gen_judgment.py: the judge compares each model's answers with the baseline's, twice."""
+"""gen_judgment.py: judge the answers under the judge config's protocol (Arena-Hard pairwise, or an MT-Bench `mode:`)."""
 
 from __future__ import annotations
 
