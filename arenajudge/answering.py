@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from typing import Any
 
+from .asking import split_thinking
 from .client import ModelClient
 from .config import AnswerConfig, ModelEntry
 from .context_budget import ContextBudget
@@ -18,27 +18,6 @@ from .tokens import token_len
 # arena-hard-local sent this when the endpoint config names no system prompt;
 # `system_prompt: ""` sends none (for chat templates without a system role).
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
-_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
-
-
-def split_thinking(content: str, reasoning: str | None) -> tuple[str, str | None]:
-    """(final answer, thinking). Thinking comes as a separate field or as a leading <think> block."""
-    match = _THINK.match(content)
-    if match:
-        inner = match.group(1).strip()
-        reasoning = f"{reasoning}\n{inner}" if reasoning else inner
-        content = content[match.end():]
-    elif "</think>" in content and "<think>" not in content:
-        # some chat templates open the block in the prompt, so only the closing tag comes back
-        head, content = content.split("</think>", 1)
-        reasoning = f"{reasoning}\n{head.strip()}" if reasoning else head.strip()
-        content = content.lstrip()
-    return content, reasoning
-
-
-def final_text(turn: Any) -> str:
-    """The text a judge should see: a stored turn without any thinking."""
-    return split_thinking(turn_text(turn), None)[0]
 
 
 async def answer_question(

@@ -58,6 +58,19 @@ class RunReport:
     wall_seconds: float = 0.0
     unwritable: set[Path] = field(default_factory=set)  # files a write failed on: no new items start
 
+    def merge(self, part: RunReport) -> None:
+        """Add the work of `part`, a report of one batch of this run (--until-decided): items done and
+        failed, verdict and shortening counts, requests, tokens and time. Skipped and stale items are
+        counted on this report directly, so they are not taken from `part`."""
+        self.done += part.done
+        self.failures += part.failures
+        self.fatal += part.fatal
+        self.missing_verdicts += part.missing_verdicts
+        self.truncated += part.truncated
+        self.capped += part.capped
+        self.usage.add(part.usage)
+        self.wall_seconds += part.wall_seconds
+
     @property
     def write_failed(self) -> bool:
         return bool(self.unwritable)

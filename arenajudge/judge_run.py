@@ -7,14 +7,65 @@ overlapped judge all start this way, so none of them can count a judgment the ot
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .config import JudgeConfig, ModelEntry
 from .engine import RunReport
+from .errors import UserError
 from .judging import JudgeItem
 from .provenance import Basis, answer_fingerprint, answer_fingerprints, judge_settings_fingerprint, question_fingerprints
 from .stale import move_aside, split_stale
-from .storage import BenchPaths, load_judgment_file, repair_tail
+from .storage import BenchPaths, answer_problem, line_of, load_answer_file, load_judgment_file, repair_tail
+
+
+def require_answers(paths: BenchPaths, setting_file: Path, model: str, questions: list[dict[str, Any]], key: str
+                    ) -> dict[Any, dict[str, Any]]:
+    """A model's answers, which must cover every question to be judged."""
+    path = paths.answer_file(model)
+    if not path.exists():
+        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers ({path} is missing); run gen_answer.py first")
+    answers = load_answer_file(path)
+    absent = [q["question_id"] for q in questions if q["question_id"] not in answers]
+    if absent:
+        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
+                        f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
+    check_answer_texts(path, answers, [q["question_id"] for q in questions])
+    return answers
+
+
+def check_answer_texts(path: Path, answers: dict[Any, dict[str, Any]], question_ids: list[Any]) -> None:
+    """Every answer to be judged has text in every turn (`content: null` would reach the judge as "None")."""
+    for qid in question_ids:
+        problem = answer_problem(answers[qid])
+        if problem is not None:
+            raise UserError(f"{path}:{line_of(path, qid)}: question {qid}: {problem}; "
+                            "delete this line and rerun gen_answer.py to answer it again")
+
+
+def require_baseline(config: JudgeConfig) -> str:
+    """The baseline model arena-hard judging compares with, or a UserError naming the key."""
+    if not config.baseline or not config.baseline_model:
+        raise UserError(f"{config.path}: key 'baseline': arena-hard judging needs a baseline "
+                        "(or set `mode:` for MT-Bench judging)")
+    return config.baseline_model
+
+
+def load_references(paths: BenchPaths, config: JudgeConfig) -> list[dict[Any, dict[str, Any]]]:
+    """The reference answers arena-hard judging shows the judge: none, or those of `ref_model`."""
+    if not config.reference:
+        return []
+    if not config.ref_model:
+        raise UserError(f"{config.path}: key 'ref_model': missing; reference is true")
+    ref_path = paths.reference_file(config.ref_model)
+    if not ref_path.exists():
+        raise UserError(f"{config.path}: key 'ref_model': {ref_path} is missing")
+    return [load_answer_file(ref_path)]
+
+
+def has_missing_game(record: dict[str, Any]) -> bool:
+    """True when a game of a pairwise judgment has no verdict (--rejudge-missing judges it again)."""
+    return any(g.get("score") is None for g in record["games"])
 
 
 def judgment_basis(config: JudgeConfig, questions: list[dict[str, Any]], baseline: dict[Any, dict[str, Any]],
@@ -41,8 +92,7 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
     if stale:
         move_aside(path, paths.replaced_file(path), keep, stale)
         report.stale_where = str(paths.replaced_root)
-    done = {r["question_id"] for r in keep
-            if not (rejudge_missing and any(g.get("score") is None for g in r["games"]))}
+    done = {r["question_id"] for r in keep if not (rejudge_missing and has_missing_game(r))}
     report.stale += len({r["question_id"] for r, _ in stale} - done)
     return done
 

@@ -9,30 +9,32 @@ have a reply; a game whose reply has no readable verdict keeps the judge's text 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .answering import final_text, split_thinking
+from .asking import FOLLOW_UPS, MIN_REPLY_TOKENS, answer_turns, ask_until, fill_template, follow_up_reserve
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
-from .context_budget import ContextBudget
 from .errors import UserError
 from .storage import turn_text
-from .templates import UnfilledPlaceholder, fill, placeholders
+from .templates import placeholders
 from .verdicts import parse_own_verdict
+
+if TYPE_CHECKING:
+    from .context_budget import ContextBudget
 
 # names no label: a judge that parrots the follow-up must not produce a verdict
 FOLLOW_UP = ("Finish your evaluation now and end your reply with your final verdict, written exactly in the form "
              "the instructions above ask for.")
-FOLLOW_UPS = 2  # extra asks for a verdict after the first reply
-FOLLOW_UP_REPLY_TOKENS = 48  # room kept for each follow-up's reply: a closing sentence and a label
-FOLLOW_UP_PROMPT_TOKENS = 40  # our follow-up message with its chat-template tokens
-MIN_REPLY_TOKENS = 8  # a follow-up with less room than this is not sent
 FIT_ATTEMPTS = 6  # counts with /tokenize while cutting the answers to fit
 TRUNCATION_MARK = "\n\n[... the rest of this answer was cut to fit the judge's context ...]"
 OVERFLOW_RETRIES = 3
+ORDERS = ("question-major", "shuffled")  # the orders judge requests can be sent in (see order_judge_items)
+
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -47,10 +49,6 @@ class JudgeItem:
     @property
     def question_id(self) -> Any:
         return self.question["question_id"]
-
-
-def _answer_turns(record: dict[str, Any]) -> list[str]:
-    return [final_text(t) for t in record["choices"][0]["turns"]]
 
 
 def build_messages(config: JudgeConfig, question: dict[str, Any], first: list[str], second: list[str],
@@ -68,15 +66,6 @@ def build_messages(config: JudgeConfig, question: dict[str, Any], first: list[st
     for template in config.prompt_template:
         messages.append({"role": "user", "content": fill_template(template, fields)})
     return messages
-
-
-def fill_template(template: str, fields: dict[str, str]) -> str:
-    """`template` with its {placeholders} filled. One without a value fails the item: it is never sent
-    (the config check and `check_fillable` catch such templates before the run)."""
-    try:
-        return fill(template, fields)
-    except UnfilledPlaceholder as exc:
-        raise RequestFailed(f"prompt template placeholder {{{exc.args[0]}}} has no value here; nothing was sent") from None
 
 
 def check_fillable(config: JudgeConfig, questions: list[dict[str, Any]], answers: dict[str, dict[Any, dict[str, Any]]],
@@ -133,11 +122,6 @@ def first_reply_room(config: JudgeConfig, max_len: int) -> int:
     return min(config.max_tokens, max(64, max_len // 8))
 
 
-def follow_up_reserve(config: JudgeConfig, follow_ups: int) -> int:
-    """Tokens kept free for `follow_ups` more asks: each adds our message and a short reply."""
-    return follow_ups * (min(config.max_tokens, FOLLOW_UP_REPLY_TOKENS) + FOLLOW_UP_PROMPT_TOKENS)
-
-
 async def fit_to_context(budget: ContextBudget, config: JudgeConfig, item: JudgeItem, answers: list[list[str]]
                          ) -> tuple[list[list[str]], bool]:
     """(answers, shortened?): answers cut until the judge prompt, counted by the server, leaves room for the
@@ -173,7 +157,7 @@ async def fit_to_context(budget: ContextBudget, config: JudgeConfig, item: Judge
 
 async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, game: int,
                      budget: ContextBudget | None = None) -> dict[str, Any]:
-    baseline_turns, model_turns = _answer_turns(item.baseline_answer), _answer_turns(item.answer)
+    baseline_turns, model_turns = answer_turns(item.baseline_answer), answer_turns(item.answer)
     answers = [baseline_turns, model_turns] if game == 0 else [model_turns, baseline_turns]
     truncated = False
     if budget is not None:  # counted before sending, so the overflow below is only a fallback
@@ -198,60 +182,6 @@ async def judge_game(client: ModelClient, config: JudgeConfig, item: JudgeItem, 
             answers = shorten_evenly(answers, keep)
             truncated = True
     raise RequestFailed(f"judge prompt still too long after {OVERFLOW_RETRIES} shortenings", permanent=True)
-
-
-@dataclass
-class JudgeReplies:
-    """What a judge said over one game: its final texts, its thinking, the tokens it cost."""
-
-    texts: list[str]
-    reasonings: list[str]
-    usage: dict[str, int]
-    context_full: bool = False  # asking stopped because a follow-up no longer fit the judge's context
-
-
-async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
-                    settled: Callable[[list[str]], bool], follow_up: str,
-                    budget: ContextBudget | None = None) -> JudgeReplies:
-    """Ask, then ask again with `follow_up` (up to FOLLOW_UPS times) until `settled(texts)`.
-
-    With a `budget` every ask is counted first: the first reply's max_tokens leaves room for the
-    follow-ups, and a follow-up that no longer fits ends the asking (no verdict, never a failure).
-    Without one, a follow-up the server refuses as too long ends the asking the same way.
-    """
-    conversation = list(messages)
-    replies = JudgeReplies([], [], {"prompt_tokens": 0, "completion_tokens": 0})
-    for ask in range(1 + FOLLOW_UPS):
-        if ask:
-            conversation += [{"role": "assistant", "content": replies.texts[-1]}, {"role": "user", "content": follow_up}]
-        limit = config.max_tokens
-        if budget is not None:
-            measured = await budget.room(conversation)
-            if measured is not None:
-                room = measured[1]
-                if ask and room < MIN_REPLY_TOKENS:
-                    replies.context_full = True
-                    break
-                limit = min(limit, room - follow_up_reserve(config, FOLLOW_UPS - ask))
-                if limit < MIN_REPLY_TOKENS:  # the later follow-ups give up their room to this one
-                    limit = min(config.max_tokens, room)
-                limit = max(limit, 1)
-        try:
-            reply = await client.chat(conversation, temperature=config.temperature, max_tokens=limit)
-        except ContextOverflow:
-            if not ask:
-                raise
-            replies.context_full = True
-            break
-        content, reasoning = split_thinking(reply.content, reply.reasoning)
-        replies.texts.append(content)
-        if reasoning:
-            replies.reasonings.append(reasoning)
-        replies.usage["prompt_tokens"] += reply.prompt_tokens
-        replies.usage["completion_tokens"] += reply.completion_tokens
-        if settled(replies.texts):
-            break
-    return replies
 
 
 async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
@@ -299,3 +229,23 @@ async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem,
         "tstamp": time.time(),
         **({"provenance": item.provenance} if item.provenance is not None else {}),
     }
+
+
+def order_judge_items(items: Sequence[Item], how: str = "question-major", seed: int = 0) -> list[Item]:
+    """`items` in the order their requests are sent. They come question-major (all models of one question
+    together), which suits the judge server's prefix cache; `shuffled` is for comparison only.
+
+    vLLM reuses the KV blocks of a recent prompt for a new one that starts the same way. A judge prompt
+    is system prompt + question + answer A + answer B, and game 1 puts the baseline's answer first, so
+    for one question all candidate models share system prompt, question and baseline answer (game 2
+    shares system prompt and question). Sent together, those prefixes are computed once and hit while
+    still cached; a random order spreads them over the run, and a cache smaller than the run's prompts
+    has evicted them by the time they come again.
+    """
+    if how == "question-major":
+        return list(items)
+    if how == "shuffled":
+        out = list(items)
+        random.Random(seed).shuffle(out)
+        return out
+    raise ValueError(f"unknown order {how!r} (one of {', '.join(ORDERS)})")

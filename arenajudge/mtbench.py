@@ -1,4 +1,4 @@
-"""MT-Bench with a local judge: 1-10 grading and pairwise verdicts per turn.
+"""MT-Bench judge prompts and replies: 1-10 grading and pairwise verdicts per turn, as FastChat's records.
 
 Modes (judge config `mode`):
 - single: the judge rates one answer 1-10; turn 2 is rated with the whole conversation.
@@ -11,6 +11,7 @@ answers. Records follow FastChat's llm_judge so its tooling reads them:
 - model_judgment/<judge>_pair.jsonl: {question_id, model_1, model_2, g1_winner, g2_winner, judge,
   g1_user_prompt, g1_judgment, g2_user_prompt, g2_judgment, turn, tstamp}; game 1 shows model_1
   as Assistant A, game 2 swaps them; a winner is "model_1", "model_2", "tie" or null (no verdict).
+What is judged, what on disk counts and what the records add up to: mtbench_protocol.py.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .answering import final_text
+from .asking import ask_until, fill_template
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
 from .errors import UserError
-from .judging import ask_until, fill_template
 from .names import to_file_name
 from .storage import BenchPaths, read_jsonl, turn_text
 from .templates import MTBENCH_FIELDS, REFERENCE_FIELD, check_names, placeholders
@@ -103,18 +103,6 @@ def parse_pair(text: str) -> str | None:
     return None
 
 
-@dataclass
-class Conversation:
-    """One model's answer turns (thinking removed) for one question."""
-
-    model: str
-    turns: list[str]
-
-
-def answer_turns(record: dict[str, Any]) -> list[str]:
-    return [final_text(t) for t in record["choices"][0]["turns"]]
-
-
 def load_references(paths: BenchPaths, config: JudgeConfig, questions: list[dict[str, Any]]) -> dict[Any, list[str]]:
     """Reference answer turns per question: reference_answer/<ref_model>.jsonl, else the question's `reference`."""
     refs: dict[Any, list[str]] = {}
@@ -169,7 +157,7 @@ def _messages(prompt: JudgePrompt, fields: dict[str, str]) -> list[dict[str, str
 
 async def _ask(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
                parse: Callable[[str], Any], follow_up: str) -> tuple[Any, str]:
-    """(parsed value or None, judge's full text): asked again (judging.FOLLOW_UPS times at most) while nothing valid was read."""
+    """(parsed value or None, judge's full text): asked again (asking.FOLLOW_UPS times at most) while nothing valid was read."""
     try:
         replies = await ask_until(client, config, messages, lambda texts: parse(texts[-1]) is not None, follow_up)
     except ContextOverflow as exc:

@@ -30,7 +30,7 @@ from .config import JudgeConfig, ModelEntry, load_judge_config
 from .context_budget import ContextBudget, wants_budget
 from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
-from .judge_run import judge_item_for, judgment_basis, resume
+from .judge_run import judge_item_for, judgment_basis, load_references, resume
 from .judging import JudgeItem, judge_item
 from .provenance import Basis, answer_fingerprint
 from .servers import ServerSession
@@ -105,14 +105,7 @@ class FollowingJudge:
         self.config: JudgeConfig = load_judge_config(self.config_file)
         self.paths = BenchPaths(self.config.bench_name, self.data_dir)
         self.questions = load_questions(self.paths.question_file)
-        self.references: list[dict[Any, dict[str, Any]]] = []
-        if self.config.reference:
-            if not self.config.ref_model:
-                raise UserError(f"{self.config_file}: key 'ref_model': missing; reference is true")
-            ref_path = self.paths.bench_dir / "reference_answer" / f"{self.config.ref_model}.jsonl"
-            if not ref_path.exists():
-                raise UserError(f"{self.config_file}: key 'ref_model': {ref_path} is missing")
-            self.references.append(load_answer_file(ref_path))
+        self.references: list[dict[Any, dict[str, Any]]] = load_references(self.paths, self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 

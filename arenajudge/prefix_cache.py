@@ -1,12 +1,7 @@
-"""Prefix caching: the order judge requests are sent in, and the hit rate vLLM reports.
+"""Prefix caching: the hit rate vLLM reports (the judge request order that earns it is judging.order_judge_items).
 
 vLLM keeps the KV blocks of recent prompts and reuses them for a new prompt that starts
-the same way. A judge prompt is system prompt + question + answer A + answer B; game 1 puts
-the baseline's answer first, so for one question all candidate models share system prompt,
-question and baseline answer (game 2 shares system prompt and question). Sending the items
-of one question together (question-major) lets those prefixes be computed once and hit
-while still cached; a random order spreads them over the run, and a cache smaller than the
-run's prompts has evicted them by the time they come again.
+the same way.
 
 The hit rate comes from the server's Prometheus counters `vllm:prefix_cache_queries_total`
 and `vllm:prefix_cache_hits_total` (tokens), read before and after a run. It counts every
@@ -15,30 +10,15 @@ client of that server, so it is exact only when the run is alone on it.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from .config import ModelEntry
 
-ORDERS = ("question-major", "shuffled")
 QUERIES = "vllm:prefix_cache_queries_total"
 HITS = "vllm:prefix_cache_hits_total"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN|[+-]Inf)(\s+\d+)?$")
-
-Item = TypeVar("Item")
-
-
-def order_judge_items(items: Sequence[Item], how: str = "question-major", seed: int = 0) -> list[Item]:
-    """`items` come question-major (all models of one question together); `shuffled` is for comparison only."""
-    if how == "question-major":
-        return list(items)
-    if how == "shuffled":
-        out = list(items)
-        random.Random(seed).shuffle(out)
-        return out
-    raise ValueError(f"unknown order {how!r} (one of {', '.join(ORDERS)})")
 
 
 def parse_counters(text: str, names: Sequence[str] = (QUERIES, HITS)) -> dict[str, float]:

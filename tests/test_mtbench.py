@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from arenajudge.cli import gen_answer, gen_judgment, show_mtbench
-from arenajudge.cli.show_mtbench import single_tables
 from arenajudge.errors import run_cli
 from arenajudge.mtbench import (
     FOLLOW_UP_PAIR,
@@ -19,6 +18,7 @@ from arenajudge.mtbench import (
     parse_pair,
     parse_rating,
 )
+from arenajudge.mtbench_protocol import MTBenchSingle
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -116,7 +116,7 @@ def test_single_grading_tables_are_exact(project, capsys):
     assert "REF" not in by_key[("alpha", 100, 2)]["user_prompt"]
     assert sum(1 for m in prompts if m[-1]["content"] == FOLLOW_UP_RATING) == 1 + 2
 
-    tables = single_tables(records, project.questions)
+    tables = MTBenchSingle.tables(records, project.questions)
     for model in MODELS:
         for turn in (1, 2):
             values = [expected_rating(model, q["question_id"], turn) for q in project.questions
@@ -223,3 +223,20 @@ def test_answers_for_the_real_questions_use_category_temperatures(tmp_path, monk
     records = project.records("model_answer/cand.jsonl")
     assert len(records) == 80 and all(len(r["choices"][0]["turns"]) == 2 for r in records)
     assert pd.Series([r["question_id"] for r in records]).is_monotonic_increasing
+
+
+def test_every_judge_mode_has_one_protocol_with_the_whole_interface():
+    from arenajudge.config import MT_BENCH_MODES, shown_mt_bench_mode
+    from arenajudge.mtbench_protocol import MTBenchPairwise
+    from arenajudge.protocol import ArenaHardPairwise, JudgingProtocol, protocol_for
+
+    members = {name for name, value in vars(JudgingProtocol).items() if callable(value) and not name.startswith("_")}
+    assert {"items", "judge", "record_key", "is_missing", "record_file", "done"} <= members
+    chosen = {mode: protocol_for(mode) for mode in (None, *MT_BENCH_MODES)}
+    assert chosen == {None: ArenaHardPairwise, "single": MTBenchSingle, "pairwise-baseline": MTBenchPairwise,
+                      "pairwise-all": MTBenchPairwise}
+    for protocol in chosen.values():
+        assert members <= {name for name in dir(protocol) if callable(getattr(protocol, name))}, protocol
+    # the bench, not only --mode, says that show_result.py reads MT-Bench judgments
+    assert shown_mt_bench_mode("mt_bench", None) == "single" and shown_mt_bench_mode("arena-hard-v0.1", None) is None
+    assert shown_mt_bench_mode("arena-hard-v0.1", "pairwise-all") == "pairwise-all"

@@ -19,7 +19,8 @@ from arenajudge import servers
 from arenajudge.cli import gen_answer, gen_judgment
 from arenajudge.config import ServerSpec, load_api_config
 from arenajudge.errors import UserError, run_cli
-from arenajudge.prefix_cache import HITS, QUERIES, order_judge_items, parse_counters
+from arenajudge.judging import order_judge_items
+from arenajudge.prefix_cache import HITS, QUERIES, parse_counters
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 

@@ -345,3 +345,17 @@ def test_until_decided_moves_stale_judgments_aside_and_judges_them_again(project
     [_, second] = project.records("runs.jsonl")
     assert second["stale"] == 20
     assert len(qs) == 20
+
+
+def test_a_batch_report_adds_its_work_to_the_run_report():
+    from arenajudge.client import Usage
+    from arenajudge.engine import RunReport
+
+    run = RunReport(done=1, skipped=5, stale=2, failures=["a"], wall_seconds=1.0, usage=Usage(requests=2))
+    batch = RunReport(done=3, skipped=9, stale=7, failures=["b"], fatal=["c"], missing_verdicts=1, truncated=2,
+                      capped=4, wall_seconds=0.5, usage=Usage(requests=6, retries=1, prompt_tokens=10))
+    run.merge(batch)
+    assert (run.done, run.failures, run.fatal, run.missing_verdicts, run.truncated, run.capped) == (
+        4, ["a", "b"], ["c"], 1, 2, 4)
+    assert run.wall_seconds == 1.5 and run.usage == Usage(requests=8, retries=1, prompt_tokens=10)
+    assert (run.skipped, run.stale) == (5, 2)  # counted on the run's own report as questions are looked at

@@ -9,7 +9,15 @@ from typing import Any
 from ..client import RetryPolicy
 from ..config import ModelEntry
 from ..errors import UserError
-from ..storage import BenchPaths, JsonlAppender, answer_problem, line_of, load_answer_file
+from ..storage import JsonlAppender
+
+
+def command_parser(prog: str, description: str, setting_file: str, what: str) -> argparse.ArgumentParser:
+    """The parser gen_answer.py and gen_judgment.py start from: --setting-file (`what` it holds), then the engine flags."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--setting-file", type=Path, default=Path(setting_file), help=f"{what} (default: %(default)s)")
+    add_engine_flags(parser)
+    return parser
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -39,30 +47,6 @@ def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path,
         known = ", ".join(sorted(entries)) or "none"
         raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
     return entries[name].with_secrets()
-
-
-def require_answers(paths: BenchPaths, setting_file: Path, model: str, questions: list[dict[str, Any]], key: str
-                    ) -> dict[Any, dict[str, Any]]:
-    """A model's answers, which must cover every question to be judged."""
-    path = paths.answer_file(model)
-    if not path.exists():
-        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers ({path} is missing); run gen_answer.py first")
-    answers = load_answer_file(path)
-    absent = [q["question_id"] for q in questions if q["question_id"] not in answers]
-    if absent:
-        raise UserError(f"{setting_file}: key '{key}': {model!r} has no answers to {len(absent)} of {len(questions)} "
-                        f"questions in {path} (first: {absent[0]}); run gen_answer.py first")
-    check_answer_texts(path, answers, [q["question_id"] for q in questions])
-    return answers
-
-
-def check_answer_texts(path: Path, answers: dict[Any, dict[str, Any]], question_ids: list[Any]) -> None:
-    """Every answer to be judged has text in every turn (`content: null` would reach the judge as "None")."""
-    for qid in question_ids:
-        problem = answer_problem(answers[qid])
-        if problem is not None:
-            raise UserError(f"{path}:{line_of(path, qid)}: question {qid}: {problem}; "
-                            "delete this line and rerun gen_answer.py to answer it again")
 
 
 class Appenders:

@@ -21,19 +21,16 @@ from ..provenance import question_fingerprints
 from ..servers import ServerSession
 from ..stale import move_aside
 from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
-from .common import Appenders, add_engine_flags, require_entry, retry_policy
+from .common import Appenders, command_parser, require_entry, retry_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gen_answer.py",
-        description="Ask each model of model_list every question of the bench; answers go to "
-                    "data/<bench>/model_answer/<model>.jsonl. Questions already answered are skipped, "
-                    "so a rerun completes an interrupted or partly failed run.")
-    p.add_argument("--setting-file", type=Path, default=Path("config/gen_answer_config.yaml"),
-                   help="answer config (default: %(default)s)")
-    add_engine_flags(p)
-    return p
+    return command_parser(
+        "gen_answer.py",
+        "Ask each model of model_list every question of the bench; answers go to "
+        "data/<bench>/model_answer/<model>.jsonl. Questions already answered are skipped, "
+        "so a rerun completes an interrupted or partly failed run.",
+        "config/gen_answer_config.yaml", "answer config")
 
 
 def answers_another_text(record: dict[str, Any], question_fingerprint: str | None) -> bool:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import diagnostics
 from ..battles import BattleSet, battles_from_judgments, load_battles, save_battles
-from ..config import load_judge_config
+from ..config import load_judge_config, shown_mt_bench_mode
 from ..errors import UserError, run_cli
 from ..plots import write_plot
 from ..provenance import board_basis, select_judgments, unverified_words
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _check_flags(args)
     _defaults_from_config(args)
-    if args.mode is not None or args.bench_name == "mt_bench":
+    if shown_mt_bench_mode(args.bench_name, args.mode) is not None:
         from . import show_mtbench  # imported here: it brings the openai client, which boards never need
 
         if args.report is not None:

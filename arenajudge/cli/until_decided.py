@@ -22,11 +22,11 @@ from ..config import JudgeConfig, ModelEntry
 from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
-from ..judge_run import judge_item_for, judgment_basis, resume
+from ..judge_run import judge_item_for, judgment_basis, require_answers, resume
 from ..judging import JudgeItem, judge_item
 from ..servers import ServerSession
 from ..storage import BenchPaths, load_judgment_file, sort_by_question
-from .common import Appenders, require_answers, retry_policy
+from .common import Appenders, retry_policy
 
 if TYPE_CHECKING:
     from ..sequential import PairDecision
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                                                                  baseline, []))
                 if items:
                     part = await judge_batch(items)
-                    _merge(report, part)
+                    report.merge(part)
                     if not part.ok:
                         return  # a gap in the order: stop; the rerun completes it and goes on
                 for item in items:
@@ -232,13 +232,3 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
               f"({1 - needed / (len(models) * total):.0%} not needed)")
         return 0
 
-
-def _merge(total: RunReport, part: RunReport) -> None:
-    total.done += part.done
-    total.failures += part.failures
-    total.fatal += part.fatal
-    total.missing_verdicts += part.missing_verdicts
-    total.truncated += part.truncated
-    total.capped += part.capped
-    total.usage.add(part.usage)
-    total.wall_seconds += part.wall_seconds
