@@ -60,11 +60,15 @@ class RunReport:
 
     def merge(self, part: RunReport) -> None:
         """Add the work of `part`, a report of one batch of this run (--until-decided): items done and
-        failed, verdict and shortening counts, requests, tokens and time. Skipped and stale items are
-        counted on this report directly, so they are not taken from `part`."""
+        failed (stopped by a refusing endpoint, or failed for good), verdict and shortening counts,
+        requests, tokens and time. Skipped and stale items are counted on this report directly, so they
+        are not taken from `part`."""
         self.done += part.done
         self.failures += part.failures
+        self.permanent += part.permanent
+        self.stopped += part.stopped
         self.fatal += part.fatal
+        self.unwritable |= part.unwritable
         self.missing_verdicts += part.missing_verdicts
         self.truncated += part.truncated
         self.capped += part.capped

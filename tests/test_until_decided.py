@@ -353,8 +353,11 @@ def test_a_batch_report_adds_its_work_to_the_run_report():
 
     run = RunReport(done=1, skipped=5, stale=2, failures=["a"], wall_seconds=1.0, usage=Usage(requests=2))
     batch = RunReport(done=3, skipped=9, stale=7, failures=["b"], fatal=["c"], missing_verdicts=1, truncated=2,
-                      capped=4, wall_seconds=0.5, usage=Usage(requests=6, retries=1, prompt_tokens=10))
+                      capped=4, wall_seconds=0.5, usage=Usage(requests=6, retries=1, prompt_tokens=10),
+                      permanent=1, stopped=3)
     run.merge(batch)
+    # a batch stopped by a refusing endpoint counts its undone items as failed in the run's summary
+    assert (run.permanent, run.stopped, run.failed) == (1, 3, 5)
     assert (run.done, run.failures, run.fatal, run.missing_verdicts, run.truncated, run.capped) == (
         4, ["a", "b"], ["c"], 1, 2, 4)
     assert run.wall_seconds == 1.5 and run.usage == Usage(requests=8, retries=1, prompt_tokens=10)
