@@ -1,10 +1,13 @@
-"""Is checkpoint B better than A? Paired comparison of models judged against the same baseline.
+"""Is checkpoint B better than A? The statistics that decide: paired comparison, combined score, CI projection.
 
-All compared models answered the same questions and were judged against the same baseline,
-so their scores are compared paired: every bootstrap round resamples question ids once and
-recomputes every model's score from that same resample (all battles of a question move
+Paired comparison (--compare). All compared models answered the same questions and were judged
+against the same baseline, so their scores are compared paired: every bootstrap round resamples
+question ids once and recomputes every model's score from that same resample (all battles of a question move
 together). The differences' percentiles give a 95% CI, their signs a two-sided p-value, and
-Holm's step-down method corrects the p-values for the number of pairs compared.
+Holm's step-down method corrects the p-values for the number of pairs compared. A pair that an
+`--until-decided` run judged also gets that run's anytime-valid interval, recomputed from the records.
+The combined score weighs per-category scores; the projection says how wide an interval would be on
+every question of the bench.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""show_result.py: judgments -> battles -> Bradley-Terry ratings -> leaderboard."""
+"""show_result.py: flags -> board specification -> the leaderboard service -> the board and its sections, printed."""
 
 from __future__ import annotations
 
