@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import pandas as pd
 from markdown_it import MarkdownIt
@@ -42,11 +41,12 @@ from pygments.util import ClassNotFound
 
 from .battles import battles_from_judgments, clean_label, outcome
 from .errors import UserError
+from .leaderboard import BoardSpec, LoadedBench, NoBattlesForBaseline, build_board
 from .names import from_file_name
 from .plots import ci_chart
-from .provenance import board_basis, select_judgments, unverified_words
-from .rating import BootstrapUnit, rate, rate_with_features
-from .report import BoardRow, coefficient_lines, format_line, leaderboard, unjudged_note
+from .provenance import board_basis, select_judgments
+from .rating import BootstrapUnit, FeatureRatingResult
+from .report import BoardRow, coefficient_lines, deep_link, format_line, matrix_lines, pair_line, unjudged_note
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
 
 FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "judges_disagree"]
@@ -511,66 +511,44 @@ def compute_board(
     unit: BootstrapUnit = "battles",
     style: list[str] | None = None,
 ) -> Board:
-    """show_result.py's leaderboard (same defaults) for one judge; problems become notes, not exceptions.
+    """show_result.py's leaderboard (same defaults, same service) for one judge; problems become notes, not exceptions.
 
     `style` (groups of show_result.py --style-control, e.g. ["length", "markdown"]) scores at equal style
-    with the same functions show_result uses, and adds the coefficient lines."""
+    and adds the coefficient lines."""
     judgments = data.raw_judgments.get(judge) or {}
     if not judgments:
         return Board(header=f"No judgments by {judge} in {data.paths.judgment_dir(judge)}.")
-    # Records do not always name their baseline, and battles_from_judgments takes any name: catch a wrong one.
-    named = data.named_baselines(judge)
-    if named and baseline not in named:
-        return Board(header=f"No leaderboard for {judge} against {baseline}: the judgments were made against "
-                            f"{', '.join(sorted(named))}.")
-    if not named and baseline not in data.answers and baseline not in judgments:
+    spec = BoardSpec(bench=data.bench, data_dir=data.paths.root, judges=(judge,), baseline=baseline, unit=unit,
+                     rounds=rounds, seed=seed, weight=weight, style=tuple(style or ()))
+    loaded = LoadedBench(questions=data.questions, answers=data.answers, judgments={judge: judgments})
+    try:
+        board = build_board(spec, loaded)
+    except NoBattlesForBaseline as exc:
+        if exc.named:
+            return Board(header=f"No leaderboard for {judge} against {baseline}: the judgments were made against "
+                                f"{', '.join(exc.named)}.")
         return Board(header=f"No leaderboard for {judge} against {baseline}: it has no battles (no answers in "
                             f"{data.paths.answer_dir} and no judgments, so nothing was judged against it).")
-    # the same rule as show_result.py: current questions, this baseline, the answers on disk now
-    selection = select_judgments(judgments, board_basis(baseline, data.questions, data.answers))
-    judgments = selection.kept
-    notes = [note] if (note := selection.note(judge)) else []
-    battle_set = battles_from_judgments(judgments, baseline, judge, weight=weight)
-    battles = battle_set.battles
-    n_judgments = sum(len(r) for r in judgments.values())
-    extra: list[str] = []
-    label = ""
-    features: list[str] = []
-    try:
-        if style:
-            from .style import StyleCache, add_style_features, answer_styles, parse_style_groups
-
-            features = parse_style_groups(style)
-            models = set(battles["model_a"]) | set(battles["model_b"])
-            styles = answer_styles(data.answers, models, StyleCache(data.paths.bench_dir / "style_features_cache.json"))
-            result = rate_with_features(add_style_features(battles, styles, features, data.paths.answer_dir),
-                                        baseline, features, rounds=rounds, seed=seed, unit=unit)
-            extra = coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
-                                       "> 0: the judge favours the answer with more of it)", result)
-            label = f"; score: style-controlled Bradley-Terry ({', '.join(features)} at equal style)"
-        else:
-            result = rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
     except UserError as exc:
-        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}", notes=notes)
-    battle_counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
-    rows = leaderboard(result, baseline, data.answers, battle_counts=battle_counts,
-                       games=dict(battle_set.games), missing=dict(battle_set.missing))
-    interval = f"95% CI: bootstrap over {unit}, {rounds} rounds, seed {seed}"
-    header = (f"# {data.bench}: {len(battles)} battles from {n_judgments} judgments by {judge}"
-              + (f"; {unverified_words(selection.unverified)}" if selection.unverified else "")
-              + f"; baseline {baseline}; {interval}{label}")
-    notes += [n for n in (battle_set.missing_note(), battle_set.invalid_note()) if n]
-    if unjudged := sorted(set(data.answers) - set(result.point.index)):
+        return Board(header=f"No leaderboard for {judge} against {baseline}: {exc}")
+    if board.rating is None:
+        return Board(header=f"No leaderboard for {judge} against {baseline}: no battles to rate (no judgment has a "
+                            "verdict)", notes=board.left_out_notes)
+    extra: list[str] = []
+    if board.features and isinstance(board.rating, FeatureRatingResult):
+        extra = coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
+                                  "> 0: the judge favours the answer with more of it)", board.rating)
+    notes = board.left_out_notes + board.battle_notes
+    if unjudged := sorted(set(data.answers) - set(board.rating.point.index)):
         notes.append(unjudged_note(unjudged, judge))
-    return Board(header=header, rows=rows, lines=[format_line(r, 1) for r in rows], notes=notes,
-                 interval=interval, baseline=baseline, extra=extra, style=features)
+    return Board(header=board.header, rows=board.rows, lines=[format_line(r, 1) for r in board.rows], notes=notes,
+                 interval=board.interval, baseline=baseline, extra=extra, style=board.features)
 
 
 def compare_section(data: BenchData, judge: str, baseline: str, models: list[str], *, weight: int = 3,
                     rounds: int = 1000, seed: int = 42, top: int = 5) -> tuple[list[str], list[tuple[str, list]]]:
     """show_result.py --compare for the browser: its pair lines (and matrix), and per pair the questions
     where the two differ most as (title, [(question_id, difference, prompt excerpt, deep link)])."""
-    from .cli.show_decisions import matrix_lines, pair_line
     from .compare import biggest_differences, compare_models
 
     # the judgments the board rests on (show_result.py's rule), not stale ones
@@ -609,26 +587,7 @@ def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-# ---- deep links ------------------------------------------------------------------------
-
-DEEP_LINK_KEYS = ("bench", "judge", "model", "question", "vs")
-
-
-def deep_link(base_url: str, *, bench: str, judge: str, model: str, question: str, vs: str | None = None,
-              category: str | None = None, verdict_filter: str | None = None, search: str | None = None) -> str:
-    """A URL that opens the browser on this bench, judge, model and question (and a second model with `vs`),
-    with the question list filtered by category, verdict filter and search text when given."""
-    params = {"bench": bench, "judge": judge, "model": model, "question": question}
-    if vs:
-        params["vs"] = vs
-    if category:
-        params["category"] = category
-    if verdict_filter and verdict_filter != "all":
-        params["filter"] = verdict_filter
-    if search:
-        params["search"] = search
-    return f"{base_url.split('?')[0]}?{urlencode(params)}"
-
+# ---- the loaded benches ----------------------------------------------------------------
 
 class BenchCache:
     """Benches loaded once per process (the UI asks for them from several threads).

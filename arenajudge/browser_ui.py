@@ -318,22 +318,10 @@ class BrowserApp:
                         vs_title = gr.Markdown(view0[9])
                         vs_answer = gr.HTML(view0[10], elem_id="aj-vs-answer", max_height=520, container=True, padding=True)
                 gr.Markdown("#### Games of the model")
-                with gr.Row(equal_height=False):
-                    with gr.Column():
-                        g1_badge = gr.HTML(view0[11], elem_id="aj-game1")
-                        g1_text = gr.HTML(view0[12], max_height=320, container=True, padding=True)
-                    with gr.Column():
-                        g2_badge = gr.HTML(view0[13], elem_id="aj-game2")
-                        g2_text = gr.HTML(view0[14], max_height=320, container=True, padding=True)
+                g1_badge, g1_text, g2_badge, g2_text = _games_row(view0[11:15], "aj-")
                 with gr.Column(visible=False) as vs_games:
                     gr.Markdown("#### Games of the second model")
-                    with gr.Row(equal_height=False):
-                        with gr.Column():
-                            vs_g1_badge = gr.HTML(view0[16], elem_id="aj-vs-game1")
-                            vs_g1_text = gr.HTML(view0[17], max_height=320, container=True, padding=True)
-                        with gr.Column():
-                            vs_g2_badge = gr.HTML(view0[18], elem_id="aj-vs-game2")
-                            vs_g2_text = gr.HTML(view0[19], max_height=320, container=True, padding=True)
+                    vs_g1_badge, vs_g1_text, vs_g2_badge, vs_g2_text = _games_row(view0[16:20], "aj-vs-")
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 with gr.Row():
                     unit_radio = gr.Radio(["battles", "questions"], value="battles", label="Bootstrap resamples",
@@ -438,6 +426,18 @@ class BrowserApp:
             demo.load(on_load, None, everything, show_progress="hidden", queue=False).then(
                 None, url_inputs, None, js=URL_JS)
         return demo
+
+
+def _games_row(values: list[Any], id_prefix: str) -> tuple[gr.HTML, gr.HTML, gr.HTML, gr.HTML]:
+    """Two games side by side, each a badge over the judge's text: (badge 1, text 1, badge 2, text 2)."""
+    components: list[gr.HTML] = []
+    with gr.Row(equal_height=False):
+        for game in (1, 2):
+            badge_value, text_value = values[2 * game - 2], values[2 * game - 1]
+            with gr.Column():
+                components.append(gr.HTML(badge_value, elem_id=f"{id_prefix}game{game}"))
+                components.append(gr.HTML(text_value, max_height=320, container=True, padding=True))
+    return components[0], components[1], components[2], components[3]
 
 
 DEEP_LINK_PARAMS = ("bench", "judge", "model", "question", "vs", "category", "filter", "search")

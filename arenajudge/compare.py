@@ -1,16 +1,19 @@
-"""Is checkpoint B better than A? Paired comparison of models judged against the same baseline.
+"""Is checkpoint B better than A? The statistics that decide: paired comparison, combined score, CI projection.
 
-All compared models answered the same questions and were judged against the same baseline,
-so their scores are compared paired: every bootstrap round resamples question ids once and
-recomputes every model's score from that same resample (all battles of a question move
+Paired comparison (--compare). All compared models answered the same questions and were judged
+against the same baseline, so their scores are compared paired: every bootstrap round resamples
+question ids once and recomputes every model's score from that same resample (all battles of a question move
 together). The differences' percentiles give a 95% CI, their signs a two-sided p-value, and
-Holm's step-down method corrects the p-values for the number of pairs compared.
+Holm's step-down method corrects the p-values for the number of pairs compared. A pair that an
+`--until-decided` run judged also gets that run's anytime-valid interval, recomputed from the records.
+The combined score weighs per-category scores; the projection says how wide an interval would be on
+every question of the bench.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,22 @@ import pandas as pd
 
 from .errors import UserError
 from .rating import BattleKinds, fit_ratings, group_battles, win_rate
+from .sequential import PairDecision, outcome_table, pair_decision, question_order
+from .storage import BenchPaths, load_questions, read_jsonl
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """show_result.py --compare: which models, how many rounds, and where its links point."""
+
+    models: tuple[str, ...]
+    baseline: str
+    bench: str
+    judge: str  # whose verdicts the links open
+    rounds: int = 1000
+    seed: int = 42
+    top: int = 5  # questions listed per pair
+    browser_url: str = "http://127.0.0.1:7860/"
 
 
 @dataclass
@@ -162,3 +181,90 @@ def combined_score(battles: pd.DataFrame, categories: dict[str, str], baseline: 
     assert point is not None and samples is not None
     frame = pd.DataFrame({"score": point, "lower": samples.quantile(0.025), "upper": samples.quantile(0.975)})
     return frame.dropna().sort_values("score", ascending=False)
+
+
+def compare_per_category(battles: pd.DataFrame, models: list[str], baseline: str, categories: dict[str, str], *,
+                         rounds: int, seed: int) -> list[tuple[str, int, list[PairResult] | UserError]]:
+    """compare_models within each category (when the judged questions span more than one): per category its
+    name, its number of questions, and its pair results or why there are none."""
+    qcat = battles["question_id"].astype(str).map(categories)
+    if qcat.nunique() <= 1:
+        return []
+    out: list[tuple[str, int, list[PairResult] | UserError]] = []
+    for name in sorted(qcat.dropna().unique()):
+        subset = battles[(qcat == name).to_numpy()]
+        try:
+            results, _ = compare_models(subset, models, baseline, rounds=rounds, seed=seed, category=name)
+        except UserError as exc:
+            out.append((name, subset["question_id"].nunique(), exc))
+            continue
+        out.append((name, subset["question_id"].nunique(), results))
+    return out
+
+
+# ---------------------------------------------------------------- the anytime-valid interval of an until-decided run
+
+@dataclass
+class AnytimeCheck:
+    """Per compared pair, the anytime-valid decisions of the run that judged it until decided."""
+
+    start: str = ""  # when that run started
+    seed: int = 0
+    total: int = 0  # questions in the run's order
+    # per pair: (decision, questions of the order it rests on, whether the run stopped there)
+    decisions: dict[tuple[str, str], list[tuple[PairDecision, int, bool]]] = field(default_factory=dict)
+    note: str | None = None  # why there is no interval
+
+
+def until_decided_run(paths: BenchPaths, judge: str, baseline: str, models: list[str]) -> dict[str, Any] | None:
+    """The newest `gen_judgment --until-decided` run of this judge and baseline that compared all `models`."""
+    if not paths.runs_file.exists():
+        return None
+    for run in reversed(read_jsonl(paths.runs_file, allow_torn_tail=True)):
+        plan = run.get("until_decided")
+        if (isinstance(plan, dict) and run.get("judge") == judge and run.get("baseline") == baseline
+                and set(models) <= set(run.get("models") or [])):
+            return run
+    return None
+
+
+def anytime_check(battles: pd.DataFrame, paths: BenchPaths, judge: str, baseline: str, models: list[str], *,
+                  weight: int, first_game_only: bool) -> AnytimeCheck | None:
+    """Per pair, the anytime-valid interval of the run that judged it until decided, recomputed from the
+    records in that run's question order (the same function the run used); None without such a run."""
+    run = until_decided_run(paths, judge, baseline, models)
+    if run is None or not paths.question_file.exists():
+        return None
+    plan = run["until_decided"]
+    check = AnytimeCheck(start=str(run.get("start")), seed=int(plan["seed"]))
+    if plan.get("weight") != weight or first_game_only:
+        check.note = (f"note: the until-decided run counted strong verdicts {plan.get('weight')} times and both "
+                      "games; its anytime-valid interval is shown only with those settings")
+        return check
+    order = question_order((q["question_id"] for q in load_questions(paths.question_file)), int(plan["seed"]))
+    check.total = len(order)
+    recorded = [str(q) for q in plan.get("questions", [])]
+    if order[:len(recorded)] != recorded:
+        check.note = (f"note: {paths.question_file} no longer matches the order the until-decided run of "
+                      f"{run.get('start')} judged in; no anytime-valid interval")
+        return check
+    judged = {}
+    for model in models:
+        path = paths.judgment_file(judge, model)
+        judged[model] = {str(r["question_id"]) for r in read_jsonl(path, allow_torn_tail=True)} if path.exists() else set()
+    run_models = list(run["models"])
+    alpha = float(plan["alpha"]) / (len(run_models) * (len(run_models) - 1) // 2)
+    outcomes = outcome_table(battles[battles["judge"] == judge] if "judge" in battles else battles, models)
+    for a, b in itertools.combinations(models, 2):
+        prefix = 0  # the longest prefix of the order judged for both
+        while prefix < len(order) and order[prefix] in judged[a] and order[prefix] in judged[b]:
+            prefix += 1
+        # the run's pairs go in its model order; a pair named the other way round is mirrored
+        first, second = (a, b) if run_models.index(a) < run_models.index(b) else (b, a)
+        stopped = {(p["model_a"], p["model_b"]): int(p["judged"]) for p in plan.get("pairs", [])}.get((first, second))
+        ends = [n for n in (stopped, prefix) if n is not None and n <= prefix]
+        check.decisions[(a, b)] = [
+            (pair_decision(outcomes, first, second, order[:n], alpha, plan.get("margin"),
+                           int(plan.get("min_questions") or 0), len(order)), n, n == stopped)
+            for n in dict.fromkeys(ends)]
+    return check

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compare import PairResult
+import pandas as pd
+
+from .compare import CompareSpec, PairResult, biggest_differences
 from .diagnostics import ConsistencyRow
 from .plots import ci_chart
-from .report import BoardRow
+from .report import BoardRow, deep_link
+from .storage import BenchPaths, turn_text
 
 
 @dataclass
@@ -27,6 +30,32 @@ class QuestionDiff:
     verdicts_a: list[str | None]  # model_a's games, as stored (game 1 shows the baseline as A)
     verdicts_b: list[str | None]
     link: str
+
+
+def question_differences(spec: CompareSpec, battles: pd.DataFrame, questions: dict[str, dict[str, Any]],
+                         results: list[PairResult], judgments: dict[str, list[dict[str, Any]]]
+                         ) -> list[tuple[PairResult, list[QuestionDiff]]]:
+    """Per compared pair, the questions where the two differ most, with a prompt excerpt, both models'
+    verdicts by `spec.judge` (`judgments`: that judge's records) and a link into qa_browser.py."""
+    if not results:
+        return []
+    verdicts: dict[tuple[str, str], list[str | None]] = {}
+    for file_model, records in judgments.items():
+        for record in records:
+            verdicts[(record.get("model") or file_model, str(record["question_id"]))] = [
+                g.get("score") if isinstance(g, dict) else None for g in record["games"]]
+    out = []
+    for r in results:
+        rows = []
+        for qid, row in biggest_differences(battles, r.model_a, r.model_b, n=spec.top).iterrows():
+            text = " ".join(turn_text(questions[qid]["turns"][0]).split()) if qid in questions else ""
+            rows.append(QuestionDiff(
+                question_id=str(qid), diff=float(row["diff"]), excerpt=text[:160] + ("..." if len(text) > 160 else ""),
+                verdicts_a=verdicts.get((r.model_a, str(qid)), []), verdicts_b=verdicts.get((r.model_b, str(qid)), []),
+                link=deep_link(spec.browser_url, bench=spec.bench, judge=spec.judge, model=r.model_b, question=qid,
+                               vs=r.model_a)))
+        out.append((r, rows))
+    return out
 
 
 @dataclass
@@ -61,6 +90,18 @@ def fingerprint(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def source_fingerprints(paths: BenchPaths, judges: list[str], models: list[str], battles_file: Path | None
+                        ) -> list[tuple[str, str]]:
+    """Fingerprints of the files a board rests on: questions, answers and judgments (or the battles cache)."""
+    files = [paths.question_file] if paths.question_file.exists() else []
+    files += [paths.answer_dir / f"{m}.jsonl" for m in models]
+    if battles_file is not None:
+        files.append(battles_file)
+    else:
+        files += [paths.judgment_dir(j) / f"{m}.jsonl" for j in judges for m in models]
+    return [(str(f), fingerprint(f)) for f in files if f.is_file()]
 
 
 _CSS = """

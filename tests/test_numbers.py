@@ -199,7 +199,7 @@ def test_runs_table_is_compact(tmp_path):
 
 def test_projection_says_what_its_half_width_measures(tmp_path):
     from arenajudge.battles import battles_from_judgments
-    from arenajudge.cli.show_decisions import projection_lines
+    from arenajudge.report import projection_lines
 
     sb = make_bench(tmp_path / "data", n_questions=40, n_models=2)
     paths = BenchPaths(sb.bench, tmp_path / "data")

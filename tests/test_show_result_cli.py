@@ -59,6 +59,9 @@ def test_same_seed_same_board_and_caches_reproduce_it(bench):
     assert _board(first.stdout) == _board(again.stdout) == _board(cached.stdout)
     other = _show(cwd, sb, "--seed", "12")
     assert {m: r["score"] for m, r in _board(other.stdout).items()} == {m: r["score"] for m, r in _board(first.stdout).items()}
+    # the seed drives the bootstrap: another seed draws other intervals, and the header says which seed
+    assert {m: r["ci"] for m, r in _board(other.stdout).items()} != {m: r["ci"] for m, r in _board(first.stdout).items()}
+    assert "100 rounds, seed 11" in first.stdout.splitlines()[0] and "100 rounds, seed 12" in other.stdout.splitlines()[0]
 
 
 def test_show_elo_prints_integers(bench):

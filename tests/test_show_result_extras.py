@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -11,7 +12,9 @@ from conftest import run_script
 from arenajudge.battles import battles_from_judgments
 from arenajudge.cli.show_result import main
 from arenajudge.errors import UserError
+from arenajudge.leaderboard import BoardSpec, build_board
 from arenajudge.rating import rate, win_rate
+from arenajudge.report import format_line
 from arenajudge.storage import BenchPaths, load_judgments
 from arenajudge_testkit.synth import make_bench, make_style_bench, write_constant_judge, write_jsonl
 
@@ -56,6 +59,21 @@ def test_several_judges_pool_their_battles(bench, capsys):
     assert out.startswith(f"# {sb.bench}: {n} battles from {2 * 5 * 60} judgments by judge-a, judge-b;")
     pooled = _sections(out)["#"]
     assert set(pooled) == {*sb.models, sb.baseline}
+
+
+def test_the_service_builds_the_printed_board_prints_nothing_and_writes_caches_only_when_asked(bench, capsys):
+    cwd, sb = bench
+    out = _run(capsys, sb, "--judge-name", "judge-a")
+    caches = [cwd / "data" / "arena_hard_battles.jsonl", cwd / "data" / "bootstrapping_results.jsonl"]
+    for cache in caches:
+        cache.unlink()
+    spec = BoardSpec(bench=sb.bench, data_dir=cwd / "data", judges=("judge-a",), baseline=sb.baseline, rounds=40)
+    board = build_board(spec)
+    assert capsys.readouterr() == ("", "")
+    assert not any(cache.exists() for cache in caches)
+    assert out.splitlines() == [board.header, *(format_line(r, 1) for r in board.rows), *board.notes]
+    build_board(dataclasses.replace(spec, save_caches=True))
+    assert all(cache.exists() for cache in caches)
 
 
 def test_categories_give_one_board_each_equal_to_rating_that_subset(bench, capsys):

@@ -64,3 +64,8 @@ class Appenders:
         for appender in self._open.values():
             appender.close()
         self._open.clear()
+
+
+def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, the root of the data layout, as every command spells it."""
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import UserError, run_cli
 from ..storage import iter_jsonl, write_jsonl_atomic
 from ..tokens import token_len
+from .common import add_data_dir_flag
 
 Record = dict[str, Any]
 
@@ -304,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="download_data.py", description=__doc__.split("\n\n")[0],
                                 epilog="sets: " + ", ".join(SETS))
     p.add_argument("sets", nargs="*", metavar="SET", help=f"which sets (default: all): {', '.join(SETS)}")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
+    add_data_dir_flag(p)
     p.add_argument("--with-answers", action="store_true", help="also the published model answers and judgments")
     p.add_argument("--force", action="store_true", help="replace existing files that differ from the download")
     p.add_argument("--source-dir", type=Path, help="read a local copy laid out like the hub repositories (offline)")

@@ -14,6 +14,7 @@ from ..browser import find_benches
 from ..config import load_judge_config
 from ..errors import UserError, run_cli
 from ..storage import BenchPaths, list_judges
+from .common import add_data_dir_flag
 
 if TYPE_CHECKING:  # Gradio is slow to import: only once the flags and data are known to be good
     from ..browser_ui import BrowserApp
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="baseline model (default: baseline_model of --setting-file)")
     p.add_argument("--setting-file", type=Path, default=Path("config/judge_config.yaml"),
                    help="judge config that supplies the defaults (default: %(default)s)")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
+    add_data_dir_flag(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, help="port to listen on (default: Gradio's, 7860 or the next free one)")
