@@ -17,11 +17,11 @@ from typing import Any
 from .answering import final_text, split_thinking
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
-from .context_budget import ContextBudget
 from .errors import UserError
 from .storage import turn_text
 from .templates import UnfilledPlaceholder, fill, placeholders
 from .verdicts import parse_own_verdict
+from .vllm.context_budget import ContextBudget
 
 # names no label: a judge that parrots the follow-up must not produce a verdict
 FOLLOW_UP = ("Finish your evaluation now and end your reply with your final verdict, written exactly in the form "

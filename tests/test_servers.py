@@ -15,11 +15,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from arenajudge import servers
 from arenajudge.cli import gen_answer, gen_judgment
-from arenajudge.config import ServerSpec, load_api_config
+from arenajudge.config import load_api_config
 from arenajudge.errors import UserError, run_cli
-from arenajudge.prefix_cache import HITS, QUERIES, order_judge_items, parse_counters
+from arenajudge.vllm import servers
+from arenajudge.vllm.prefix_cache import HITS, QUERIES, order_judge_items, parse_counters
+from arenajudge.vllm.spec import ServerSpec
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 

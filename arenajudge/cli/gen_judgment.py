@@ -13,15 +13,15 @@ from typing import Any
 from .. import locks
 from ..client import ModelClient, RetryPolicy
 from ..config import JudgeConfig, ModelEntry, load_api_config, load_judge_config
-from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judge_run import judge_item_for, judgment_basis, resume
 from ..judging import JudgeItem, check_fillable, judge_item
-from ..prefix_cache import ORDERS, order_judge_items
 from ..probe import probe_endpoints
-from ..servers import ServerSession
 from ..storage import BenchPaths, load_answer_file, load_questions, sort_by_question
+from ..vllm.context_budget import ContextBudget, wants_budget
+from ..vllm.prefix_cache import ORDERS, order_judge_items
+from ..vllm.servers import ServerSession
 from . import mtbench_judgment, until_decided
 from .common import Appenders, add_engine_flags, require_answers, require_entry, retry_policy
 
@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
     items = order_judge_items(items, args.judge_order)
     client = ModelClient(judge, policy)
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
-    budget = ContextBudget(client, report) if wants_budget(judge) else None
+    budget = ContextBudget(client) if wants_budget(judge) else None
     appenders = Appenders()
     lane: Lane[JudgeItem] = Lane(
         name=config.judge_model, client=client, items=items,
@@ -145,6 +145,7 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: JudgeConfig, jud
         raise
     finally:
         appenders.close()
+        report.capped += budget.capped if budget else 0
         finish_files(report, [functools.partial(sort_by_question, paths.judgment_file(config.judge_model, model), order)
                               for model in config.model_list])
         log_run(paths.runs_file, "gen_judgment", report,

@@ -35,9 +35,9 @@ from ..provenance import (
     question_fingerprints,
     texts_fingerprint,
 )
-from ..servers import ServerSession
 from ..stale import move_aside, split_stale
 from ..storage import BenchPaths, read_jsonl, repair_tail, write_jsonl_atomic
+from ..vllm.servers import ServerSession
 from .common import Appenders, require_answers
 
 
