@@ -101,6 +101,8 @@ def _api_base(value: Any) -> str:
 
 
 class Endpoint(YamlModel):
+    """One endpoint of an entry: where its requests go, and the key they carry."""
+
     not_a_mapping: ClassVar[str | None] = "expected a mapping with api_base and api_key"
 
     api_base: Annotated[str, PlainValidator(_api_base)] | None = None
@@ -108,6 +110,7 @@ class Endpoint(YamlModel):
         default=None, repr=False)  # never printed
 
     def __init__(self, api_base: str | None = None, api_key: str | None = None, **data: Any) -> None:
+        # positional too, as the frozen dataclass it replaces took them
         super().__init__(api_base=api_base, api_key=api_key, **data)
 
     @model_validator(mode="before")
