@@ -215,6 +215,12 @@ def load_answer_config(path: Path) -> AnswerConfig:
 MT_BENCH_MODES = ("single", "pairwise-baseline", "pairwise-all")
 
 
+def shown_mt_bench_mode(bench_name: str, mode: str | None) -> str | None:
+    """The MT-Bench mode a bench's judgments are shown in: `mode` when given, else 'single' for the mt_bench
+    bench (judged in MT-Bench modes), else None (an arena-hard board)."""
+    return mode or ("single" if bench_name == "mt_bench" else None)
+
+
 def _mode(value: Any) -> str:
     mode = checked(value, str)
     if mode not in MT_BENCH_MODES:
