@@ -10,10 +10,10 @@ from typing import Any
 from .asking import split_thinking
 from .client import ModelClient
 from .config import AnswerConfig, ModelEntry
-from .context_budget import ContextBudget
 from .provenance import generation_fingerprint, question_fingerprint
 from .storage import turn_text
 from .tokens import token_len
+from .vllm.context_budget import ContextBudget
 
 # arena-hard-local sent this when the endpoint config names no system prompt;
 # `system_prompt: ""` sends none (for chat templates without a system role).

@@ -17,7 +17,7 @@ from .storage import turn_text
 from .templates import UnfilledPlaceholder, fill
 
 if TYPE_CHECKING:
-    from .context_budget import ContextBudget
+    from .vllm.context_budget import ContextBudget
 
 FOLLOW_UPS = 2  # extra asks for a verdict after the first reply
 FOLLOW_UP_REPLY_TOKENS = 48  # room kept for each follow-up's reply: a closing sentence and a label

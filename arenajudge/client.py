@@ -21,8 +21,9 @@ from typing import Any
 
 import openai
 
-from .config import ModelEntry, url_secrets
+from .config import ModelEntry
 from .http_transport import keep_alive_http_client
+from .urls import url_secrets
 
 # vLLM's two wordings of "the prompt does not fit the context"
 _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
@@ -99,7 +100,6 @@ class Reply:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int | None = None
 
 
 @dataclass
@@ -271,7 +271,6 @@ class ModelClient:
             raise _BadReply(f"reply without content (content: {json.dumps(content)}, finish_reason: "
                             f"{choice.get('finish_reason')})")
         usage = data.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
         self.usage.requests += 1
         self.usage.prompt_tokens += usage.get("prompt_tokens") or 0
         self.usage.completion_tokens += usage.get("completion_tokens") or 0
@@ -282,7 +281,6 @@ class ModelClient:
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens") or 0,
             completion_tokens=usage.get("completion_tokens") or 0,
-            cached_tokens=details.get("cached_tokens"),
         )
 
     async def server_request(self, path: str, body: dict[str, Any] | None = None) -> Any:

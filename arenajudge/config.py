@@ -1,29 +1,49 @@
-"""YAML configs, validated at the edge into typed objects.
+"""YAML configs, validated at the edge into typed (pydantic) objects.
 
 Three files, with arena-hard-local's keys (configs written for it load unchanged):
 - api config: {model key: {model_name, endpoints: [{api_base, api_key, api_version}],
-  api_type, parallel, system_prompt?, tokenizer?, server?}}
+  api_type, parallel, system_prompt?, tokenizer?, timeout?, server?}}
 - answer config: bench_name, temperature, max_tokens, num_choices, model_list
 - judge config: bench_name, judge_model, reference, ref_model, baseline, baseline_model,
   pairwise, temperature, max_tokens, regex_pattern, system_prompt, prompt_template, model_list
+and run_eval's `pipeline:` section (of the judge config or its own file).
 
-Every problem is a UserError naming the file and key.
+Every problem is a UserError naming the file and key (config_fields.validated words it).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 import yaml
+from pydantic import BeforeValidator, Field, PlainValidator, model_validator
 
+from .config_fields import (
+    Flag,
+    KeyProblem,
+    Name,
+    NameList,
+    Number,
+    PositiveInt,
+    Str,
+    StrList,
+    Text,
+    YamlModel,
+    as_mapping,
+    checked,
+    checked_key,
+    str_list,
+    unknown_keys,
+    validated,
+)
 from .errors import UserError
-from .names import name_problem
 from .templates import ARENA_FIELDS, REFERENCE_FIELD, check_names, placeholders
+from .urls import redact_url
+from .vllm.spec import ServerSpec
 
 # The seed's verdict pattern: accepts [[A>B]] and [A>B], any case.
 DEFAULT_REGEX = r"\[(\[?[AB<>=ab]+\]?)\]"
@@ -53,66 +73,6 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-class _Keys:
-    """Typed access to one mapping, with errors that name file and key."""
-
-    def __init__(self, path: Path, data: dict[str, Any], prefix: str = "") -> None:
-        self.path, self.data, self.prefix = path, data, prefix
-
-    def fail(self, key: str, problem: str) -> UserError:
-        return UserError(f"{self.path}: key '{self.prefix}{key}': {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-        """The value of `key` checked against `kind`; absent or null gives `default`."""
-        value = self.data.get(key)
-        if value is None:
-            if default is ...:
-                raise self.fail(key, "missing (required)")
-            return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # YAML's true/false are ints to Python; never accept them as numbers
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"expected {_kind_name(kinds)}, got {value!r}")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"expected {_kind_name(kinds)}, got {value!r}")
-        return value
-
-    def positive_int(self, key: str, default: Any = ...) -> int:
-        value = self.get(key, int, default)
-        if value < 1:
-            raise self.fail(key, f"must be a positive integer, got {value!r}")
-        return value
-
-    def str_list(self, key: str, default: Any = ...) -> list[str]:
-        value = self.get(key, list, default)
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                raise self.fail(f"{key}[{i}]", f"expected a model name, got {item!r}")
-        return list(value)
-
-    def name(self, key: str, default: Any = ...) -> Any:
-        """A model, judge or bench name: a string that can name a file under the data directory."""
-        value = self.get(key, str, default)
-        if value is not None and value is not default and (problem := name_problem(value)):
-            raise self.fail(key, f"refused: {problem}")
-        return value
-
-    def name_list(self, key: str, default: Any = ...) -> list[str]:
-        names = self.str_list(key, default)
-        for i, item in enumerate(names):
-            if problem := name_problem(item):
-                raise self.fail(f"{key}[{i}]", f"refused: {problem}")
-        return names
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def resolve_secret(value: str | None, path: Path, key: str) -> str | None:
     """Expand ${ENV_VAR} references; a missing variable is an error (its name, never a value)."""
     if value is None:
@@ -127,175 +87,129 @@ def resolve_secret(value: str | None, path: Path, key: str) -> str | None:
     return _ENV_REF.sub(expand, value)
 
 
-def url_secrets(url: str | None) -> list[str]:
-    """The password (and the whole user:password pair) inside a URL such as http://user:pw@host/v1."""
-    if not url:
-        return []
+
+def _api_base(value: Any) -> str:
+    base = checked(value, str)
     try:
-        password = urlsplit(url).password
+        parsed = urlsplit(base)
+        parsed.port  # noqa: B018 -- raises ValueError on a port that is not a number
     except ValueError:
-        return []
-    if not password:
-        return []
-    userinfo = url.split("://", 1)[-1].split("@", 1)[0]
-    return [userinfo, password]
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not a well-formed http(s) URL: {redact_url(base)!r}")
+    return base
 
 
-def redact_url(url: str) -> str:
-    """`url` with any password in it replaced by ***: it is shown where API keys are hidden."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is not None and parts.password:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:  # unparseable but carries user info: hide it all
-        scheme, _, rest = url.rpartition("://")
-        return f"{scheme}://***@" + rest.split("@", 1)[1] if scheme else "***@" + rest.split("@", 1)[1]
-    return url
+class Endpoint(YamlModel):
+    """One endpoint of an entry: where its requests go, and the key they carry."""
 
+    not_a_mapping: ClassVar[str | None] = "expected a mapping with api_base and api_key"
 
-@dataclass(frozen=True)
-class Endpoint:
-    api_base: str | None
-    api_key: str | None = field(repr=False)  # never printed
-    api_version: str | None = None
+    api_base: Annotated[str, PlainValidator(_api_base)] | None = None
+    api_key: Annotated[str, PlainValidator(lambda value: str(checked(value, str, int)))] | None = Field(
+        default=None, repr=False)  # never printed
+
+    def __init__(self, api_base: str | None = None, api_key: str | None = None, **data: Any) -> None:
+        # positional too, as the frozen dataclass it replaces took them
+        super().__init__(api_base=api_base, api_key=api_key, **data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_version_ignored(cls, data: Any) -> Any:
+        # arena-hard-local's api_version is for Azure's API, which api_type does not offer: it is checked and
+        # otherwise ignored, so configs that carry it load unchanged
+        if isinstance(data, dict):
+            checked_key(data, "api_version", str, int, float)
+        return data
 
     def describe(self) -> str:
         return redact_url(self.api_base) if self.api_base else "the default OpenAI endpoint"
 
 
-@dataclass(frozen=True)
-class ModelEntry:
+SUPPORTED_API_TYPES = ("openai",)
+
+
+def _api_type(value: Any) -> str:
+    api_type = checked(value, str)
+    if api_type not in SUPPORTED_API_TYPES:
+        raise ValueError(f"unsupported {api_type!r} (supported: {', '.join(SUPPORTED_API_TYPES)}; "
+                         "any OpenAI-compatible server uses 'openai')")
+    return api_type
+
+
+def _endpoint_list(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return value
+    return checked(value, list) or [{}]
+
+
+def _positive_seconds(value: Any) -> float:
+    seconds = checked(value, float)
+    if seconds <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {seconds!r}")
+    return seconds
+
+
+class ModelEntry(YamlModel):
     """One entry of the api config: how to reach a model."""
 
+    not_a_mapping: ClassVar[str | None] = "expected a mapping with model_name and endpoints"
+
     name: str  # the config key: file names and records use it
-    model_name: str  # what the server calls it: the request's `model`
-    endpoints: tuple[Endpoint, ...]
-    api_type: str = "openai"
-    parallel: int = 1
-    system_prompt: str | None = None
-    tokenizer: str | None = None
-    timeout: float | None = None  # seconds per request (None: --timeout, else 600)
-    server: ServerSpec | None = None  # a server the tools start and stop (see servers.py)
+    api_type: Annotated[str, PlainValidator(_api_type)] = "openai"
+    endpoints: Annotated[tuple[Endpoint, ...], BeforeValidator(_endpoint_list)] = (Endpoint(),)
+    server: ServerSpec | None = None  # a server the tools start and stop (vllm/servers.py)
+    model_name: Text  # what the server calls it: the request's `model`
+    parallel: PositiveInt = 1
+    system_prompt: Str | None = None
+    tokenizer: Str | None = None
+    timeout: Annotated[float, PlainValidator(_positive_seconds)] | None = None  # per request (None: --timeout, else 600)
     source: Path = Path("config/api_config.yaml")
+
+    @model_validator(mode="after")
+    def _endpoint_of_the_server(self) -> ModelEntry:
+        if self.server is not None and not self.endpoints[0].api_base:
+            # the object is being built: this sets its field once, before anyone sees it
+            object.__setattr__(self, "endpoints", (self.endpoints[0].model_copy(update={"api_base": self.server.api_base}),))
+        return self
 
     def with_secrets(self) -> ModelEntry:
         """The entry with ${ENV_VAR} keys expanded (done only for the models a run uses)."""
         endpoints = tuple(
-            replace(ep, api_key=resolve_secret(ep.api_key, self.source, f"{self.name}.endpoints[{i}].api_key")
-                    if ep.api_key is not None else os.environ.get("OPENAI_API_KEY"))
+            ep.model_copy(update={"api_key": resolve_secret(ep.api_key, self.source, f"{self.name}.endpoints[{i}].api_key")
+                                  if ep.api_key is not None else os.environ.get("OPENAI_API_KEY")})
             for i, ep in enumerate(self.endpoints))
-        return replace(self, endpoints=endpoints)
-
-
-SUPPORTED_API_TYPES = ("openai",)
+        return self.model_copy(update={"endpoints": endpoints})
 
 
 def load_api_config(path: Path) -> dict[str, ModelEntry]:
-    data = load_yaml(path)
-    entries: dict[str, ModelEntry] = {}
-    for name, raw in data.items():
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: key '{name}': expected a mapping with model_name and endpoints")
-        keys = _Keys(path, raw, f"{name}.")
-        api_type = keys.get("api_type", str, "openai")
-        if api_type not in SUPPORTED_API_TYPES:
-            raise keys.fail("api_type", f"unsupported {api_type!r} (supported: {', '.join(SUPPORTED_API_TYPES)}; "
-                                        "any OpenAI-compatible server uses 'openai')")
-        raw_endpoints = keys.get("endpoints", list, None) or [{}]
-        endpoints = []
-        for i, ep in enumerate(raw_endpoints):
-            if not isinstance(ep, dict):
-                raise keys.fail(f"endpoints[{i}]", "expected a mapping with api_base and api_key")
-            ek = _Keys(path, ep, f"{name}.endpoints[{i}].")
-            base = ek.get("api_base", str, None)
-            if base is not None:
-                try:
-                    parsed = urlsplit(base)
-                    parsed.port  # noqa: B018 -- raises ValueError on a port that is not a number
-                except ValueError:
-                    parsed = None
-                if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-                    raise ek.fail("api_base", f"not a well-formed http(s) URL: {redact_url(base)!r}")
-            key = ek.get("api_key", (str, int), None)
-            endpoints.append(Endpoint(base, str(key) if key is not None else None,
-                                      ek.get("api_version", (str, int, float), None)))
-        server = _server_spec(path, name, keys, endpoints)
-        if server is not None and not endpoints[0].api_base:
-            endpoints[0] = replace(endpoints[0], api_base=server.api_base)
-        entries[name] = ModelEntry(
-            name=name,
-            model_name=str(keys.get("model_name", (str, int, float))),
-            endpoints=tuple(endpoints),
-            api_type=api_type,
-            parallel=keys.positive_int("parallel", 1),
-            system_prompt=keys.get("system_prompt", str, None),
-            tokenizer=keys.get("tokenizer", str, None),
-            timeout=_positive_seconds(keys, "timeout"),
-            server=server,
-            source=path,
-        )
-    return entries
+    return {name: validated(ModelEntry, raw, path, f"{name}.", given={"name": str(name), "source": path},
+                            context={"entry": raw})
+            for name, raw in load_yaml(path).items()}
 
 
-def _positive_seconds(keys: _Keys, key: str) -> float | None:
-    value = keys.get(key, float, None)
-    if value is not None and value <= 0:
-        raise keys.fail(key, f"must be a positive number of seconds, got {value!r}")
-    return value
+def _category_temperatures(value: Any) -> dict[str, float]:
+    temperatures = checked(value, dict)
+    for cat, temperature in temperatures.items():
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise KeyProblem(f"{cat}", f"expected a number, got {temperature!r}")
+    return {str(k): float(v) for k, v in temperatures.items()}
 
 
-@dataclass(frozen=True)
-class AnswerConfig:
+class AnswerConfig(YamlModel):
     path: Path
-    bench_name: str
-    temperature: float
-    max_tokens: int
-    num_choices: int
-    model_list: list[str]
     # per-category temperatures (MT-Bench style); absent means `temperature` for all
-    category_temperature: dict[str, float] = field(default_factory=dict)
+    category_temperature: Annotated[dict[str, float], PlainValidator(_category_temperatures)] = Field(
+        default_factory=dict)
+    bench_name: Name
+    temperature: Number = 0.0
+    max_tokens: PositiveInt = 4096
+    num_choices: PositiveInt = 1
+    model_list: NameList
 
 
 def load_answer_config(path: Path) -> AnswerConfig:
-    keys = _Keys(path, load_yaml(path))
-    cat_temp = keys.get("category_temperature", dict, {})
-    for cat, value in cat_temp.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise keys.fail(f"category_temperature.{cat}", f"expected a number, got {value!r}")
-    return AnswerConfig(
-        path=path,
-        bench_name=keys.name("bench_name"),
-        temperature=keys.get("temperature", float, 0.0),
-        max_tokens=keys.positive_int("max_tokens", 4096),
-        num_choices=keys.positive_int("num_choices", 1),
-        model_list=keys.name_list("model_list"),
-        category_temperature={str(k): float(v) for k, v in cat_temp.items()},
-    )
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    path: Path
-    bench_name: str
-    judge_model: str
-    baseline: bool
-    baseline_model: str | None
-    pairwise: bool
-    temperature: float
-    max_tokens: int
-    regex_pattern: re.Pattern[str]
-    system_prompt: str
-    prompt_template: list[str]
-    model_list: list[str]
-    reference: bool = False
-    ref_model: str | None = None
-    # MT-Bench style judging (None: arena-hard pairwise judging with the prompt above)
-    mode: str | None = None
-    judge_prompts: Path | None = None  # a judge_prompts.jsonl of FastChat's shape; None: ours
-    reference_categories: tuple[str, ...] = ("math", "reasoning", "coding")
+    return validated(AnswerConfig, load_yaml(path), path, given={"path": path})
 
 
 MT_BENCH_MODES = ("single", "pairwise-baseline", "pairwise-all")
@@ -307,223 +221,123 @@ def shown_mt_bench_mode(bench_name: str, mode: str | None) -> str | None:
     return mode or ("single" if bench_name == "mt_bench" else None)
 
 
-def load_judge_config(path: Path) -> JudgeConfig:
-    keys = _Keys(path, load_yaml(path))
-    bench_name = keys.name("bench_name")
-    judge_model = keys.name("judge_model")
-    mode = keys.get("mode", str, None)
-    if mode is not None and mode not in MT_BENCH_MODES:
-        raise keys.fail("mode", f"unknown mode {mode!r} (one of: {', '.join(MT_BENCH_MODES)}; omit it for arena-hard)")
-    regex = keys.get("regex_pattern", str, DEFAULT_REGEX)
+def _mode(value: Any) -> str:
+    mode = checked(value, str)
+    if mode not in MT_BENCH_MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MT_BENCH_MODES)}; omit it for arena-hard)")
+    return mode
+
+
+def _regex(value: Any) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return value
     try:
-        pattern = re.compile(regex)
+        pattern = re.compile(checked(value, str))
     except re.error as exc:
-        raise keys.fail("regex_pattern", f"not a valid regular expression ({exc})") from None
+        raise ValueError(f"not a valid regular expression ({exc})") from None
     if pattern.groups < 1:
-        raise keys.fail("regex_pattern", "needs one capturing group around the verdict label")
-    template = keys.get("prompt_template", (list, str), ... if mode is None else [])
-    templates = [template] if isinstance(template, str) else template
-    for i, t in enumerate(templates):
-        if not isinstance(t, str):
-            raise keys.fail(f"prompt_template[{i}]", f"expected a string, got {t!r}")
-    reference = keys.get("reference", bool, False)
-    if mode is None:  # MT-Bench prompts are checked where they are loaded (mtbench.check_prompts)
-        for i, t in enumerate(templates):
-            key = "prompt_template" if len(templates) == 1 else f"prompt_template[{i}]"
-            where = f"{path}: key '{key}'"
-            check_names(placeholders(t, where), ARENA_FIELDS, where,
-                        "arena-hard judging fills {question_N}, {answer_N} and, with reference: true, {ref_answer_N}",
-                        REFERENCE_FIELD if reference else None)
-    baseline = keys.get("baseline", bool, mode in (None, "pairwise-baseline"))
-    baseline_model = keys.name("baseline_model", None)
-    if baseline and not baseline_model and mode in (None, "pairwise-baseline"):
-        raise keys.fail("baseline_model", "missing: baseline is true, so name the baseline model")
-    return JudgeConfig(
-        path=path,
-        bench_name=bench_name,
-        judge_model=judge_model,
-        baseline=baseline,
-        baseline_model=baseline_model,
-        pairwise=keys.get("pairwise", bool, True),
-        temperature=keys.get("temperature", float, 0.0),
-        max_tokens=keys.positive_int("max_tokens", 512),
-        regex_pattern=pattern,
-        system_prompt=keys.get("system_prompt", str, ... if mode is None else ""),
-        prompt_template=templates,
-        model_list=keys.name_list("model_list"),
-        reference=reference,
-        ref_model=keys.name("ref_model", None),
-        mode=mode,
-        judge_prompts=_optional_path(keys, "judge_prompts"),
-        reference_categories=tuple(keys.str_list("reference_categories", ["math", "reasoning", "coding"])),
-    )
+        raise ValueError("needs one capturing group around the verdict label")
+    return pattern
 
 
-def _optional_path(keys: _Keys, key: str) -> Path | None:
-    value = keys.get(key, str, None)
-    if value is None:
-        return None
-    found = Path(value)
+def _templates(value: Any) -> list[str]:
+    templates = [value] if isinstance(value, str) else checked(value, list, str)
+    for i, template in enumerate(templates):
+        if not isinstance(template, str):
+            raise KeyProblem(f"[{i}]", f"expected a string, got {template!r}")
+    return list(templates)
+
+
+def _existing_file(value: Any) -> Path:
+    found = Path(checked(value, str))
     if not found.exists():
-        raise keys.fail(key, f"no such file: {value}")
+        raise ValueError(f"no such file: {value}")
     return found
 
 
-# ----------------------------------------------------------------- managed servers
+class JudgeConfig(YamlModel):
+    path: Path
+    bench_name: Name
+    judge_model: Name
+    # MT-Bench style judging (None: arena-hard pairwise judging with the prompt below)
+    mode: Annotated[str, PlainValidator(_mode)] | None = None
+    regex_pattern: Annotated[re.Pattern[str], PlainValidator(_regex)] = re.compile(DEFAULT_REGEX)
+    prompt_template: Annotated[list[str], PlainValidator(_templates)]  # MT-Bench modes: [] when absent
+    reference: Flag = False
+    baseline: Flag  # absent: true for arena-hard and MT-Bench pairwise-baseline
+    baseline_model: Name | None = None
+    pairwise: Flag = True
+    temperature: Number = 0.0
+    max_tokens: PositiveInt = 512
+    system_prompt: Str  # MT-Bench modes: "" when absent
+    model_list: NameList
+    ref_model: Name | None = None
+    judge_prompts: Annotated[Path, PlainValidator(_existing_file)] | None = None  # FastChat's judge_prompts.jsonl
+    reference_categories: Annotated[tuple[str, ...], PlainValidator(lambda value: tuple(str_list(value)))] = (
+        "math", "reasoning", "coding")
 
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
-DEFAULT_SERVER_PORT = 8000
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_mode(cls, data: Any) -> Any:
+        data = as_mapping(data)
+        mode = data.get("mode")
+        if mode is not None and mode not in MT_BENCH_MODES:
+            return data  # the mode's own check says what is wrong
+        if mode is not None:
+            data.setdefault("prompt_template", [])
+            data.setdefault("system_prompt", "")
+        data.setdefault("baseline", mode in (None, "pairwise-baseline"))
+        return data
 
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """An api config entry's `server` block: a vLLM server the tools start, use and stop."""
-
-    model: str  # what to serve: a local path or a model id (default: the entry's model_name)
-    served_model_name: str  # always the entry's model_name, so requests find it
-    host: str
-    port: int
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    gpu_memory_utilization: float | None = None
-    max_model_len: int | None = None
-    dtype: str | None = None
-    quantization: str | None = None
-    extra_args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()  # added to the environment of the server process
-    gpus: tuple[str, ...] | None = None  # CUDA_VISIBLE_DEVICES as a set; None: every GPU of the box
-    startup_timeout: float = 1200.0  # seconds until /health and /v1/models answer
-    command: tuple[str, ...] | None = None  # default: this Python's vLLM server module (servers.py)
-
-    @property
-    def api_base(self) -> str:
-        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/v1"
-
-    @property
-    def gpu_count(self) -> int:
-        return self.tensor_parallel_size * self.pipeline_parallel_size
-
-    def shares_hardware_with(self, other: ServerSpec) -> bool:
-        """True when both cannot run at once: the same port, or GPU sets that meet (unknown = all GPUs)."""
-        if self.port == other.port:
-            return True
-        if self.gpus is None or other.gpus is None:
-            return True
-        return bool(set(self.gpus) & set(other.gpus))
-
-
-SERVER_KEYS = ("model", "served_model_name", "port", "host", "tensor_parallel_size", "pipeline_parallel_size",
-               "gpu_memory_utilization", "max_model_len", "dtype", "quantization", "extra_args", "env", "gpus",
-               "startup_timeout", "command")
+    @model_validator(mode="after")
+    def _prompts_and_baseline(self) -> JudgeConfig:
+        if self.mode is None:  # MT-Bench prompts are checked where they are loaded (mtbench.check_prompts)
+            for i, template in enumerate(self.prompt_template):
+                key = "prompt_template" if len(self.prompt_template) == 1 else f"prompt_template[{i}]"
+                where = f"{self.path}: key '{key}'"
+                check_names(placeholders(template, where), ARENA_FIELDS, where,
+                            "arena-hard judging fills {question_N}, {answer_N} and, with reference: true, "
+                            "{ref_answer_N}", REFERENCE_FIELD if self.reference else None)
+        if self.baseline and not self.baseline_model and self.mode in (None, "pairwise-baseline"):
+            raise KeyProblem("baseline_model", "missing: baseline is true, so name the baseline model")
+        return self
 
 
-def _gpu_list(keys: _Keys, key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, bool):
-        raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
-    if isinstance(value, int):
-        items: list[Any] = [value]
-    elif isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, list):
-        items = value
-    else:
-        raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
-    out = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, str)) or str(item).strip() == "":
-            raise keys.fail(key, f"expected GPU indices such as 0,1 or [0, 1], got {value!r}")
-        out.append(str(item).strip())
-    if not out:
-        raise keys.fail(key, "names no GPU")
-    return tuple(out)
+def load_judge_config(path: Path) -> JudgeConfig:
+    return validated(JudgeConfig, load_yaml(path), path, given={"path": path})
 
 
-def _server_spec(path: Path, name: str, entry_keys: _Keys, endpoints: list[Endpoint]) -> ServerSpec | None:
-    raw = entry_keys.get("server", dict, None)
-    if raw is None:
-        return None
-    keys = _Keys(path, raw, f"{name}.server.")
-    unknown = sorted(str(k) for k in raw if k not in SERVER_KEYS)
-    if unknown:
-        raise keys.fail(unknown[0], f"unknown key (known: {', '.join(SERVER_KEYS)})")
-    model_name = str(entry_keys.get("model_name", (str, int, float)))
-    served = keys.get("served_model_name", str, model_name)
-    if served != model_name:
-        raise keys.fail("served_model_name", f"{served!r} differs from model_name {model_name!r}, which requests use; "
-                                             "set model_name to the served name")
-    if len(endpoints) != 1:
-        raise entry_keys.fail("endpoints", f"a managed server has one endpoint, got {len(endpoints)}")
-    host, port = "127.0.0.1", None
-    base = endpoints[0].api_base
-    if base is not None:
-        parsed = urlsplit(base)
-        where = f"{name}.endpoints[0].api_base"
-        if parsed.hostname not in _LOCAL_HOSTS:
-            raise UserError(f"{path}: key '{where}': a managed server runs on this machine, "
-                            f"so its api_base must name localhost or 127.0.0.1, got {redact_url(base)!r}")
-        if parsed.path.rstrip("/") != "/v1":
-            raise UserError(f"{path}: key '{where}': vLLM serves under /v1, got {redact_url(base)!r}")
-        host = parsed.hostname or host
-        port = parsed.port
-    port_key = keys.get("port", int, None)
-    if port_key is not None and not 0 < port_key < 65536:
-        raise keys.fail("port", f"not a TCP port: {port_key}")
-    if port is not None and port_key is not None and port != port_key:
-        raise keys.fail("port", f"{port_key} differs from the port of api_base {redact_url(base)!r}")
-    port = port or port_key or DEFAULT_SERVER_PORT
-    host = keys.get("host", str, host)
-    env_raw = keys.get("env", dict, {})
-    env: dict[str, str] = {}
-    for key, value in env_raw.items():
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise keys.fail(f"env.{key}", f"expected a string or number, got {value!r}")
-        env[str(key)] = str(value)
-    gpus = _gpu_list(keys, "gpus", raw["gpus"]) if raw.get("gpus") is not None else None
-    if "CUDA_VISIBLE_DEVICES" in env:
-        visible = _gpu_list(keys, "env.CUDA_VISIBLE_DEVICES", env["CUDA_VISIBLE_DEVICES"])
-        if gpus is not None and set(gpus) != set(visible):
-            raise keys.fail("gpus", f"{','.join(gpus)} differs from env.CUDA_VISIBLE_DEVICES {env['CUDA_VISIBLE_DEVICES']}")
-        gpus = visible
-    if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    extra = keys.get("extra_args", (list, str), [])
-    extra_args = extra.split() if isinstance(extra, str) else extra
-    for i, arg in enumerate(extra_args):
-        if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
-            raise keys.fail(f"extra_args[{i}]", f"expected a string, got {arg!r}")
-    if any(str(a).split("=")[0] == "--api-key" for a in extra_args):
-        raise keys.fail("extra_args", "do not pass --api-key here; the endpoint's api_key is given to the server")
-    command = keys.get("command", (list, str), None)
-    if isinstance(command, str):
-        command = command.split()
-    if command is not None:
-        if not command or not all(isinstance(c, str) and c for c in command):
-            raise keys.fail("command", "expected a command line such as "
-                                       f"[/envs/vllm/bin/python, -m, vllm.entrypoints.openai.api_server], got {command!r}")
-    spec = ServerSpec(
-        model=str(keys.get("model", (str, int, float), model_name)),
-        served_model_name=served,
-        host=host,
-        port=port,
-        tensor_parallel_size=keys.positive_int("tensor_parallel_size", 1),
-        pipeline_parallel_size=keys.positive_int("pipeline_parallel_size", 1),
-        gpu_memory_utilization=keys.get("gpu_memory_utilization", float, None),
-        max_model_len=keys.positive_int("max_model_len") if raw.get("max_model_len") is not None else None,
-        dtype=keys.get("dtype", str, None),
-        quantization=keys.get("quantization", str, None),
-        extra_args=tuple(str(a) for a in extra_args),
-        env=tuple(sorted(env.items())),
-        gpus=gpus,
-        startup_timeout=keys.get("startup_timeout", float, 1200.0),
-        command=tuple(command) if command is not None else None,
-    )
-    if spec.gpu_memory_utilization is not None and not 0 < spec.gpu_memory_utilization <= 1:
-        raise keys.fail("gpu_memory_utilization", f"must be in (0, 1], got {spec.gpu_memory_utilization}")
-    if spec.startup_timeout <= 0:
-        raise keys.fail("startup_timeout", f"must be positive, got {spec.startup_timeout}")
-    if gpus is not None and len(gpus) < spec.gpu_count:
-        raise keys.fail("tensor_parallel_size", f"tensor x pipeline parallel size needs {spec.gpu_count} GPUs, "
-                                                f"CUDA_VISIBLE_DEVICES lists {len(gpus)}")
-    return spec
+PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
+
+
+class PipelineSection(YamlModel):
+    """run_eval's `pipeline:` section; unlike the other configs it knows all its keys."""
+
+    models: StrList = Field(default_factory=list)
+    judge: Str | None = None
+    baseline: Str | None = None
+    bench_name: Str | None = None
+    answer_config: Str | None = None  # None: --answer-setting-file
+    api_config: Str = "config/api_config.yaml"
+    show_result_args: Annotated[list[Any], PlainValidator(lambda value: checked(value, list))] = Field(
+        default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        unknown_keys(as_mapping(data), PIPELINE_KEYS)
+        return data
+
+
+class PipelineDefaults(YamlModel):
+    """What run_eval takes from the judge config when neither flags nor the `pipeline:` section say it."""
+
+    model_list: StrList = Field(default_factory=list)
+    judge_model: Str | None = None
+    baseline_model: Str | None = None
+    bench_name: Str | None = None
+
+
+def load_pipeline_section(path: Path) -> PipelineSection:
+    section = load_yaml(path).get("pipeline")
+    return validated(PipelineSection, {} if section is None else section, path, "pipeline.")

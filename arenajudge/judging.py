@@ -22,9 +22,10 @@ from .errors import UserError
 from .storage import turn_text
 from .templates import placeholders
 from .verdicts import parse_own_verdict
+from .vllm.context_budget import ContextBudget
 
 if TYPE_CHECKING:
-    from .context_budget import ContextBudget
+    from .vllm.context_budget import ContextBudget
 
 # names no label: a judge that parrots the follow-up must not produce a verdict
 FOLLOW_UP = ("Finish your evaluation now and end your reply with your final verdict, written exactly in the form "

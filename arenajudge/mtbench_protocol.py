@@ -53,7 +53,7 @@ from .storage import BenchPaths, load_questions, read_jsonl, repair_tail, write_
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .context_budget import ContextBudget
+    from .vllm.context_budget import ContextBudget
 
 
 def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list[dict[str, Any]], key: str,

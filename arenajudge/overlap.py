@@ -27,14 +27,14 @@ from typing import Any
 
 from .client import ModelClient, RetryPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
-from .context_budget import ContextBudget, wants_budget
 from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
 from .judge_run import judge_item_for, judgment_basis, load_references, resume
 from .judging import JudgeItem, judge_item
 from .provenance import Basis, answer_fingerprint
-from .servers import ServerSession
 from .storage import BenchPaths, JsonlAppender, load_answer_file, load_questions, sort_by_question
+from .vllm.context_budget import ContextBudget, wants_budget
+from .vllm.servers import ServerSession
 
 POLL_SECONDS = 0.25  # how often the answer files are read for new records
 
@@ -162,14 +162,17 @@ class FollowingJudge:
                 appenders[path] = JsonlAppender(path)
             appenders[path].write(record)
 
-        budget = ContextBudget(client, self.report) if wants_budget(self.judge) else None  # counted before sending
+        budget = ContextBudget(client) if wants_budget(self.judge) else None  # counted before sending
         lane: Lane[JudgeItem] = Lane(
             name=config.judge_model, client=client, items=self._items(),
             work=lambda item: judge_item(client, config, item, budget), write=write,
             describe=lambda item: f"{item.model} / question {item.question_id}",
             max_items=max(1, client.capacity // (2 if config.pairwise else 1)) + 1,
         )
-        await run_lanes([lane], self.report, quiet=self.quiet)
+        try:
+            await run_lanes([lane], self.report, quiet=self.quiet)
+        finally:
+            self.report.capped += budget.capped if budget else 0
 
     def _done(self) -> tuple[dict[str, set[Any]], Basis]:
         """The judgments that count already (stale ones moved aside, as gen_judgment.py does), and the basis

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 import openai
 
-from .config import ModelEntry, redact_url
+from .config import ModelEntry
 from .errors import UserError
+from .urls import redact_url
 
 PROBE_SECONDS = 5.0
 

@@ -34,7 +34,7 @@ from .provenance import Basis
 from .storage import BenchPaths, sort_by_question
 
 if TYPE_CHECKING:
-    from .context_budget import ContextBudget
+    from .vllm.context_budget import ContextBudget
 
 Item = TypeVar("Item")
 Answers = dict[Any, dict[str, Any]]  # question id -> answer record

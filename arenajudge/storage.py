@@ -19,41 +19,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from .errors import UserError
 from .names import check_name, from_file_name, to_file_name
-
-
-class Turn(TypedDict, total=False):
-    content: str
-    token_len: int
-
-
-class Choice(TypedDict):
-    index: int
-    turns: list[Turn]
-
-
-class AnswerRecord(TypedDict, total=False):
-    question_id: str
-    answer_id: str
-    model_id: str
-    choices: list[Choice]
-    tstamp: float
-
-
-class Game(TypedDict, total=False):
-    user_prompt: str
-    judgment: str
-    score: str | None
-
-
-class JudgmentRecord(TypedDict, total=False):
-    question_id: str
-    model: str
-    judge: str
-    games: list[Game]
 
 
 @dataclass(frozen=True)

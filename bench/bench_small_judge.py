@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import socket
 import tempfile
@@ -31,11 +30,10 @@ from pathlib import Path
 
 from arenajudge.client import ModelClient, RetryPolicy
 from arenajudge.config import load_api_config, load_judge_config
-from arenajudge.context_budget import ContextBudget
-from arenajudge.engine import RunReport
 from arenajudge.judging import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context
-from arenajudge.servers import ServerSession
 from arenajudge.verdicts import LABELS, parse_own_verdict
+from arenajudge.vllm.context_budget import ContextBudget
+from arenajudge.vllm.servers import ServerSession
 from arenajudge_testkit.smollm2 import smollm2_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +136,7 @@ def main() -> None:
     (work / "api.yaml").write_text(json.dumps(api))
     entry = load_api_config(work / "api.yaml")["smol"].with_secrets()
     config = load_judge_config(ROOT / "config" / "judge_config.yaml")
-    config = dataclasses.replace(config, max_tokens=args.max_tokens, judge_model="smol")
+    config = config.model_copy(update={"max_tokens": args.max_tokens, "judge_model": "smol"})
     questions = list(load(args.data / "question.jsonl").values())[: args.questions]
     answers = args.data / "model_answer"
     base, cand = load(answers / "gpt-4-0314.jsonl"), load(answers / "gpt-3.5-turbo-0125.jsonl")
@@ -146,7 +144,7 @@ def main() -> None:
     session = ServerSession(work / "logs")
     with session.serving([entry]):
         client = ModelClient(entry, RetryPolicy())
-        budget = ContextBudget(client, RunReport())
+        budget = ContextBudget(client)
         result = asyncio.run(judge_all(client, budget, config, items))
     print(f"server start-up: {session.started[0].record()['startup_seconds']} s")
     report(result["games"])

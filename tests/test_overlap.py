@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from arenajudge.config import Endpoint, ModelEntry, ServerSpec
+from arenajudge.config import Endpoint, ModelEntry
 from arenajudge.overlap import AnswerTail, judge_fits_beside
+from arenajudge.vllm.spec import ServerSpec
 
 
 def _record(qid: str) -> str:

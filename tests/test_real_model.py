@@ -332,7 +332,7 @@ def test_no_vllm_process_outlives_run_eval(smol, tmp_path, how):
 def small_judge(smol, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """SmolLM2 with a 1,024-token context, for the context budget, prefix-cache and MT-Bench tests."""
     from arenajudge.config import load_api_config
-    from arenajudge.servers import ServerSession
+    from arenajudge.vllm.servers import ServerSession
 
     root = tmp_path_factory.mktemp("small-judge")
     port = free_port()

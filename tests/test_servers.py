@@ -15,12 +15,13 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from arenajudge import servers
 from arenajudge.cli import gen_answer, gen_judgment
-from arenajudge.config import ServerSpec, load_api_config
+from arenajudge.config import load_api_config
 from arenajudge.errors import UserError, run_cli
 from arenajudge.judging import order_judge_items
-from arenajudge.prefix_cache import HITS, QUERIES, parse_counters
+from arenajudge.vllm import servers
+from arenajudge.vllm.prefix_cache import HITS, QUERIES, parse_counters
+from arenajudge.vllm.spec import ServerSpec
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -400,3 +401,19 @@ def test_log_fields_are_json_serialisable(project):
     assert json.loads(json.dumps(session.log_fields())) == {}
     with pytest.raises(UserError):
         raise servers.ServerFailed("x")
+    # a session that started a server (the stand-in) names it in what runs.jsonl keeps, and its cache counters
+    project.write_api({"cand": managed(free_port(), gpus="0,1", tensor_parallel_size=2)})
+    cand = load_api_config(project.root / "config" / "api_config.yaml")["cand"].with_secrets()
+    said: list[str] = []
+    session = servers.ServerSession(project.root / "logs", prefix_cache=True, say=said.append)
+    with session.serving([cand]):
+        assert pids(project) and all(alive(pid) for pid in pids(project))
+    fields = session.log_fields()
+    assert json.loads(json.dumps(fields)) == fields
+    [server] = fields["servers"]
+    assert server["model"] == "cand" and server["gpus"] == "0,1" and server["tensor_parallel_size"] == 2
+    assert server["pipeline_parallel_size"] == 1 and server["log"] == str(project.root / "logs" / "cand.log")
+    assert 0 <= server["startup_seconds"] <= server["held_seconds"]
+    assert fields["prefix_cache"] == {"queries": 0, "hits": 0, "hit_rate": None}
+    assert any("starting the server of 'cand'" in line for line in said)
+    assert not any(alive(pid) for pid in pids(project))

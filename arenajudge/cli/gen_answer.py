@@ -13,14 +13,14 @@ from .. import locks
 from ..answering import answer_question
 from ..client import ModelClient, RetryPolicy
 from ..config import AnswerConfig, ModelEntry, load_answer_config, load_api_config
-from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import run_cli
 from ..probe import probe_endpoints
 from ..provenance import question_fingerprints
-from ..servers import ServerSession
 from ..stale import move_aside
 from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
+from ..vllm.context_budget import ContextBudget, wants_budget
+from ..vllm.servers import ServerSession
 from .common import Appenders, command_parser, require_entry, retry_policy
 
 
@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
     fingerprints = question_fingerprints(questions)
     appenders = Appenders()
     lanes: list[Lane[Any]] = []
+    budgets: list[ContextBudget] = []
     redo = 0
     for entry in models:
         path = paths.answer_file(entry.name)
@@ -83,7 +84,8 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
         todo = [q for q in questions if q["question_id"] not in done or q["question_id"] in broken]
         report.skipped += len(questions) - len(todo)
         client = ModelClient(entry, policy)
-        budget = ContextBudget(client, report) if wants_budget(entry) else None
+        budget = ContextBudget(client) if wants_budget(entry) else None
+        budgets += [budget] if budget else []
 
         def work(question: dict[str, Any], client: ModelClient = client, entry=entry, budget=budget) -> Any:
             return answer_question(client, entry, question, config, config.max_tokens, budget)
@@ -110,6 +112,7 @@ def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, mo
         raise
     finally:
         appenders.close()
+        report.capped += sum(budget.capped for budget in budgets)
         finish_files(report, [functools.partial(sort_by_question, paths.answer_file(e.name), order) for e in models])
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
                                                          **session.log_fields()}, interrupted=interrupted)

@@ -12,15 +12,15 @@ from typing import Any
 from .. import locks
 from ..client import ModelClient, RetryPolicy
 from ..config import ModelEntry, load_api_config, load_judge_config
-from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError, run_cli
 from ..judge_run import require_baseline
 from ..judging import ORDERS, order_judge_items
 from ..probe import probe_endpoints
 from ..protocol import JudgingProtocol, protocol_for
-from ..servers import ServerSession
 from ..storage import BenchPaths, load_questions
+from ..vllm.context_budget import ContextBudget, wants_budget
+from ..vllm.servers import ServerSession
 from . import until_decided
 from .common import Appenders, command_parser, require_entry, retry_policy
 
@@ -88,7 +88,7 @@ def run_judging(args: argparse.Namespace, policy: RetryPolicy, protocol: Judging
     items = order_judge_items(protocol.items(protocol.done(args.rejudge_missing, report), report), args.judge_order)
     client = ModelClient(judge, policy)
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
-    budget = ContextBudget(client, report) if wants_budget(judge) else None
+    budget = ContextBudget(client) if wants_budget(judge) else None
     appenders = Appenders()
 
     def write(item: Any, record: dict[str, Any]) -> None:
@@ -116,6 +116,7 @@ def run_judging(args: argparse.Namespace, policy: RetryPolicy, protocol: Judging
         raise
     finally:
         appenders.close()
+        report.capped += budget.capped if budget else 0
         finish_files(report, [functools.partial(protocol.sort_records, path, order) for path in protocol.record_files()])
         log_run(paths.runs_file, "gen_judgment", report, {**protocol.log_fields(args.sample), **session.log_fields()},
                 interrupted=interrupted)

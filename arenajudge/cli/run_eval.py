@@ -26,13 +26,21 @@ from typing import Any
 
 import yaml
 
-from ..config import JudgeConfig, _Keys, load_answer_config, load_api_config, load_judge_config, load_yaml
+from ..config import (
+    JudgeConfig,
+    PipelineDefaults,
+    load_answer_config,
+    load_api_config,
+    load_judge_config,
+    load_pipeline_section,
+    load_yaml,
+)
+from ..config_fields import key_error, validated
 from ..errors import UserError, run_cli
 from ..judge_run import judgment_basis
 from ..names import check_name
 from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
-PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
 ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
 
 
@@ -65,17 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _section(path: Path) -> dict[str, Any]:
-    data = load_yaml(path)
-    section = data.get("pipeline")
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: key 'pipeline': expected a mapping, got {section!r}")
-    unknown = sorted(str(k) for k in section if k not in PIPELINE_KEYS)
-    if unknown:
-        raise UserError(f"{path}: key 'pipeline.{unknown[0]}': unknown key (known: {', '.join(PIPELINE_KEYS)})")
-    return section
+def _judge_config_value(path: Path, judge_raw: dict[str, Any], key: str, *, required: bool = False) -> Any:
+    """One key of the judge config, checked only when flags and the `pipeline:` section leave it open."""
+    value = getattr(validated(PipelineDefaults, {key: judge_raw.get(key)}, path), key)
+    if value is None and required:
+        raise key_error(path, key, "missing (required)")
+    return value
 
 
 class Plan:
@@ -85,17 +88,17 @@ class Plan:
         self.judge_file: Path = args.setting_file
         judge_raw = load_yaml(self.judge_file)
         section_file = args.pipeline_file or self.judge_file
-        section = _section(section_file)
-        keys = _Keys(section_file, section, "pipeline.")
-        jkeys = _Keys(self.judge_file, judge_raw)
-        self.models: list[str] = args.models or keys.str_list("models", []) or jkeys.str_list("model_list", [])
-        self.judge: str = args.judge or keys.get("judge", str, None) or jkeys.get("judge_model", str)
-        self.baseline: str = (args.baseline or keys.get("baseline", str, None) or jkeys.get("baseline_model", str, None)
-                              or "")
-        self.bench: str = args.bench_name or keys.get("bench_name", str, None) or jkeys.get("bench_name", str)
-        self.api_file: Path = args.endpoint_file or Path(keys.get("api_config", str, "config/api_config.yaml"))
-        answer_file = Path(keys.get("answer_config", str, str(args.answer_setting_file)))
-        self.show_args: list[str] = [str(a) for a in keys.get("show_result_args", list, [])]
+        section = load_pipeline_section(section_file)
+        def fallback(key: str, required: bool = False) -> Any:
+            return _judge_config_value(self.judge_file, judge_raw, key, required=required)
+
+        self.models: list[str] = args.models or section.models or fallback("model_list")
+        self.judge: str = args.judge or section.judge or fallback("judge_model", required=True)
+        self.baseline: str = args.baseline or section.baseline or fallback("baseline_model") or ""
+        self.bench: str = args.bench_name or section.bench_name or fallback("bench_name", required=True)
+        self.api_file: Path = args.endpoint_file or Path(section.api_config)
+        answer_file = Path(section.answer_config or str(args.answer_setting_file))
+        self.show_args: list[str] = [str(a) for a in section.show_result_args]
         if not self.models:
             raise UserError(f"no candidate models: pass --models or set pipeline.models / model_list in {section_file}")
         if not self.baseline:

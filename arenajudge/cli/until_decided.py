@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from .. import locks
 from ..client import ModelClient
 from ..config import JudgeConfig, ModelEntry
-from ..context_budget import ContextBudget, wants_budget
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError
 from ..judge_run import judge_item_for, judgment_basis, require_answers, resume
 from ..judging import JudgeItem, judge_item
-from ..servers import ServerSession
 from ..storage import BenchPaths, load_judgment_file, sort_by_question
+from ..vllm.context_budget import ContextBudget, wants_budget
+from ..vllm.servers import ServerSession
 from .common import Appenders, retry_policy
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         async def judge_batch(items: list[JudgeItem]) -> RunReport:
             client = ModelClient(judge, policy)
             batch_report = RunReport()
-            budget = ContextBudget(client, batch_report) if wants_budget(judge) else None  # counted before sending
+            budget = ContextBudget(client) if wants_budget(judge) else None  # counted before sending
             lane: Lane[JudgeItem] = Lane(
                 name=config.judge_model, client=client, items=items,
                 work=lambda item: judge_item(client, config, item, budget),
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                 max_items=max(1, client.capacity // 2) + 1,
             )
             await run_lanes([lane], batch_report, quiet=args.quiet)
+            batch_report.capped += budget.capped if budget else 0
             return batch_report
 
         async def until_settled() -> None:

@@ -29,17 +29,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import ModelEntry, ServerSpec, redact_url
-from .errors import UserError
+from ..config import ModelEntry
+from ..errors import UserError
+from ..urls import redact_url
+from .http import http_get, server_root
 from .prefix_cache import PrefixCacheProbe
+from .spec import ServerSpec
 
 # vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated; the module it
 # forwards to takes the same flags. (`vllm serve`, i.e. `-m vllm.entrypoints.cli.main serve`, fails where
@@ -56,24 +57,6 @@ T = TypeVar("T")
 
 class ServerFailed(UserError):
     """A managed server that died or never answered during start-up."""
-
-
-def server_root(api_base: str) -> str:
-    """http://host:port for http://host:port/v1 (vLLM's /health, /tokenize, /metrics live there)."""
-    base = api_base.rstrip("/")
-    return base[: -len("/v1")] if base.endswith("/v1") else base
-
-
-def http_get(url: str, *, api_key: str | None = None, timeout: float = 2.0) -> tuple[int, bytes] | None:
-    """(status, body), or None when nothing answers."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read() if exc.fp is not None else b""
-    except (OSError, ValueError):
-        return None
 
 
 def served_models(api_base: str, api_key: str | None, timeout: float = 2.0) -> list[str] | None:

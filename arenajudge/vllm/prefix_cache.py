@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from .config import ModelEntry
+from ..config import ModelEntry
+from .http import http_get, server_root
 
 QUERIES = "vllm:prefix_cache_queries_total"
 HITS = "vllm:prefix_cache_hits_total"
@@ -37,8 +37,6 @@ def parse_counters(text: str, names: Sequence[str] = (QUERIES, HITS)) -> dict[st
 
 
 def read_counters(api_base: str, timeout: float = 5.0) -> dict[str, float] | None:
-    from .servers import http_get, server_root
-
     answer = http_get(f"{server_root(api_base)}/metrics", timeout=timeout)
     if answer is None or answer[0] != 200:
         return None
@@ -83,5 +81,3 @@ class PrefixCacheProbe:
         shown = f"{100 * rate:.1f}%" if rate is not None else "n/a"
         return f"prefix cache of {self.entry.name}: {shown} of {self.queries} prompt tokens hit ({self.hits} tokens)"
 
-    def fields(self) -> dict[str, Any]:
-        return {"queries": self.queries, "hits": self.hits, "hit_rate": self.hit_rate}

@@ -19,9 +19,8 @@ from typing import Any
 
 import openai
 
-from .client import ModelClient, RequestFailed
-from .config import ModelEntry
-from .engine import RunReport
+from ..client import ModelClient, RequestFailed
+from ..config import ModelEntry
 
 
 def wants_budget(entry: ModelEntry) -> bool:
@@ -29,11 +28,14 @@ def wants_budget(entry: ModelEntry) -> bool:
 
 
 class ContextBudget:
-    """Per model: counts each prompt with /tokenize and caps max_tokens to what is left of the context."""
+    """Per model: counts each prompt with /tokenize and caps max_tokens to what is left of the context.
 
-    def __init__(self, client: ModelClient, report: RunReport) -> None:
+    `capped` counts the requests whose max_tokens it lowered; the caller adds it to its run's report.
+    """
+
+    def __init__(self, client: ModelClient) -> None:
         self.client = client
-        self.report = report
+        self.capped = 0
         self.enabled = True
         self._warned = False
         self._max_len: int | None = None
@@ -87,7 +89,7 @@ class ContextBudget:
             raise RequestFailed(f"the prompt has {prompt_tokens} tokens, the context {prompt_tokens + room}: "
                                 "no room for an answer", permanent=True)
         if max_tokens > room:
-            self.report.capped += 1
+            self.capped += 1
             return room
         return max_tokens
 
