@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .rating import FeatureRatingResult, RatingResult, win_rate
+from .rating import FeatureRatingResult, MeanResult, RatingResult, win_rate
 
 
 @dataclass
@@ -53,7 +53,7 @@ def bad_token_lens(answers: dict[Any, dict[str, Any]] | None) -> tuple[int, Any]
 
 
 def leaderboard(
-    result: RatingResult,
+    result: RatingResult | MeanResult,
     baseline: str,
     answers: dict[str, dict[Any, dict[str, Any]]],
     *,
@@ -63,6 +63,8 @@ def leaderboard(
     missing: dict[str, int] | None = None,
 ) -> list[BoardRow]:
     """One row per rated model, best first, numbers rounded as the seed rounds them."""
+    if isinstance(result, MeanResult):
+        result = result.as_ratings()  # rounded on the Elo path boards have always taken (see as_ratings)
     base_elo = float(result.point[baseline])
     rows = []
     for model in result.point.index:

@@ -21,7 +21,7 @@ from ..config import load_judge_config
 from ..errors import UserError, run_cli
 from ..plots import write_plot
 from ..provenance import board_basis, select_judgments, unverified_words
-from ..rating import FeatureRatingResult, RatingResult, mean_scores, rate, rate_with_features
+from ..rating import FeatureRatingResult, MeanResult, RatingResult, mean_scores, rate, rate_with_features
 from ..report import (
     BoardRow,
     bad_token_lens,
@@ -308,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             scored_battles, features = add_length_control_features(battles, styles, args.baseline, paths.answer_dir)
         cache.save()
 
-    def score(subset: pd.DataFrame) -> RatingResult:
+    def score(subset: pd.DataFrame) -> RatingResult | MeanResult:
         options: dict[str, Any] = {"rounds": args.num_rounds, "seed": args.seed, "unit": args.bootstrap}
-        rated: RatingResult
+        rated: RatingResult | MeanResult
         if features:
             rated = rate_with_features(subset, args.baseline, features, **options)
         elif args.method == "mean":
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
             result.samples.to_json(bootstrap_file, orient="records", lines=True)
 
-    def board(subset: pd.DataFrame, rated: RatingResult) -> list[BoardRow]:
+    def board(subset: pd.DataFrame, rated: RatingResult | MeanResult) -> list[BoardRow]:
         counts = pd.concat([subset["model_a"], subset["model_b"]]).value_counts().to_dict()
         return leaderboard(rated, args.baseline, answers, show_elo=args.show_elo,
                            battle_counts=counts, games=games, missing=missing)
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; score: {label}" if label else ""))
     for row in rows:
         print(format_line(row, decimal, args.ci_level))
-    notes += _model_notes(answers, list(result.point.index), games, missing, judged_before, judge_label, paths)
+    notes += _model_notes(answers, result.models, games, missing, judged_before, judge_label, paths)
     for note in notes:
         print(note)
 
@@ -449,11 +449,11 @@ def _extras(
     judges: list[str],
     judgments_by_judge: dict[str, dict[str, list[dict]]],
     scored_battles: pd.DataFrame,
-    result: RatingResult,
+    result: RatingResult | MeanResult,
     rows: list[BoardRow],
     category_of: dict[str, str],
-    score: Callable[[pd.DataFrame], RatingResult],
-    board: Callable[[pd.DataFrame, RatingResult], list[BoardRow]],
+    score: Callable[[pd.DataFrame], RatingResult | MeanResult],
+    board: Callable[[pd.DataFrame, RatingResult | MeanResult], list[BoardRow]],
 ) -> tuple[list[str], list[tuple[str, list[BoardRow]]], dict[str, dict[str, Any]]]:
     """The sections after the seed's board: (lines, boards for tables and charts, extra columns per model)."""
     lines: list[str] = []
