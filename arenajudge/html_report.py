@@ -15,6 +15,7 @@ from .compare import PairResult
 from .diagnostics import ConsistencyRow
 from .plots import ci_chart
 from .report import BoardRow
+from .storage import replace_atomically
 
 
 @dataclass
@@ -211,8 +212,5 @@ def render(data: ReportData) -> str:
 
 
 def write_report(path: Path, data: ReportData) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(data), encoding="utf-8")
-    tmp.replace(path)
+    replace_atomically(path, render(data))
     return path

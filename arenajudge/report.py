@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .rating import FeatureRatingResult, MeanResult, RatingResult, win_rate
+from .storage import replace_atomically
 
 
 @dataclass
@@ -127,20 +128,14 @@ def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> 
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{stem}.json"
     csv_path = directory / f"{stem}.csv"
-    _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
+    replace_atomically(json_path, json.dumps(records, indent=4, ensure_ascii=False))
     frame = pd.DataFrame(records).drop(columns=["results"], errors="ignore")
     for column in frame:  # counts absent for some rows (judge tokens) stay integers, not 1234.0
         values = [r[column] for r in records if r.get(column) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             frame[column] = frame[column].astype("Int64")
-    _replace(csv_path, frame.to_csv(index=False))
+    replace_atomically(csv_path, frame.to_csv(index=False))
     return [json_path, csv_path]
-
-
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _cell(row: BoardRow, decimal: int) -> str:

@@ -33,7 +33,7 @@ from ..report import (
     write_outputs,
     write_records,
 )
-from ..storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl
+from ..storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl, replace_atomically
 from ..style import (
     LC_FEATURE_PREFIX,
     STYLE_GROUPS,
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             save_battles(battles, battles_file)
         if plain:  # the cache holds plain Bradley-Terry samples only, as --load-bootstrap expects
             bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
-            result.samples.to_json(bootstrap_file, orient="records", lines=True)
+            replace_atomically(bootstrap_file, result.samples.to_json(orient="records", lines=True))
 
     def board(subset: pd.DataFrame, rated: RatingResult | MeanResult) -> list[BoardRow]:
         counts = pd.concat([subset["model_a"], subset["model_b"]]).value_counts().to_dict()
