@@ -46,6 +46,15 @@ def scores_from_counts(kinds: BattleKinds, counts: np.ndarray, baseline: str) ->
     return 100.0 * win_rate(elo, base)
 
 
+def scores_with_question_bootstrap(kinds: BattleKinds, baseline: str, rounds: int, seed: int
+                                   ) -> tuple[pd.Series, pd.DataFrame]:
+    """Win rates against the baseline in percent: the point scores, and rounds x models from a
+    bootstrap over questions (the same draws for every model, so differences are paired)."""
+    point = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
+    counts = bootstrap_counts(kinds, rounds, np.random.default_rng(seed), "questions")
+    return point, pd.DataFrame(scores_from_counts(kinds, counts, baseline), columns=kinds.models)
+
+
 def bootstrap_p(diffs: np.ndarray) -> float:
     """Two-sided bootstrap p-value of 'no difference' (with the +1 correction, so never 0).
 
@@ -77,9 +86,7 @@ def compare_models(battles: pd.DataFrame, models: list[str], baseline: str, *, r
     for model in [*models, baseline]:
         if model not in kinds.models:
             raise UserError(f"--compare: {model!r} has no battles" + (f" in category {category!r}" if category != "all" else ""))
-    point = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
-    counts = bootstrap_counts(kinds, rounds, np.random.default_rng(seed), "questions")
-    samples = pd.DataFrame(scores_from_counts(kinds, counts, baseline), columns=kinds.models)
+    point, samples = scores_with_question_bootstrap(kinds, baseline, rounds, seed)
     results = []
     for a, b in itertools.combinations(models, 2):
         diffs = (samples[b] - samples[a]).to_numpy()
@@ -148,9 +155,7 @@ def combined_score(battles: pd.DataFrame, categories: dict[str, str], baseline: 
         kinds = group_battles(battles[battles["category"] == name])
         if baseline not in kinds.models:
             raise UserError(f"category {name!r}: the baseline {baseline!r} has no battles")
-        p = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
-        counts = bootstrap_counts(kinds, rounds, np.random.default_rng(seed + i), "questions")
-        s = pd.DataFrame(scores_from_counts(kinds, counts, baseline), columns=kinds.models)
+        p, s = scores_with_question_bootstrap(kinds, baseline, rounds, seed + i)
         point = w * p if point is None else point.add(w * p, fill_value=np.nan)
         samples = w * s if samples is None else samples.add(w * s, fill_value=np.nan)
     assert point is not None and samples is not None

@@ -12,6 +12,7 @@ all rounds are fitted together by one batched Newton method (`fit_logistic`).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,7 +58,7 @@ def resample(counts: np.ndarray, rounds: int, rng: np.random.Generator) -> np.nd
 
 
 @dataclass(frozen=True)
-class Matchups:
+class Matchups(ABC):
     """Groups of identical battles: who met whom and who won, with feature values per group."""
 
     models: list[str]
@@ -69,13 +70,13 @@ class Matchups:
     question_ids: list
 
     @property
+    @abstractmethod
     def counts(self) -> np.ndarray:
         """Battles per group."""
-        raise NotImplementedError
 
+    @abstractmethod
     def counts_of_questions(self, draws: np.ndarray) -> np.ndarray:
         """Battles per group (rounds x groups) when question i is drawn draws[:, i] times."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def _models_of(battles: pd.DataFrame) -> list[str]:
 
 
 def group_battles(battles: pd.DataFrame) -> BattleKinds:
+    """Battles (one row per copy) -> counts per kind (model_a, model_b, winner) and question."""
     models = _models_of(battles)
     winners = _winner_codes(battles["winner"])
     a = pd.Categorical(battles["model_a"], categories=models).codes.astype(np.int64)
