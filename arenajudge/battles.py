@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .storage import read_jsonl, replace_atomically
 from .verdicts import LABELS, clean_label, label_from_judge  # noqa: F401  (re-exported)
 
 # Outcome of a label from the point of view of (model_a=baseline, model_b=judged model),
@@ -120,15 +121,10 @@ def battles_from_judgments(
 
 def save_battles(battles: pd.DataFrame, path: Path) -> None:
     """The seed's battles cache: one JSON object per battle copy (extra columns are harmless)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    battles.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    tmp.replace(path)
+    replace_atomically(path, battles.to_json(orient="records", lines=True, force_ascii=False))
 
 
 def load_battles(path: Path) -> pd.DataFrame:
-    from .storage import read_jsonl
-
     records = read_jsonl(path)
     for i, record in enumerate(records, start=1):
         for key in ("model_a", "model_b", "winner"):

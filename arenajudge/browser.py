@@ -539,7 +539,7 @@ def compute_board(
         extra = coefficient_lines("## style coefficients (logits per standard deviation of the difference; "
                                   "> 0: the judge favours the answer with more of it)", board.rating)
     notes = board.left_out_notes + board.battle_notes
-    if unjudged := sorted(set(data.answers) - set(board.rating.point.index)):
+    if unjudged := sorted(set(data.answers) - set(board.rating.models)):
         notes.append(unjudged_note(unjudged, judge))
     return Board(header=board.header, rows=board.rows, lines=[format_line(r, 1) for r in board.rows], notes=notes,
                  interval=board.interval, baseline=baseline, extra=extra, style=board.features)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .rating import BattleKinds, fit_ratings, group_battles, win_rate
+from .rating import BattleKinds, bootstrap_counts, fit_ratings, group_battles, win_rate
 from .sequential import PairDecision, outcome_table, pair_decision, question_order
 from .storage import BenchPaths, load_questions, read_jsonl
 
@@ -58,17 +58,20 @@ class PairResult:
         return asdict(self) | {"significant": self.significant}
 
 
-def question_draws(n_questions: int, rounds: int, seed: int) -> np.ndarray:
-    """How often each question is drawn in each round (rounds x questions): a resample of question ids."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n_questions, np.full(n_questions, 1.0 / n_questions), size=rounds)
-
-
 def scores_from_counts(kinds: BattleKinds, counts: np.ndarray, baseline: str) -> np.ndarray:
     """Win rate against the baseline in percent, per row of counts (rounds x models)."""
-    elo = fit_ratings(kinds, counts, baseline)
+    elo, _ = fit_ratings(kinds, counts, baseline)
     base = elo[:, [kinds.models.index(baseline)]]
     return 100.0 * win_rate(elo, base)
+
+
+def scores_with_question_bootstrap(kinds: BattleKinds, baseline: str, rounds: int, seed: int
+                                   ) -> tuple[pd.Series, pd.DataFrame]:
+    """Win rates against the baseline in percent: the point scores, and rounds x models from a
+    bootstrap over questions (the same draws for every model, so differences are paired)."""
+    point = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
+    counts = bootstrap_counts(kinds, rounds, np.random.default_rng(seed), "questions")
+    return point, pd.DataFrame(scores_from_counts(kinds, counts, baseline), columns=kinds.models)
 
 
 def bootstrap_p(diffs: np.ndarray) -> float:
@@ -102,9 +105,7 @@ def compare_models(battles: pd.DataFrame, models: list[str], baseline: str, *, r
     for model in [*models, baseline]:
         if model not in kinds.models:
             raise UserError(f"--compare: {model!r} has no battles" + (f" in category {category!r}" if category != "all" else ""))
-    point = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
-    draws = question_draws(kinds.per_question.shape[0], rounds, seed)
-    samples = pd.DataFrame(scores_from_counts(kinds, draws @ kinds.per_question, baseline), columns=kinds.models)
+    point, samples = scores_with_question_bootstrap(kinds, baseline, rounds, seed)
     results = []
     for a, b in itertools.combinations(models, 2):
         diffs = (samples[b] - samples[a]).to_numpy()
@@ -173,9 +174,7 @@ def combined_score(battles: pd.DataFrame, categories: dict[str, str], baseline: 
         kinds = group_battles(battles[battles["category"] == name])
         if baseline not in kinds.models:
             raise UserError(f"category {name!r}: the baseline {baseline!r} has no battles")
-        p = pd.Series(scores_from_counts(kinds, kinds.counts, baseline)[0], index=kinds.models)
-        draws = question_draws(kinds.per_question.shape[0], rounds, seed + i)
-        s = pd.DataFrame(scores_from_counts(kinds, draws @ kinds.per_question, baseline), columns=kinds.models)
+        p, s = scores_with_question_bootstrap(kinds, baseline, rounds, seed + i)
         point = w * p if point is None else point.add(w * p, fill_value=np.nan)
         samples = w * s if samples is None else samples.add(w * s, fill_value=np.nan)
     assert point is not None and samples is not None

@@ -17,7 +17,7 @@ from .compare import CompareSpec, PairResult, biggest_differences
 from .diagnostics import ConsistencyRow
 from .plots import ci_chart
 from .report import BoardRow, deep_link
-from .storage import BenchPaths, turn_text
+from .storage import BenchPaths, replace_atomically, turn_text
 
 
 @dataclass
@@ -252,8 +252,5 @@ def render(data: ReportData) -> str:
 
 
 def write_report(path: Path, data: ReportData) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(data), encoding="utf-8")
-    tmp.replace(path)
+    replace_atomically(path, render(data))
     return path

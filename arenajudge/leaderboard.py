@@ -18,9 +18,9 @@ import pandas as pd
 from .battles import BattleSet, battles_from_judgments, load_battles, save_battles
 from .errors import UserError
 from .provenance import board_basis, select_judgments, unverified_words
-from .rating import BootstrapUnit, RatingResult, mean_scores, rate, rate_with_features
+from .rating import BootstrapUnit, MeanResult, RatingResult, mean_scores, rate, rate_with_features
 from .report import BoardRow, bad_token_lens, leaderboard, unjudged_note
-from .storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl
+from .storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl, replace_atomically
 from .style import StyleCache, add_length_control_features, add_style_features, answer_styles, parse_style_groups
 
 Method = Literal["bt", "mean"]
@@ -110,7 +110,7 @@ class BoardResult:
     battle_notes: list[str] = field(default_factory=list)  # games without a verdict, scores outside the labels
     scored_battles: pd.DataFrame | None = None  # battles with the style or length columns
     features: list[str] = field(default_factory=list)
-    rating: RatingResult | None = None  # None when nothing can be scored
+    rating: RatingResult | MeanResult | None = None  # None when nothing can be scored
     rows: list[BoardRow] = field(default_factory=list)
 
     @property
@@ -162,14 +162,14 @@ class BoardResult:
     @property
     def notes(self) -> list[str]:
         """show_result.py's `note:` lines: what was left out, then why a model is not on the board."""
-        on_board = [self.spec.baseline] if self.rating is None else list(self.rating.point.index)
+        on_board = [self.spec.baseline] if self.rating is None else self.rating.models
         return self.left_out_notes + self.battle_notes + model_notes(self, on_board)
 
-    def rate_battles(self, battles: pd.DataFrame) -> RatingResult:
+    def rate_battles(self, battles: pd.DataFrame) -> RatingResult | MeanResult:
         """Rate a subset of the scored battles the way the board was rated."""
         spec = self.spec
         options: dict[str, Any] = {"rounds": spec.rounds, "seed": spec.seed, "unit": spec.unit}
-        rated: RatingResult
+        rated: RatingResult | MeanResult
         if self.features:
             rated = rate_with_features(battles, spec.baseline, self.features, **options)
         elif spec.method == "mean":
@@ -179,7 +179,7 @@ class BoardResult:
         rated.level = spec.ci_level
         return rated
 
-    def board_rows(self, battles: pd.DataFrame, rated: RatingResult) -> list[BoardRow]:
+    def board_rows(self, battles: pd.DataFrame, rated: RatingResult | MeanResult) -> list[BoardRow]:
         """Rows of a board rated from `battles`, best first."""
         counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
         return leaderboard(rated, self.spec.baseline, self.answers, show_elo=self.spec.show_elo,
@@ -228,14 +228,16 @@ def build_board(spec: BoardSpec, loaded: LoadedBench | None = None) -> BoardResu
 
     rating = board.rate_battles(board.scored_battles)
     if spec.load_bootstrap:
-        samples = _load_bootstrap(spec.bootstrap_path, list(rating.point.index))
+        if isinstance(rating, MeanResult):  # the cache holds Elo samples: put them beside the means on that scale
+            rating = rating.as_ratings()
+        samples = _load_bootstrap(spec.bootstrap_path, rating.models)
         rating = RatingResult(point=rating.point, samples=samples, unit="battles", level=spec.ci_level)
     elif spec.save_caches:
         if not spec.load_battles:
             save_battles(battles, spec.battles_path)
         if board.plain:  # the cache holds plain Bradley-Terry samples only, as --load-bootstrap expects
             spec.bootstrap_path.parent.mkdir(parents=True, exist_ok=True)
-            rating.samples.to_json(spec.bootstrap_path, orient="records", lines=True)
+            replace_atomically(spec.bootstrap_path, rating.samples.to_json(orient="records", lines=True))
     board.rating = rating
     board.rows = board.board_rows(battles, rating)
     return board

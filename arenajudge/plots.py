@@ -4,11 +4,13 @@ file with inline SVG (no scripts, no CDN). One panel per board (overall, then ca
 from __future__ import annotations
 
 import html
+import io
 import math
 from pathlib import Path
 
 from .errors import UserError
 from .report import BoardRow
+from .storage import replace_atomically
 
 Panel = tuple[str, list[BoardRow]]
 
@@ -18,7 +20,7 @@ def write_plot(path: Path, panels: list[Panel], axis_label: str) -> Path:
     if suffix == ".png":
         _write_png(path, panels, axis_label)
     elif suffix in (".html", ".htm"):
-        _replace(path, _html(panels, axis_label))
+        replace_atomically(path, _html(panels, axis_label))
     else:
         raise UserError(f"--plot {path}: unknown format {path.suffix or '(none)'!r}, use a .png or .html file name")
     return path
@@ -44,11 +46,10 @@ def _write_png(path: Path, panels: list[Panel], axis_label: str) -> None:
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(axis_label, fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    replace_atomically(path, png.getvalue())
 
 
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
@@ -103,10 +104,3 @@ def _html(panels: list[Panel], axis_label: str) -> str:
     body = "\n".join(f"<div>{ci_chart(rows, axis_label, title, None)}</div>" for title, rows in panels if rows)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>arenajudge leaderboard</title></head>\n"
             f"<body>\n{body}\n</body></html>\n")
-
-
-def _replace(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -14,8 +14,8 @@ import pandas as pd
 
 from .compare import CompareSpec, PairResult, biggest_differences, compare_models, compare_per_category, projected_half_width
 from .errors import UserError
-from .rating import FeatureRatingResult, RatingResult, win_rate
-from .storage import BenchPaths, load_questions, read_jsonl, turn_text
+from .rating import FeatureRatingResult, MeanResult, RatingResult, win_rate
+from .storage import BenchPaths, load_questions, read_jsonl, replace_atomically, turn_text
 
 
 @dataclass
@@ -57,7 +57,7 @@ def bad_token_lens(answers: dict[Any, dict[str, Any]] | None) -> tuple[int, Any]
 
 
 def leaderboard(
-    result: RatingResult,
+    result: RatingResult | MeanResult,
     baseline: str,
     answers: dict[str, dict[Any, dict[str, Any]]],
     *,
@@ -67,6 +67,8 @@ def leaderboard(
     missing: dict[str, int] | None = None,
 ) -> list[BoardRow]:
     """One row per rated model, best first, numbers rounded as the seed rounds them."""
+    if isinstance(result, MeanResult):
+        result = result.as_ratings()  # rounded on the Elo path boards have always taken (see as_ratings)
     base_elo = float(result.point[baseline])
     rows = []
     for model in result.point.index:
@@ -129,13 +131,13 @@ def write_records(records: list[dict[str, Any]], directory: Path, stem: str) -> 
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{stem}.json"
     csv_path = directory / f"{stem}.csv"
-    _replace(json_path, json.dumps(records, indent=4, ensure_ascii=False))
+    replace_atomically(json_path, json.dumps(records, indent=4, ensure_ascii=False))
     frame = pd.DataFrame(records).drop(columns=["results"], errors="ignore")
     for column in frame:  # counts absent for some rows (judge tokens) stay integers, not 1234.0
         values = [r[column] for r in records if r.get(column) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             frame[column] = frame[column].astype("Int64")
-    _replace(csv_path, frame.to_csv(index=False))
+    replace_atomically(csv_path, frame.to_csv(index=False))
     return [json_path, csv_path]
 
 
@@ -153,12 +155,6 @@ def board_records(boards: list[tuple[str, list[BoardRow]]], meta: dict[str, Any]
                 record.update(columns.get(row.model, {}))
             records.append(record)
     return records
-
-
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _cell(row: BoardRow, decimal: int) -> str:

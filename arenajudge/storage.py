@@ -323,14 +323,17 @@ def sort_by_question(path: Path, question_order: list[Any]) -> None:
     replace_atomically(path, "".join(latest[q] + "\n" for q in ordered))
 
 
-def replace_atomically(path: Path, text: str) -> None:
-    """Replace a file's content in one step (write aside, fsync, rename). On a write error the
-    file stays as it was, the half-written copy is removed, and WriteFailed names the file."""
+def replace_atomically(path: Path, content: str | bytes) -> None:
+    """Replace a file's content in one step (write aside in the same directory, fsync, rename), so a
+    reader sees the old file or the new one, never half of it. Text is written as UTF-8. On a write
+    error the file stays as it was, the half-written copy is removed, and WriteFailed names the file.
+    Every file the package replaces goes through here."""
     tmp = path.with_name(path.name + ".tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
+        with tmp.open("wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .storage import replace_atomically
 from .tokens import token_len
 
 STYLE_GROUPS: dict[str, list[str]] = {"length": ["length"], "markdown": ["header", "list", "bold"]}
@@ -110,10 +111,7 @@ class StyleCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.entries), encoding="utf-8")
-        tmp.replace(self.path)
+        replace_atomically(self.path, json.dumps(self.entries))
         self.dirty = False
 
 

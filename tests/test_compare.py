@@ -13,9 +13,8 @@ from arenajudge.compare import (
     compare_models,
     holm,
     projected_half_width,
-    question_draws,
 )
-from arenajudge.rating import group_battles
+from arenajudge.rating import group_battles, resample
 from arenajudge_testkit import seed_way
 
 COLUMNS = ["question_id", "model_a", "model_b", "winner"]
@@ -42,7 +41,7 @@ def test_paired_bootstrap_equals_brute_force():
     results, _point = compare_models(battles, ["A", "B", "C"], "base", rounds=40, seed=5)
 
     kinds = group_battles(battles)
-    draws = question_draws(len(kinds.question_ids), 40, 5)
+    draws = resample(np.ones(len(kinds.question_ids), dtype=np.int64), 40, np.random.default_rng(5))
     by_question = {q: battles[battles["question_id"] == q] for q in kinds.question_ids}
     rounds = []
     for r in range(40):

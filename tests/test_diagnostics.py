@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from arenajudge import diagnostics
 from arenajudge.battles import battles_from_judgments
-from arenajudge.rating import mean_scores, win_rate
+from arenajudge.rating import mean_scores
 from arenajudge.storage import BenchPaths, load_judgments
 from arenajudge_testkit.synth import make_bench, write_constant_judge
 
@@ -117,15 +117,15 @@ def test_mean_score_and_its_per_model_bootstrap(tmp_path):
     rng = np.random.default_rng(9)
     for model in sb.models:
         scores = battles.loc[battles["model_b"] == model, "winner"].map(value).to_numpy()
-        assert win_rate(result.point[model]) == pytest.approx(scores.mean(), abs=1e-9)
+        assert result.mean[model] == pytest.approx(scores.mean(), abs=1e-9)
         # brute force: resample this model's battle copies 1,000 times
         means = [rng.choice(scores, size=len(scores)).mean() for _ in range(1000)]
         lo, hi = np.percentile(means, [2.5, 97.5])
         width = hi - lo
         assert width > 0.05
-        assert win_rate(result.lower(model)) == pytest.approx(lo, abs=0.15 * width)
-        assert win_rate(result.upper(model)) == pytest.approx(hi, abs=0.15 * width)
-    assert win_rate(result.point[sb.baseline]) == 0.5 and result.lower(sb.baseline) == result.upper(sb.baseline)
+        assert result.lower(model) == pytest.approx(lo, abs=0.15 * width)
+        assert result.upper(model) == pytest.approx(hi, abs=0.15 * width)
+    assert result.mean[sb.baseline] == 0.5 and result.lower(sb.baseline) == result.upper(sb.baseline)
 
 
 def test_mean_score_question_bootstrap_moves_whole_questions():
@@ -138,6 +138,6 @@ def test_mean_score_question_bootstrap_moves_whole_questions():
     battles = pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"])
     by_battle = mean_scores(battles, "base", rounds=2000, unit="battles")
     by_question = mean_scores(battles, "base", rounds=2000, unit="questions")
-    ratio = ((win_rate(by_question.upper("m")) - win_rate(by_question.lower("m")))
-             / (win_rate(by_battle.upper("m")) - win_rate(by_battle.lower("m"))))
+    ratio = ((by_question.upper("m") - by_question.lower("m"))
+             / (by_battle.upper("m") - by_battle.lower("m")))
     assert 1.7 < ratio < 2.3

@@ -53,13 +53,17 @@ def test_prints_the_seed_line_for_every_model(bench):
 
 def test_same_seed_same_board_and_caches_reproduce_it(bench):
     cwd, sb = bench
+    samples_file = cwd / "data" / "bootstrapping_results.jsonl"
     first = _show(cwd, sb, "--seed", "11")
+    first_samples = samples_file.read_bytes()
     again = _show(cwd, sb, "--seed", "11")
+    assert samples_file.read_bytes() == first_samples  # the same seed draws the same bootstrap, to the last digit
     cached = _show(cwd, sb, "--load-battles", "--load-bootstrap")
     assert _board(first.stdout) == _board(again.stdout) == _board(cached.stdout)
     other = _show(cwd, sb, "--seed", "12")
     assert {m: r["score"] for m, r in _board(other.stdout).items()} == {m: r["score"] for m, r in _board(first.stdout).items()}
-    # the seed drives the bootstrap: another seed draws other intervals, and the header says which seed
+    # another seed: the point scores stay, the bootstrap (saved samples and printed intervals) changes
+    assert samples_file.read_bytes() != first_samples
     assert {m: r["ci"] for m, r in _board(other.stdout).items()} != {m: r["ci"] for m, r in _board(first.stdout).items()}
     assert "100 rounds, seed 11" in first.stdout.splitlines()[0] and "100 rounds, seed 12" in other.stdout.splitlines()[0]
 

@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from arenajudge.battles import battles_from_judgments
 from arenajudge.errors import UserError
 from arenajudge.rating import (
-    bootstrap_row_counts,
-    fit_ratings_with_features,
+    bootstrap_counts,
+    fit_ratings,
     group_battle_rows,
     rate,
     rate_with_features,
@@ -149,11 +149,11 @@ def test_each_bootstrap_round_is_the_weighted_fit_of_its_counts(tmp_path):
     featured = add_style_features(battles, styles, ["length"], paths.answer_dir)
     rows = group_battle_rows(featured, ["length"])
     assert rows.copies.sum() == len(featured)
-    counts = bootstrap_row_counts(rows, 3, np.random.default_rng(1), "questions")
-    ratings, coefs = fit_ratings_with_features(rows, counts, sb.baseline)
+    counts = bootstrap_counts(rows, 3, np.random.default_rng(1), "questions")
+    ratings, coefs = fit_ratings(rows, counts, sb.baseline)
     # the same round the slow way: one row per unique battle, weighted by its count
-    frame = pd.DataFrame({"model_a": np.array(rows.models)[rows.row_a], "model_b": np.array(rows.models)[rows.row_b],
-                          "winner": np.array(["model_a", "model_b", "tie"])[rows.row_winner],
+    frame = pd.DataFrame({"model_a": np.array(rows.models)[rows.model_a], "model_b": np.array(rows.models)[rows.model_b],
+                          "winner": np.array(["model_a", "model_b", "tie"])[rows.winner],
                           "length": rows.features[:, 0]})
     used = counts[2] > 0
     ref_elo, ref_coef = _sklearn_fit(frame[used], ["length"], sb.baseline, counts[2][used].astype(float))
