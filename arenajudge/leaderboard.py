@@ -228,8 +228,7 @@ def build_board(spec: BoardSpec, loaded: LoadedBench | None = None) -> BoardResu
 
     rating = board.rate_battles(board.scored_battles)
     if spec.load_bootstrap:
-        if isinstance(rating, MeanResult):  # the cache holds Elo samples: put them beside the means on that scale
-            rating = rating.as_ratings()
+        assert isinstance(rating, RatingResult)  # the flags refuse --load-bootstrap with --method mean
         samples = _load_bootstrap(spec.bootstrap_path, rating.models)
         rating = RatingResult(point=rating.point, samples=samples, unit="battles", level=spec.ci_level)
     elif spec.save_caches:
