@@ -5,8 +5,7 @@ Why our own retries: the client's built-in ones hold the concurrency slot while 
 (measured: server capacity wasted) and cannot tell a context overflow from other 400s.
 Why the client's lower-level `request` with options built once per endpoint and the reply read
 as JSON here: it skips the typed-parameter transform (about 0.8 ms of CPU per request), the
-per-request options model and relative-URL merging of `post` (about 0.1 ms), and keeps fields
-such as `reasoning` as sent.
+per-request options model of `post`, and keeps fields such as `reasoning` as sent.
 """
 
 from __future__ import annotations
@@ -40,6 +39,23 @@ DEFAULT_TIMEOUT = 600.0  # seconds per request: room for a long answer from a bu
 _NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
     "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
     "X-Stainless-Runtime-Version", "X-Stainless-Async")}
+
+
+class _OpenAI(openai.AsyncOpenAI):
+    """The official client, merging each request URL with base_url once: every request merged and
+    parsed it again (~40 us of CPU). URLs are immutable, so the parsed one is reused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._merged_urls: dict[str, httpx2.URL] = {}
+
+    def _prepare_url(self, url: str) -> httpx2.URL:
+        merged = self._merged_urls.get(url)
+        if merged is None:
+            if len(self._merged_urls) >= 64:  # a handful in practice (chat, /tokenize): never grows unbounded
+                self._merged_urls.clear()
+            merged = self._merged_urls[url] = super()._prepare_url(url)
+        return merged
 
 
 class FatalEndpointError(Exception):
@@ -171,12 +187,10 @@ class ModelClient:
         for ep in self.entry.endpoints:
             # our keep-alive transport (http_transport): the default one cost half the CPU per request
             tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
-            client = openai.AsyncOpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
+            client = _OpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
                                         timeout=self.timeout, http_client=keep_alive_http_client(tls),
                                         default_headers=_NO_PLATFORM_HEADERS)
-            # absolute, merged as the client merges a relative one: it would redo that on every request
-            url = client.base_url.copy_with(raw_path=client.base_url.raw_path + b"chat/completions")
-            chat = FinalRequestOptions.construct(method="post", url=str(url))
+            chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
             self._slots.append(_Slot(client, ep.describe(), self.entry.parallel, chat))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._secrets += [s for ep in self.entry.endpoints for s in url_secrets(ep.api_base)]
