@@ -15,7 +15,6 @@ import email.utils
 import json
 import random
 import re
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,9 +185,8 @@ class ModelClient:
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         for ep in self.entry.endpoints:
             # our keep-alive transport (http_transport): the default one cost half the CPU per request
-            tls = ssl.create_default_context()  # one per endpoint: loading the CA store costs ~20 ms
             client = _OpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                        timeout=self.timeout, http_client=keep_alive_http_client(tls),
+                                        timeout=self.timeout, http_client=keep_alive_http_client(),
                                         default_headers=_NO_PLATFORM_HEADERS)
             chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
             self._slots.append(_Slot(client, ep.describe(), self.entry.parallel, chat))

@@ -76,6 +76,8 @@ class KeepAliveTransport(httpx2.AsyncBaseTransport):
                 return (reader, writer), True
             writer.close()
         scheme, host, port = key
+        if scheme == "https" and self._tls is None:
+            self._tls = ssl.create_default_context()  # on first use: loading the CA store costs ~20-80 ms
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=self._tls if scheme == "https" else None,
@@ -199,6 +201,7 @@ class _ParsedOnceClient(openai.DefaultAsyncHttpxClient):  # type: ignore[misc,va
         return super().build_request(method, url, **kwargs)
 
 
-def keep_alive_http_client(tls: ssl.SSLContext, **kwargs: Any) -> httpx2.AsyncClient:
-    """The openai client's default httpx2 client (its timeouts, limits, redirects) on our transport."""
+def keep_alive_http_client(tls: ssl.SSLContext | None = None, **kwargs: Any) -> httpx2.AsyncClient:
+    """The openai client's default httpx2 client (its timeouts, limits, redirects) on our transport;
+    without `tls`, the default context is made at the first https connection."""
     return _ParsedOnceClient(transport=KeepAliveTransport(tls), **kwargs)
