@@ -186,8 +186,8 @@ class ModelClient:
         for ep in self.entry.endpoints:
             # our keep-alive transport (http_transport): the default one cost half the CPU per request
             client = _OpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                                        timeout=self.timeout, http_client=keep_alive_http_client(),
-                                        default_headers=_NO_PLATFORM_HEADERS)
+                             timeout=self.timeout, http_client=keep_alive_http_client(),
+                             default_headers=_NO_PLATFORM_HEADERS)
             chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
             self._slots.append(_Slot(client, ep.describe(), self.entry.parallel, chat))
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]

@@ -182,7 +182,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 _URLS_KEPT = 64  # a client asks a handful of URLs (chat, /tokenize, /models): more means something else
 
 
-class _ParsedOnceClient(openai.DefaultAsyncHttpxClient):  # type: ignore[misc,valid-type]
+class _ParsedOnceClient(openai.DefaultAsyncHttpxClient):
     """The openai client passes each request's URL as a string, which httpx2 parses again every time
     (~40 us of CPU): a URL seen before is passed on already parsed (URLs are immutable)."""
 
