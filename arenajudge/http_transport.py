@@ -76,6 +76,8 @@ class KeepAliveTransport(httpx2.AsyncBaseTransport):
                 return (reader, writer), True
             writer.close()
         scheme, host, port = key
+        if scheme == "https" and self._tls is None:
+            self._tls = ssl.create_default_context()  # on first use: loading the CA store costs ~20-80 ms
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=self._tls if scheme == "https" else None,
@@ -177,6 +179,29 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-def keep_alive_http_client(tls: ssl.SSLContext, **kwargs: Any) -> httpx2.AsyncClient:
-    """The openai client's default httpx2 client (its timeouts, limits, redirects) on our transport."""
-    return openai.DefaultAsyncHttpxClient(transport=KeepAliveTransport(tls), **kwargs)
+_URLS_KEPT = 64  # a client asks a handful of URLs (chat, /tokenize, /models): more means something else
+
+
+class _ParsedOnceClient(openai.DefaultAsyncHttpxClient):
+    """The openai client passes each request's URL as a string, which httpx2 parses again every time
+    (~40 us of CPU): a URL seen before is passed on already parsed (URLs are immutable)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._parsed: dict[str, httpx2.URL] = {}
+
+    def build_request(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
+        if isinstance(url, str):
+            parsed = self._parsed.get(url)
+            if parsed is None:
+                if len(self._parsed) >= _URLS_KEPT:
+                    self._parsed.clear()
+                parsed = self._parsed[url] = httpx2.URL(url)
+            url = parsed
+        return super().build_request(method, url, **kwargs)
+
+
+def keep_alive_http_client(tls: ssl.SSLContext | None = None, **kwargs: Any) -> httpx2.AsyncClient:
+    """The openai client's default httpx2 client (its timeouts, limits, redirects) on our transport;
+    without `tls`, the default context is made at the first https connection."""
+    return _ParsedOnceClient(transport=KeepAliveTransport(tls), **kwargs)

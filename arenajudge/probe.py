@@ -19,6 +19,7 @@ import openai
 
 from .config import ModelEntry
 from .errors import UserError
+from .http_transport import keep_alive_http_client
 from .urls import redact_url
 
 PROBE_SECONDS = 5.0
@@ -28,7 +29,7 @@ async def _probe(entry: ModelEntry, index: int, timeout: float) -> str | None:
     """None when the endpoint looks like an OpenAI-compatible server, else what is wrong."""
     endpoint = entry.endpoints[index]
     client = openai.AsyncOpenAI(base_url=endpoint.api_base, api_key=endpoint.api_key or "EMPTY", max_retries=0,
-                                timeout=timeout)
+                                timeout=timeout, http_client=keep_alive_http_client())  # the run's transport
     try:
         reply = await client.get("/models", cast_to=object)
     except openai.APITimeoutError:

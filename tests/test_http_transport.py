@@ -29,6 +29,7 @@ class RawServer:
     def __init__(self, respond: Callable[[int, bytes], tuple[bytes, str]]) -> None:
         self.respond = respond
         self.requests: list[bytes] = []
+        self.heads: list[bytes] = []
         self.connections = 0
 
     async def __aenter__(self) -> RawServer:
@@ -47,6 +48,7 @@ class RawServer:
                 length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length"))
                 body = await reader.readexactly(length)
+                self.heads.append(head)
                 self.requests.append(body)
                 data, after = self.respond(len(self.requests), body)
                 writer.write(data)
@@ -60,8 +62,8 @@ class RawServer:
         finally:
             writer.close()
 
-    def entry(self) -> ModelEntry:
-        endpoint = Endpoint(api_base=f"http://127.0.0.1:{self.port}/v1", api_key=None)
+    def entry(self, api_key: str | None = None) -> ModelEntry:
+        endpoint = Endpoint(api_base=f"http://127.0.0.1:{self.port}/v1", api_key=api_key)
         return ModelEntry(name="m", model_name="served-m", endpoints=(endpoint,), parallel=2)
 
 
@@ -152,6 +154,25 @@ def test_errors_are_retried_then_reported():
             client = ModelClient(server.entry(), RetryPolicy(attempts=2, first_wait=0.01, timeout=0.3))
             assert await _ask(client, 1) == ["поздно"]
             assert server.connections == 2 and client.usage.retries == 1
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_each_request_goes_to_its_own_path_with_the_key():
+    # request URLs are merged with api_base and parsed once per client, then reused
+    async def main() -> None:
+        async with RawServer(lambda n, body: (_framed("length", f"ответ {n}"), "keep")) as server:
+            client = ModelClient(server.entry(api_key="sk-test-key"))
+            assert await _ask(client, 2) == ["ответ 1", "ответ 2"]
+            assert (await client.server_request("/tokenize", {"prompt": "x"}))["choices"][0]["message"]["content"] == "ответ 3"
+            assert await _ask(client, 1) == ["ответ 4"]
+            lines = [head.split(b"\r\n") for head in server.heads]
+            assert [line[0] for line in lines] == [b"POST /v1/chat/completions HTTP/1.1"] * 2 + [
+                b"POST /tokenize HTTP/1.1", b"POST /v1/chat/completions HTTP/1.1"]
+            for head in lines:
+                lowered = [line.lower() for line in head]
+                assert b"authorization: bearer sk-test-key" in lowered and b"host: 127.0.0.1:%d" % server.port in lowered
             await client.close()
 
     asyncio.run(main())
