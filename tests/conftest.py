@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,12 @@ from arenajudge_testkit.gen_project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+# Tests stop commands with Ctrl-C (SIGINT). A shell that starts the test run in the background sets
+# SIGINT to ignored, children inherit that, and Python then never raises KeyboardInterrupt. With a
+# handler here, the commands this run starts get SIGINT's default again (exec resets handled signals).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
