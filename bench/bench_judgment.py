@@ -6,7 +6,12 @@ judge request) when they are present, with the judge prompt of config/judge_conf
 Phi-3-medium-128k-instruct. Elsewhere (or with --synthetic): 10 models x 500 questions of 2 KB
 ASCII answers. The ideal wall time is requests / parallel x delay (4,000 requests: 6.25 s).
 Prints our wall time as a share of the ideal and the client's CPU time per request (the whole
-process: start-up, loading, prompts, writes), with the load average before and after.
+process: start-up, loading, prompts, writes), with the load average before and after. Then the
+same split in two: gen_judgment.py is run a second time on the finished project, where it loads
+everything, finds nothing left and sorts the files; that run's CPU is the fixed cost of a run, and
+what the first run spent beyond it, per request, is what each judge request costs the client.
+The request phase (runs.jsonl's wall_seconds: first request to last reply) against the ideal is
+the share of the stand-in's capacity the client keeps busy.
 
     python bench/bench_judgment.py [--models N] [--questions 500] [--parallel 64] [--delay 0.1] [--synthetic]
 """
@@ -60,6 +65,19 @@ def synthetic_project(project: Project, n_models: int, n_questions: int) -> list
     return models
 
 
+def judge_once(root: Path, profile: list[str]) -> tuple[float, os.struct_rusage, str]:
+    """gen_judgment.py run once in `root`: its wall time, resource usage and stderr (exits on failure)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *profile, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read()
+    if status != 0:
+        sys.exit(stderr)
+    return wall, usage, stderr
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -86,16 +104,11 @@ def main() -> None:
             (real_project if real else synthetic_project)(project, n_models, args.questions)
             project.write_api({"judge": entry(f"http://127.0.0.1:{port}/v1", "/models/judge", parallel=args.parallel)})
 
-            start = time.perf_counter()
             profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
-            proc = subprocess.Popen([sys.executable, *profile, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.perf_counter() - start
-            stderr = proc.stderr.read()
-            if status != 0:
-                sys.exit(stderr)
+            wall, usage, stderr = judge_once(project.root, profile)
             run = project.records("runs.jsonl")[-1]
+            fixed_wall, fixed_usage, _ = judge_once(project.root, [])  # nothing left: start-up, loading, sorting
+            assert project.records("runs.jsonl")[-1]["requests"] == 0
     finally:
         server.send_signal(signal.SIGINT)  # it stops at once on Ctrl-C
         _, _, server_usage = os.wait4(server.pid, 0)
@@ -110,6 +123,12 @@ def main() -> None:
     print(f"wall time: {wall:.1f} s; ideal: {ideal:.2f} s; share of ideal: {ideal / wall:.2f}  (goal: >= 0.90)")
     print(f"client CPU: {cpu:.1f} s (user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s) = "
           f"{cpu / requests * 1000:.2f} ms per request  (goal: <= 1.5 ms)")
+    fixed_cpu = fixed_usage.ru_utime + fixed_usage.ru_stime
+    phase = run["wall_seconds"]
+    print(f"a run's fixed cost (the same command again, nothing left to judge): {fixed_cpu:.1f} s CPU, {fixed_wall:.1f} s wall")
+    print(f"per judge request beyond it: {(cpu - fixed_cpu) / requests * 1000:.2f} ms CPU  (goal: <= 1.5 ms)")
+    print(f"request phase (first request to last reply): {phase:.1f} s; share of the stand-in's capacity: "
+          f"{ideal / phase:.2f}  (goal: >= 0.90)")
     print(f"stand-in server CPU: {server_usage.ru_utime + server_usage.ru_stime:.1f} s (the machine has "
           f"{os.cpu_count()} cores)")
     print(f"load average before: {load_before}; after: {load_average()}")
