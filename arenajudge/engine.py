@@ -52,7 +52,8 @@ class RunReport:
     truncated: int = 0
     capped: int = 0  # requests whose max_tokens was lowered to fit the context (context_budget)
     stale: int = 0  # stored records that no longer matched what they were made from, moved aside and redone
-    stale_where: str = ""  # where the stale records went
+    stale_where: str = ""  # where the stale records went (and restored ones came from)
+    restored: int = 0  # archived records that matched again, taken back instead of redone
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.time)
     wall_seconds: float = 0.0
@@ -61,7 +62,7 @@ class RunReport:
     def merge(self, part: RunReport) -> None:
         """Add the work of `part`, a report of one batch of this run (--until-decided): items done and
         failed (stopped by a refusing endpoint, or failed for good), verdict and shortening counts,
-        requests, tokens and time. Skipped and stale items are counted on this report directly, so they
+        requests, tokens and time. Skipped, stale and restored items are counted on this report directly, so they
         are not taken from `part`."""
         self.done += part.done
         self.failures += part.failures
@@ -104,7 +105,9 @@ class RunReport:
             + (f", {self.truncated} games judged on shortened answers" if self.truncated else "")
             + (f", {self.capped} requests with max_tokens capped to fit the context" if self.capped else "")
             + (f", {self.stale} stale (made from a question, answer, baseline or settings that changed since: "
-               f"moved to {self.stale_where} and done again)" if self.stale else ""),
+               f"moved to {self.stale_where} and done again)" if self.stale else "")
+            + (f", {self.restored} restored from {self.stale_where} (made before from the same questions, answers, "
+               "baseline and settings)" if self.restored else ""),
             f"requests: {u.requests} ok, {u.retries} retried, {u.failed} failed; tokens in/out: "
             f"{u.prompt_tokens}/{u.completion_tokens}; {self.wall_seconds:.1f} s, {rate:.1f} requests/s",
         ]
@@ -250,6 +253,7 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "capped_max_tokens": report.capped,
         "stale": report.stale,
+        "restored": report.restored,
         "wall_seconds": round(report.wall_seconds, 3),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }

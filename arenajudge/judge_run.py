@@ -1,12 +1,15 @@
 """What a judging run starts from: which stored judgments still count, and the items left to judge.
 
 A stored judgment counts when it was made from what is on disk now (provenance.Basis); one that
-does not is moved aside (stale.py) and judged again. gen_judgment, --until-decided and run_eval's
-overlapped judge all start this way, so none of them can count a judgment the others would redo.
+does not is moved aside (stale.py) and judged again, unless the archive holds one that matches
+(made earlier against the same baseline, answers and settings): that one is taken back instead.
+gen_judgment, --until-decided and run_eval's overlapped judge all start this way, so none of them
+can count a judgment the others would redo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from .engine import RunReport
 from .errors import UserError
 from .judging import JudgeItem
 from .provenance import Basis, answer_fingerprint, answer_fingerprints, judge_settings_fingerprint, question_fingerprints
-from .stale import move_aside, split_stale
+from .stale import move_aside, split_stale, take_back
 from .storage import BenchPaths, answer_problem, line_of, load_answer_file, load_judgment_file, repair_tail
 
 
@@ -93,8 +96,31 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
         move_aside(path, paths.replaced_file(path), keep, stale)
         report.stale_where = str(paths.replaced_root)
     done = {r["question_id"] for r in keep if not (rejudge_missing and has_missing_game(r))}
+    done |= _take_back_archived(paths.replaced_file(path), path, wanted - {str(qid) for qid in done},
+                                lambda r: basis.mismatch(r, model) is None and not (rejudge_missing and has_missing_game(r)),
+                                report)
+    if report.restored:
+        report.stale_where = str(paths.replaced_root)
     report.stale += len({r["question_id"] for r, _ in stale} - done)
     return done
+
+
+def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Callable[[dict[str, Any]], bool],
+                        report: RunReport) -> set[Any]:
+    """Question ids (of `wanted`) whose archived judgment counts again, taken back into `live`; the
+    latest such record of a question is taken, the others stay archived."""
+    if not wanted or not archive.exists():
+        return set()
+    repair_tail(archive)
+    archived = load_judgment_file(archive)
+    latest: dict[str, int] = {}  # question id -> index in `archived` of the last record that counts again
+    for i, record in enumerate(archived):
+        if str(record["question_id"]) in wanted and counts(record):
+            latest[str(record["question_id"])] = i
+    back = [archived[i] for i in sorted(latest.values())]
+    take_back(live, archive, back, [r for i, r in enumerate(archived) if i not in set(latest.values())])
+    report.restored += len(back)
+    return {r["question_id"] for r in back}
 
 
 def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,

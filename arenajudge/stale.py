@@ -1,10 +1,13 @@
-"""Stored judgments that no longer match what they were made from: moved aside, never mixed.
+"""Stored judgments that no longer match what they were made from: moved aside, never mixed, taken back when they match again.
 
 gen_judgment finds them with `provenance.Basis.mismatch` before it judges; this module moves
 them out of the live file into the same path under `data/<bench>/replaced_judgments/`, each
 with a `replaced` field saying when and why, so the live file holds only current judgments
 and nothing is lost. The archive is written (and flushed) before the live file is replaced,
-so a crash in between leaves a record in both places, never in neither.
+so a crash in between leaves a record in both places, never in neither. When an archived record
+matches again (the user switched back to a baseline, an answer or settings it was made from),
+`take_back` returns it to the live file instead of having the judge redo it, in the same order:
+live file first, then the archive rewritten without it.
 """
 
 from __future__ import annotations
@@ -44,3 +47,17 @@ def move_aside(live: Path, archive: Path, keep: list[dict[str, Any]], stale: lis
         appender.close()
     write_jsonl_atomic(live, keep)
 
+
+
+def take_back(live: Path, archive: Path, back: list[dict[str, Any]], rest: list[dict[str, Any]]) -> None:
+    """Append `back` (archived records that count again, without their `replaced` field) to `live`,
+    then rewrite `archive` with `rest` only."""
+    if not back:
+        return
+    appender = JsonlAppender(live)
+    try:
+        for record in back:
+            appender.write({k: v for k, v in record.items() if k != "replaced"})
+    finally:
+        appender.close()
+    write_jsonl_atomic(archive, rest)

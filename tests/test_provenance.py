@@ -118,6 +118,57 @@ def test_interrupted_run_then_baseline_switch_redoes_the_stale_and_archives_them
     assert "battles from 6 judgments" in proc.stdout and "left out" not in proc.stdout
 
 
+def test_switching_back_to_a_baseline_restores_its_judgments_instead_of_asking_again(project, capsys):
+    with FakeServer() as server:
+        _setup(project, server, n=6, models=("m1",), baselines=("base", "other"))
+        assert judge() == 0
+        against_base = project.records("model_judgment/judge/m1.jsonl")
+        project.write_judge_config(["m1"], baseline="other")
+        assert judge() == 0
+        against_other = project.records("model_judgment/judge/m1.jsonl")
+        assert len(server.chat_requests()) == 2 * 6 * 2
+        # back to `base`: its six judgments come back from the archive, the judge is not asked again
+        project.write_judge_config(["m1"], baseline="base")
+        capsys.readouterr()
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * 6 * 2
+        err = capsys.readouterr().err
+        assert "6 restored from" in err and "replaced_judgments" in err
+        assert project.records("model_judgment/judge/m1.jsonl") == against_base  # as judged, in question order
+        archived = project.records("replaced_judgments/judge/m1.jsonl")
+        assert len(archived) == 6 and {r["baseline"] for r in archived} == {"other"}
+        assert _runs(project)[-1]["restored"] == 6 and _runs(project)[-1]["stale"] == 0
+        proc = _show(project, baseline="base")
+        assert proc.returncode == 0, proc.stderr
+        assert "battles from 6 judgments" in proc.stdout and "left out" not in proc.stdout
+        # and forth again: the other baseline's come back the same way
+        project.write_judge_config(["m1"], baseline="other")
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * 6 * 2
+        assert project.records("model_judgment/judge/m1.jsonl") == against_other
+
+
+def test_a_regenerated_answer_is_not_restored_from_the_archive(project, capsys):
+    with FakeServer() as server:
+        qs = _setup(project, server, n=4, models=("m1",), baselines=("base", "other"))
+        assert judge() == 0
+        project.write_judge_config(["m1"], baseline="other")
+        assert judge() == 0
+        # m1 answers question 0 anew: its archived judgment against `base` was made from the old answer
+        answers = project.records("model_answer/m1.jsonl")
+        answers[0]["choices"][0]["turns"][0]["content"] = "a new answer"
+        (project.bench_dir / "model_answer" / "m1.jsonl").write_text(
+            "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8")
+        project.write_judge_config(["m1"], baseline="base")
+        capsys.readouterr()
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * 4 * 2 + 2  # only question 0 judged again
+    assert "3 restored from" in capsys.readouterr().err
+    live = project.records("model_judgment/judge/m1.jsonl")
+    assert [r["question_id"] for r in live] == [q["question_id"] for q in qs]
+    assert {r["baseline"] for r in live} == {"base"}
+
+
 def test_regenerated_answer_is_judged_again(project, capsys):
     with FakeServer() as server:
         qs = _setup(project, server, n=4, models=("m1", "m2"))

@@ -105,6 +105,7 @@ def run_judging(args: argparse.Namespace, policy: RetryPolicy, protocol: Judging
     probe_endpoints([judge] if items else [])
     print(f"judging {protocol.announce(len(items))} ({report.skipped} already judged"
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
+          + (f", {report.restored} restored from {report.stale_where}" if report.restored else "")
           + ")", file=sys.stderr)
     session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     interrupted = False
