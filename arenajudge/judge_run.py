@@ -94,19 +94,22 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
     keep, stale = split_stale(records, lambda r: basis.mismatch(r, model) if str(r["question_id"]) in wanted else None)
     if stale:
         move_aside(path, paths.replaced_file(path), keep, stale)
+
+    def counts(record: dict[str, Any]) -> bool:  # with --rejudge-missing, a game without a verdict is not done
+        return not (rejudge_missing and has_missing_game(record))
+
+    done = {r["question_id"] for r in keep if counts(r)}
+    restored = _take_back_archived(paths.replaced_file(path), path, wanted - {str(qid) for qid in done},
+                                   lambda r: counts(r) and basis.mismatch(r, model) is None)
+    done |= restored
+    if stale or restored:
         report.stale_where = str(paths.replaced_root)
-    done = {r["question_id"] for r in keep if not (rejudge_missing and has_missing_game(r))}
-    done |= _take_back_archived(paths.replaced_file(path), path, wanted - {str(qid) for qid in done},
-                                lambda r: basis.mismatch(r, model) is None and not (rejudge_missing and has_missing_game(r)),
-                                report)
-    if report.restored:
-        report.stale_where = str(paths.replaced_root)
+    report.restored += len(restored)
     report.stale += len({r["question_id"] for r, _ in stale} - done)
     return done
 
 
-def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Callable[[dict[str, Any]], bool],
-                        report: RunReport) -> set[Any]:
+def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Callable[[dict[str, Any]], bool]) -> set[Any]:
     """Question ids (of `wanted`) whose archived judgment counts again, taken back into `live`; the
     latest such record of a question is taken, the others stay archived."""
     if not wanted or not archive.exists():
@@ -117,10 +120,9 @@ def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Cal
     for i, record in enumerate(archived):
         if str(record["question_id"]) in wanted and counts(record):
             latest[str(record["question_id"])] = i
-    back = [archived[i] for i in sorted(latest.values())]
-    take_back(live, archive, back, [r for i, r in enumerate(archived) if i not in set(latest.values())])
-    report.restored += len(back)
-    return {r["question_id"] for r in back}
+    taken = set(latest.values())
+    take_back(live, archive, [archived[i] for i in sorted(taken)], [r for i, r in enumerate(archived) if i not in taken])
+    return {archived[i]["question_id"] for i in taken}
 
 
 def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,
