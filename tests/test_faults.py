@@ -103,24 +103,34 @@ def test_judge_reply_without_content_is_retried_not_judged(project):
         assert all(g["score"] is not None and g["judgment"] and g["asks"] == 1 for g in record["games"])
 
 
+_NO_CONTENT = object()
+
+
+def _break_first_turn(path, line: int, content: object = _NO_CONTENT) -> None:
+    """Rewrite record `line` (0-based) of an answer file: its first turn's content set, or removed."""
+    lines = path.read_text().splitlines()
+    broken = json.loads(lines[line])
+    turn = broken["choices"][0]["turns"][0]
+    if content is _NO_CONTENT:
+        del turn["content"]
+    else:
+        turn["content"] = content
+    lines[line] = json.dumps(broken)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def test_answer_file_with_null_content_is_a_file_line_error_before_any_request(project):
     qs = project.simple_questions(3)
     project.write_answers("base", qs)
     project.write_answers("m1", qs)
     path = project.bench_dir / "model_answer" / "m1.jsonl"
-    lines = path.read_text().splitlines()
-    broken = json.loads(lines[1])
-    broken["choices"][0]["turns"][0]["content"] = None
-    lines[1] = json.dumps(broken)
-    path.write_text("\n".join(lines) + "\n")
+    _break_first_turn(path, 1, content=None)
     with FakeServer() as server:
         project.write_api({"judge": entry(server.base_url, "j")})
         project.write_judge_config(["m1"])
         proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         _one_line_error(proc, f"{path.relative_to(project.root)}:2:", "q001", "content is null")
-        del broken["choices"][0]["turns"][0]["content"]
-        lines[1] = json.dumps(broken)
-        path.write_text("\n".join(lines) + "\n")
+        _break_first_turn(path, 1)  # no content key at all
         proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         _one_line_error(proc, "m1.jsonl:2:", "has no content")
         assert server.chat_requests() == []
@@ -130,11 +140,7 @@ def test_gen_answer_asks_again_for_a_stored_answer_without_text(project):
     qs = project.simple_questions(3)
     project.write_answers("cand", qs)
     path = project.bench_dir / "model_answer" / "cand.jsonl"
-    lines = path.read_text().splitlines()
-    broken = json.loads(lines[2])
-    broken["choices"][0]["turns"][0]["content"] = None
-    lines[2] = json.dumps(broken)
-    path.write_text("\n".join(lines) + "\n")
+    _break_first_turn(path, 2, content=None)
     with FakeServer() as server:
         project.write_api({"cand": entry(server.base_url, "c")})
         project.write_answer_config(["cand"])
