@@ -22,7 +22,6 @@ from .errors import UserError
 from .storage import turn_text
 from .templates import placeholders
 from .verdicts import parse_own_verdict
-from .vllm.context_budget import ContextBudget
 
 if TYPE_CHECKING:
     from .vllm.context_budget import ContextBudget
@@ -190,13 +189,17 @@ async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages:
     # a verdict counts only in the judge's own words: labels inside text copied from our prompt are echoes
     ours = "\n".join([*(m["content"] for m in messages), FOLLOW_UP])
 
-    def read(texts: list[str]) -> tuple[str | None, bool]:
-        return parse_own_verdict("\n".join(texts), config.regex_pattern, ours)
+    # ask_until reads the texts after every reply, so the last reading is that of the final texts
+    readings: list[tuple[str | None, bool]] = []
+
+    def settled(texts: list[str]) -> bool:
+        readings.append(parse_own_verdict("\n".join(texts), config.regex_pattern, ours))
+        return readings[-1][1]
 
     # one label, or conflicting labels (no verdict, and asking again will not settle it), ends the asking
-    replies = await ask_until(client, config, messages, lambda texts: read(texts)[1], FOLLOW_UP, budget)
+    replies = await ask_until(client, config, messages, settled, FOLLOW_UP, budget)
     texts, reasonings, usage = replies.texts, replies.reasonings, replies.usage
-    label, _ = read(texts)
+    label = readings[-1][0]
     game: dict[str, Any] = {
         "user_prompt": "\n\n".join(m["content"] for m in messages[1:]),
         "judgment": "\n".join(texts),

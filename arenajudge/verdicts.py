@@ -105,7 +105,6 @@ def is_echo(ours: str, left: str, label: str, right: str) -> bool:
     return len(lead.strip()) >= _ECHO_LEAD and ("\n" + lead.lstrip() + label) in "\n" + ours
 
 
-@functools.lru_cache(maxsize=256)  # a game reads its replies twice in a row: "settled?", then the label
 def parse_own_verdict(text: str, pattern: re.Pattern[str], ours: str) -> tuple[str | None, bool]:
     """parse_verdict over the judge's own words only: a label inside text copied from `ours` (our system
     prompt, prompt and follow-up) is an echo, not a verdict (see is_echo)."""
