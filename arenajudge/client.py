@@ -1,30 +1,26 @@
-"""Chat requests to OpenAI-compatible endpoints: one reused AsyncOpenAI client per endpoint,
-a bound on requests in flight per endpoint, least-busy spreading, and our own retries.
+"""Chat requests to OpenAI-compatible endpoints: a bound on requests in flight per endpoint,
+least-busy spreading, and our own retries, over one reused client per endpoint (`chat_request`),
+in this process or spread over client processes (`client_processes`).
 
 Why our own retries: the client's built-in ones hold the concurrency slot while waiting
 (measured: server capacity wasted) and cannot tell a context overflow from other 400s.
-Why the client's lower-level `request` with options built once per endpoint and the reply read
-as JSON here: it skips the typed-parameter transform (about 0.8 ms of CPU per request), the
-per-request options model of `post`, and keeps fields such as `reasoning` as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import functools
 import json
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-import openai
-from openai._models import FinalRequestOptions  # the type of `request`'s options (not re-exported)
-
+from .chat_request import ChatEndpoint, Outcome
+from .client_processes import ClientProcesses
 from .config import ModelEntry
-from .http_transport import keep_alive_http_client
 from .urls import url_secrets
 
 # vLLM's two wordings of "the prompt does not fit the context"
@@ -33,30 +29,6 @@ _OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contai
 
 
 DEFAULT_TIMEOUT = 600.0  # seconds per request: room for a long answer from a busy server
-
-# The client's platform headers (X-Stainless-OS, -Arch, -Runtime, ...) mean nothing to vLLM, and each
-# request copies and normalises every header several times: without them it costs ~50 us less CPU.
-_NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
-    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
-    "X-Stainless-Runtime-Version", "X-Stainless-Async")}
-
-
-class _OpenAI(openai.AsyncOpenAI):
-    """The official client, merging each request URL with base_url once: every request merged and
-    parsed it again (~40 us of CPU). URLs are immutable, so the parsed one is reused."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._merged_urls: dict[str, httpx2.URL] = {}
-
-    def _prepare_url(self, url: str) -> httpx2.URL:
-        merged = self._merged_urls.get(url)
-        if merged is None:
-            if len(self._merged_urls) >= 64:  # a handful in practice (chat, /tokenize): never grows unbounded
-                self._merged_urls.clear()
-            merged = self._merged_urls[url] = super()._prepare_url(url)
-        return merged
-
 
 class FatalEndpointError(Exception):
     """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
@@ -89,12 +61,15 @@ class _BadReply(Exception):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RequestPolicy:
+    """How requests are made: retries, waits, timeout, and how many processes send them."""
+
     attempts: int = 6  # tries per request, the first included
     first_wait: float = 0.1  # seconds before the first retry; doubles each time, with jitter
     max_wait: float = 20.0
     timeout: float | None = None  # seconds per request; None: the entry's `timeout`, else DEFAULT_TIMEOUT
     max_retry_after: float = 60.0  # a server's Retry-After (429, 503) is honoured up to this many seconds
+    client_processes: int = 1  # 1: requests go from this process; more: from that many client processes
 
 
 @dataclass
@@ -106,9 +81,10 @@ class Usage:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    client_processes_cpu: float = 0.0  # CPU seconds the client processes spent (--client-processes; 0 without)
 
     def add(self, other: Usage) -> None:
-        for name in ("requests", "retries", "failed", "prompt_tokens", "completion_tokens"):
+        for name in ("requests", "retries", "failed", "prompt_tokens", "completion_tokens", "client_processes_cpu"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -123,53 +99,22 @@ class Reply:
 
 @dataclass
 class _Slot:
-    client: openai.AsyncOpenAI
+    """A share of one endpoint's `parallel`: the whole of it, or one client process's part."""
+
+    send: Callable[[bytes], Awaitable[Outcome]]  # one attempt of one chat request (chat_request.ChatEndpoint.send)
     describe: str
     capacity: int
-    chat: FinalRequestOptions  # POST <api_base>/chat/completions; each request copies it with its body
+    usable: Callable[[], bool] = lambda: True  # False once its client process is gone
     in_flight: int = 0
 
 
-def _retriable(exc: Exception) -> bool:
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return False
+def _retriable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
 
 
-def retry_after_seconds(exc: Exception) -> float | None:
-    """The wait a 429 or 503 asks for in its Retry-After header (seconds or an HTTP date), if any."""
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (429, 503):
-        return None
-    value = exc.response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _json_body(response: httpx2.Response) -> Any:
-    """The reply's JSON as the client's `post(..., cast_to=object)` reads it: the text when it is not
-    labelled JSON, ValueError when it is but does not parse."""
-    if not response.headers.get("content-type", "*").split(";")[0].endswith("json"):
-        return response.text
-    return json.loads(response.content)
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        return f"HTTP {exc.status_code}: {message or exc.message}"
-    return f"{type(exc).__name__}: {exc}"
+def _shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` near-equal whole shares."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
 @dataclass
@@ -177,19 +122,26 @@ class ModelClient:
     """Requests to one model, spread over its endpoints."""
 
     entry: ModelEntry
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: RequestPolicy = field(default_factory=RequestPolicy)
     usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
-        self._slots = []
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
-        for ep in self.entry.endpoints:
-            # our keep-alive transport (http_transport): the default one cost half the CPU per request
-            client = _OpenAI(base_url=ep.api_base, api_key=ep.api_key or "EMPTY", max_retries=0,
-                             timeout=self.timeout, http_client=keep_alive_http_client(),
-                             default_headers=_NO_PLATFORM_HEADERS)
-            chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
-            self._slots.append(_Slot(client, ep.describe(), self.entry.parallel, chat))
+        # in this process: one client per endpoint (also what server_request uses)
+        self._endpoints = [ChatEndpoint(ep.api_base, ep.api_key, self.timeout) for ep in self.entry.endpoints]
+        n = self.policy.client_processes
+        if n <= 1:
+            self._processes = None
+            self._slots = [_Slot(chat.send, ep.describe(), self.entry.parallel)
+                           for chat, ep in zip(self._endpoints, self.entry.endpoints, strict=True)]
+        else:
+            # every process takes a share of every endpoint: the processes stay equally busy however
+            # the endpoints differ in speed, and the least-busy choice below still sees each endpoint
+            self._processes = ClientProcesses(n, [(ep.api_base, ep.api_key) for ep in self.entry.endpoints], self.timeout)
+            self._slots = [_Slot(self._processes.sender(process, index), ep.describe(), share,
+                                 functools.partial(self._processes.alive, process))
+                           for index, ep in enumerate(self.entry.endpoints)
+                           for process, share in enumerate(_shares(self.entry.parallel, n)) if share]
         self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
         self._secrets += [s for ep in self.entry.endpoints for s in url_secrets(ep.api_base)]
         self._free = asyncio.Condition()
@@ -219,7 +171,10 @@ class ModelClient:
     async def _acquire(self) -> _Slot:
         async with self._free:
             while True:
-                open_slots = [s for s in self._slots if s.in_flight < s.capacity]
+                # a slot whose client process is gone is left out while another remains (else its requests
+                # fail at once, so the least busy choice would pick it again and again)
+                usable = [s for s in self._slots if s.usable()] or self._slots
+                open_slots = [s for s in usable if s.in_flight < s.capacity]
                 if open_slots:
                     slot = min(open_slots, key=lambda s: s.in_flight / s.capacity)
                     slot.in_flight += 1
@@ -242,39 +197,39 @@ class ModelClient:
         wait = self.policy.first_wait
         for attempt in range(1, self.policy.attempts + 1):
             slot = await self._acquire()
-            asked_wait: float | None = None
             token = object()
             self.started[id(token)] = time.monotonic()
             try:
-                options = slot.chat.model_copy(update={"content": payload})
-                response = await slot.client.request(httpx2.Response, options)  # errors raised as by `post`
-                return self._reply(_json_body(response), slot)
-            except openai.APIStatusError as exc:
-                text = self.redact(_error_text(exc))
-                self.last_error = text
-                asked_wait = retry_after_seconds(exc)
-                if exc.status_code in (401, 403, 404):
-                    raise FatalEndpointError(
-                        f"{slot.describe} refused model {self.entry.name!r} (served as {self.entry.model_name!r}): "
-                        f"{text}") from None
-                if exc.status_code == 400 and _OVERFLOW.search(text):
-                    raise ContextOverflow(text) from None
-                if not _retriable(exc) or attempt == self.policy.attempts:
-                    self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {text}", permanent=not _retriable(exc)) from None
-            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                self.last_error = self.redact(_error_text(exc))
-                if attempt == self.policy.attempts:
-                    self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {self.last_error}") from None
-            except (_BadReply, ValueError) as exc:  # ValueError: a body sent as JSON that does not parse
-                self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not JSON ({exc})")
-                if attempt == self.policy.attempts:
-                    self.usage.failed += 1
-                    raise RequestFailed(f"{slot.describe}: {self.last_error}") from None
+                outcome = await slot.send(payload)
             finally:
                 del self.started[id(token)]
                 await self._release(slot)
+            asked_wait: float | None = None
+            kind = outcome[0]
+            if kind == "reply":
+                _, is_json, content = outcome
+                try:
+                    # not labelled JSON (e.g. a proxy's HTML error page sent with status 200): its text, refused below
+                    return self._reply(json.loads(content) if is_json else content.decode("utf-8", "replace"))
+                except (_BadReply, ValueError) as exc:  # ValueError: a body sent as JSON that does not parse
+                    self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not JSON ({exc})")
+                    permanent = False
+            elif kind == "status":
+                _, status, text, asked_wait = outcome
+                self.last_error = text = self.redact(text)
+                if status in (401, 403, 404):
+                    raise FatalEndpointError(
+                        f"{slot.describe} refused model {self.entry.name!r} (served as {self.entry.model_name!r}): "
+                        f"{text}")
+                if status == 400 and _OVERFLOW.search(text):
+                    raise ContextOverflow(text)
+                permanent = not _retriable(status)
+            else:  # "connection": no reply
+                self.last_error = self.redact(outcome[1])
+                permanent = False
+            if permanent or attempt == self.policy.attempts:
+                self.usage.failed += 1
+                raise RequestFailed(f"{slot.describe}: {self.last_error}", permanent=permanent)
             # back off without holding a slot, so the other requests keep the server busy;
             # a server that says how long to wait (Retry-After) is believed, up to a cap
             self.usage.retries += 1
@@ -285,7 +240,7 @@ class ModelClient:
             wait *= 2
         raise AssertionError("unreachable")
 
-    def _reply(self, data: Any, slot: _Slot) -> Reply:
+    def _reply(self, data: Any) -> Reply:
         if not isinstance(data, dict):  # e.g. a proxy's HTML error page sent with status 200
             raise _BadReply(f"reply is not JSON: {str(data)[:80]!r}")
         try:
@@ -317,13 +272,15 @@ class ModelClient:
 
         Raises openai's APIStatusError / APIConnectionError as they come (the caller decides).
         """
-        slot = self._slots[0]
-        root = str(slot.client.base_url).rstrip("/")
+        client = self._endpoints[0].client
+        root = str(client.base_url).rstrip("/")
         root = root[: -len("/v1")] if root.endswith("/v1") else root
         if body is None:
-            return await slot.client.get(root + path, cast_to=object)
-        return await slot.client.post(root + path, body=body, cast_to=object)
+            return await client.get(root + path, cast_to=object)
+        return await client.post(root + path, body=body, cast_to=object)
 
     async def close(self) -> None:
-        for slot in self._slots:
-            await slot.client.close()
+        for endpoint in self._endpoints:
+            await endpoint.close()
+        if self._processes is not None:
+            self.usage.client_processes_cpu += await self._processes.close()

@@ -232,8 +232,8 @@ async def run_lanes(lanes: list[Lane[Any]], report: RunReport, *, quiet: bool = 
             # summed: a command whose managed servers come in waves runs this once per wave
             report.wall_seconds += time.perf_counter() - start
             for client in {id(lane.client): lane.client for lane in lanes}.values():
+                await client.close()  # first: it adds what its client processes spent
                 report.usage.add(client.usage)
-                await client.close()
 
 
 def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, Any], *, interrupted: bool = False) -> None:
@@ -255,6 +255,7 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
         "stale": report.stale,
         "restored": report.restored,
         "wall_seconds": round(report.wall_seconds, 3),
+        **({"client_processes_cpu_seconds": round(u.client_processes_cpu, 2)} if u.client_processes_cpu else {}),
         "completion_tokens_per_second": round(u.completion_tokens / report.wall_seconds, 1) if report.wall_seconds else 0.0,
     }
     if interrupted or report.interrupted:

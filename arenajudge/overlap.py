@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import ModelClient, RetryPolicy
+from .client import ModelClient, RequestPolicy
 from .config import JudgeConfig, ModelEntry, load_judge_config
 from .engine import Lane, RunReport, finish_files, log_run, run_lanes
 from .errors import UserError
@@ -94,7 +94,7 @@ class FollowingJudge:
     config_file: Path
     judge: ModelEntry
     data_dir: Path
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: RequestPolicy = field(default_factory=RequestPolicy)
     rejudge_missing: bool = False
     quiet: bool = False
     report: RunReport = field(default_factory=RunReport)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -65,10 +66,11 @@ def synthetic_project(project: Project, n_models: int, n_questions: int) -> list
     return models
 
 
-def judge_once(root: Path, profile: list[str]) -> tuple[float, os.struct_rusage, str]:
-    """gen_judgment.py run once in `root`: its wall time, resource usage and stderr (exits on failure)."""
+def judge_once(root: Path, profile: list[str], flags: list[str]) -> tuple[float, os.struct_rusage, str]:
+    """gen_judgment.py run once in `root`: its wall time, resource usage (its client processes included:
+    they are waited for before it exits) and stderr (exits on failure)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *profile, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=root,
+    proc = subprocess.Popen([sys.executable, *profile, str(ROOT / "gen_judgment.py"), "--quiet", *flags], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -82,12 +84,68 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+@dataclass
+class Measured:
+    requests: int
+    prompt_tokens: int
+    wall: float  # the whole command
+    cpu: float  # the whole command's CPU, its client processes included
+    fixed_cpu: float  # the same command again with nothing left to judge
+    fixed_wall: float
+    phase: float  # first request to last reply (runs.jsonl's wall_seconds)
+    children_cpu: float  # of that CPU, what the client processes spent (runs.jsonl)
+    fixed_children_cpu: float  # the same for the run with nothing left (its children are stopped at once)
+    summary: str
+
+
+def measure(args: argparse.Namespace, real: bool, n_models: int, urls: list[str], processes: int) -> Measured:
+    """gen_judgment.py on a fresh project judged by the stand-ins at `urls` (one entry, one endpoint each)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(Path(tmp), bench="arena-hard-v0.1-ru" if real else "tbench")
+        (real_project if real else synthetic_project)(project, n_models, args.questions)
+        judge = entry(urls[0], "/models/judge", parallel=args.parallel)
+        judge["endpoints"] = [{"api_base": url} for url in urls]
+        project.write_api({"judge": judge})
+        flags = ["--client-processes", str(processes)]
+        profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
+        wall, usage, stderr = judge_once(project.root, profile, flags)
+        run = project.records("runs.jsonl")[-1]
+        fixed_wall, fixed_usage, _ = judge_once(project.root, [], flags)  # nothing left: start-up, loading, sorting
+        fixed_run = project.records("runs.jsonl")[-1]
+        assert fixed_run["requests"] == 0
+    return Measured(run["requests"], run["prompt_tokens"], wall, _cpu(usage), _cpu(fixed_usage), fixed_wall,
+                    run["wall_seconds"], run.get("client_processes_cpu_seconds", 0.0),
+                    fixed_run.get("client_processes_cpu_seconds", 0.0), stderr.strip().splitlines()[-1])
+
+
+def _cpu(usage: os.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def report(m: Measured, ideal: float, processes: int) -> None:
+    print(f"-- {processes} client process{'es' if processes > 1 else ''} --")
+    print(m.summary)
+    print(f"wall time: {m.wall:.1f} s; ideal: {ideal:.2f} s; share of ideal: {ideal / m.wall:.2f}  (goal: >= 0.90)")
+    print(f"client CPU: {m.cpu:.1f} s = {m.cpu / m.requests * 1000:.2f} ms per request  (goal: <= 1.5 ms)")
+    print(f"a run's fixed cost (the same command again, nothing left to judge): {m.fixed_cpu:.1f} s CPU, {m.fixed_wall:.1f} s wall")
+    print(f"per judge request beyond it: {(m.cpu - m.fixed_cpu) / m.requests * 1000:.2f} ms CPU  (goal: <= 1.5 ms)")
+    if m.children_cpu:
+        parent = ((m.cpu - m.children_cpu) - (m.fixed_cpu - m.fixed_children_cpu)) / m.requests * 1000
+        print(f"of which the client processes: {m.children_cpu:.1f} s; the parent, beyond the fixed cost: {parent:.2f} ms "
+              f"per request (one parent can feed about {1000 / parent:.0f} requests/s given enough cores)")
+    print(f"request phase (first request to last reply): {m.phase:.1f} s; share of the stand-ins' capacity: "
+          f"{ideal / m.phase:.2f}  (goal: >= 0.90)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, help="candidates (default: 4 on real answers, 10 synthetic)")
     parser.add_argument("--questions", type=int, default=500)
-    parser.add_argument("--parallel", type=int, default=64)
+    parser.add_argument("--parallel", type=int, default=64, help="requests at once per stand-in (the entry's parallel)")
     parser.add_argument("--delay", type=float, default=0.1)
+    parser.add_argument("--endpoints", type=int, default=1, help="stand-in servers, all endpoints of the one judge entry")
+    parser.add_argument("--client-processes", type=int, default=1, metavar="N",
+                        help="also run with --client-processes N, after the run with one process")
     parser.add_argument("--synthetic", action="store_true", help="2 KB ASCII answers even where the real ones exist")
     parser.add_argument("--profile", type=Path, metavar="FILE", help="run gen_judgment.py under cProfile, stats to FILE")
     args = parser.parse_args()
@@ -95,42 +153,33 @@ def main() -> None:
     n_models = args.models or (4 if real else 10)
     load_before = load_average()
 
-    server = subprocess.Popen([sys.executable, "-m", "arenajudge_testkit.fake_openai", "--delay", str(args.delay),
-                               "--concurrency", str(args.parallel)], stdout=subprocess.PIPE, text=True)
+    servers = [subprocess.Popen([sys.executable, "-m", "arenajudge_testkit.fake_openai", "--delay", str(args.delay),
+                                 "--concurrency", str(args.parallel)], stdout=subprocess.PIPE, text=True)
+               for _ in range(args.endpoints)]
+    results: dict[int, Measured] = {}
     try:
-        port = int(server.stdout.readline().split()[1])
-        with tempfile.TemporaryDirectory() as tmp:
-            project = Project(Path(tmp), bench="arena-hard-v0.1-ru" if real else "tbench")
-            (real_project if real else synthetic_project)(project, n_models, args.questions)
-            project.write_api({"judge": entry(f"http://127.0.0.1:{port}/v1", "/models/judge", parallel=args.parallel)})
-
-            profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
-            wall, usage, stderr = judge_once(project.root, profile)
-            run = project.records("runs.jsonl")[-1]
-            fixed_wall, fixed_usage, _ = judge_once(project.root, [])  # nothing left: start-up, loading, sorting
-            assert project.records("runs.jsonl")[-1]["requests"] == 0
+        urls = [f"http://127.0.0.1:{int(server.stdout.readline().split()[1])}/v1" for server in servers]
+        for processes in sorted({1, args.client_processes}):
+            results[processes] = measure(args, real, n_models, urls, processes)
     finally:
-        server.send_signal(signal.SIGINT)  # it stops at once on Ctrl-C
-        _, _, server_usage = os.wait4(server.pid, 0)
+        server_cpu = 0.0
+        for server in servers:
+            server.send_signal(signal.SIGINT)  # it stops at once on Ctrl-C
+            server_cpu += _cpu(os.wait4(server.pid, 0)[2])
 
-    requests = run["requests"]
-    ideal = requests / args.parallel * args.delay
-    cpu = usage.ru_utime + usage.ru_stime
-    print(stderr.strip().splitlines()[-1])
-    print(f"{'real answers of ' + REAL.name if real else 'synthetic 2 KB answers'}: {requests} judge requests, "
-          f"{run['prompt_tokens'] / requests:.0f} prompt tokens each (the stand-in counts chars / 4), "
-          f"parallel {args.parallel}, {args.delay * 1000:.0f} ms each")
-    print(f"wall time: {wall:.1f} s; ideal: {ideal:.2f} s; share of ideal: {ideal / wall:.2f}  (goal: >= 0.90)")
-    print(f"client CPU: {cpu:.1f} s (user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s) = "
-          f"{cpu / requests * 1000:.2f} ms per request  (goal: <= 1.5 ms)")
-    fixed_cpu = fixed_usage.ru_utime + fixed_usage.ru_stime
-    phase = run["wall_seconds"]
-    print(f"a run's fixed cost (the same command again, nothing left to judge): {fixed_cpu:.1f} s CPU, {fixed_wall:.1f} s wall")
-    print(f"per judge request beyond it: {(cpu - fixed_cpu) / requests * 1000:.2f} ms CPU  (goal: <= 1.5 ms)")
-    print(f"request phase (first request to last reply): {phase:.1f} s; share of the stand-in's capacity: "
-          f"{ideal / phase:.2f}  (goal: >= 0.90)")
-    print(f"stand-in server CPU: {server_usage.ru_utime + server_usage.ru_stime:.1f} s (the machine has "
-          f"{os.cpu_count()} cores)")
+    first = results[1]
+    ideal = first.requests / (args.parallel * args.endpoints) * args.delay
+    print(f"{'real answers of ' + REAL.name if real else 'synthetic 2 KB answers'}: {first.requests} judge requests, "
+          f"{first.prompt_tokens / first.requests:.0f} prompt tokens each (the stand-in counts chars / 4), "
+          f"{args.endpoints} stand-in server(s) as endpoints of one entry, each {args.parallel} requests at once "
+          f"at {args.delay * 1000:.0f} ms")
+    for processes, m in results.items():
+        report(m, ideal, processes)
+    if len(results) > 1:
+        many = results[args.client_processes]
+        print(f"{args.client_processes} client processes against 1: request phase {first.phase / many.phase:.2f}x "
+              f"as fast, whole run {first.wall / many.wall:.2f}x")
+    print(f"stand-in servers' CPU, all runs: {server_cpu:.1f} s (the machine has {os.cpu_count()} cores)")
     print(f"load average before: {load_before}; after: {load_average()}")
 
 

@@ -28,7 +28,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from arenajudge.client import ModelClient, RetryPolicy
+from arenajudge.client import ModelClient, RequestPolicy
 from arenajudge.config import load_api_config, load_judge_config
 from arenajudge.judging import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context
 from arenajudge.verdicts import LABELS, parse_own_verdict
@@ -143,7 +143,7 @@ def main() -> None:
     items = [JudgeItem(q, "gpt-3.5-turbo-0125", cand[q["question_id"]], base[q["question_id"]], []) for q in questions]
     session = ServerSession(work / "logs")
     with session.serving([entry]):
-        client = ModelClient(entry, RetryPolicy())
+        client = ModelClient(entry, RequestPolicy())
         budget = ContextBudget(client)
         result = asyncio.run(judge_all(client, budget, config, items))
     print(f"server start-up: {session.started[0].record()['startup_seconds']} s")

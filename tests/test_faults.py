@@ -19,7 +19,7 @@ import time
 import pytest
 from conftest import ROOT, run_script
 
-from arenajudge.client import ModelClient, RetryPolicy
+from arenajudge.client import ModelClient, RequestPolicy
 from arenajudge.config import load_api_config
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
@@ -380,14 +380,14 @@ def test_a_sort_that_cannot_be_written_leaves_the_file_and_no_tmp(project):
 
 @pytest.mark.parametrize(("header", "cap", "low", "high"), [("3600", 1.5, 1.3, 20.0), ("date", 30.0, 1.0, 20.0)])
 def test_retry_after_is_capped_and_read_as_seconds_or_a_date(tmp_path, header, cap, low, high):
-    """The client itself (the cap of 60 s is RetryPolicy.max_retry_after; here lowered to keep the test short)."""
+    """The client itself (the cap of 60 s is RequestPolicy.max_retry_after; here lowered to keep the test short)."""
     value = header if header != "date" else email.utils.formatdate(time.time() + 3, usegmt=True)
     with FakeServer(Script(fail_first=1, fail_status=429, retry_after=value)) as server:
         Project(tmp_path).write_api({"cand": entry(server.base_url, "c")})
         cand = load_api_config(tmp_path / "config" / "api_config.yaml")["cand"].with_secrets()
 
         async def ask() -> float:
-            client = ModelClient(cand, RetryPolicy(max_retry_after=cap))
+            client = ModelClient(cand, RequestPolicy(max_retry_after=cap))
             start = time.monotonic()
             try:
                 await client.chat([{"role": "user", "content": "hi"}], temperature=0, max_tokens=8)
@@ -397,5 +397,5 @@ def test_retry_after_is_capped_and_read_as_seconds_or_a_date(tmp_path, header, c
 
         took = asyncio.run(ask())
         assert [r.status for r in server.chat_requests()] == [429, 200]
-    assert RetryPolicy().max_retry_after == 60.0
+    assert RequestPolicy().max_retry_after == 60.0
     assert low < took < high  # without Retry-After the first retry comes after 0.05-0.15 s

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from arenajudge.client import ModelClient, RequestFailed, RetryPolicy
+from arenajudge.client import ModelClient, RequestFailed, RequestPolicy
 from arenajudge.config import Endpoint, ModelEntry
 
 
@@ -136,7 +136,7 @@ def test_errors_are_retried_then_reported():
     async def main() -> None:
         garbage = b"NOT HTTP AT ALL\r\n\r\n"
         async with RawServer(lambda n, body: (garbage, "close")) as server:
-            client = ModelClient(server.entry(), RetryPolicy(attempts=2, first_wait=0.01))
+            client = ModelClient(server.entry(), RequestPolicy(attempts=2, first_wait=0.01))
             with pytest.raises(RequestFailed, match="APIConnectionError"):
                 await _ask(client, 1)
             assert len(server.requests) == 2 and client.usage.retries == 1
@@ -144,14 +144,14 @@ def test_errors_are_retried_then_reported():
         # a reply cut in the middle of its body
         cut = _framed("length", "ответ")[:-5]
         async with RawServer(lambda n, body: (cut, "close")) as server:
-            client = ModelClient(server.entry(), RetryPolicy(attempts=2, first_wait=0.01))
+            client = ModelClient(server.entry(), RequestPolicy(attempts=2, first_wait=0.01))
             with pytest.raises(RequestFailed):
                 await _ask(client, 1)
             assert len(server.requests) == 2
             await client.close()
         # no reply within the timeout: the connection is dropped, the retry goes on a new one
         async with RawServer(lambda n, body: (b"", "hang") if n == 1 else (_framed("length", "поздно"), "keep")) as server:
-            client = ModelClient(server.entry(), RetryPolicy(attempts=2, first_wait=0.01, timeout=0.3))
+            client = ModelClient(server.entry(), RequestPolicy(attempts=2, first_wait=0.01, timeout=0.3))
             assert await _ask(client, 1) == ["поздно"]
             assert server.connections == 2 and client.usage.retries == 1
             await client.close()

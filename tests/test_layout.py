@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "urls", "names", "templates", "tokens", "verdicts"}),
     ("config", {"config_fields", "config", "vllm.spec"}),
     ("records on disk", {"storage", "locks", "provenance", "stale"}),
-    ("requests", {"http_transport", "client", "probe", "engine", "vllm.http", "vllm.prefix_cache", "vllm.context_budget",
+    ("requests", {"http_transport", "chat_request", "client_processes", "client", "probe", "engine", "vllm.http", "vllm.prefix_cache", "vllm.context_budget",
                   "vllm.servers"}),
     ("answering and judging", {"asking", "answering", "judging", "mtbench", "judge_run", "mtbench_protocol", "protocol",
                                "overlap"}),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..client import RetryPolicy
+from ..client import RequestPolicy
 from ..config import ModelEntry
 from ..errors import UserError
 from ..storage import JsonlAppender
@@ -28,18 +28,24 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="retries per request on connection errors, timeouts, 429 and 5xx (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per request, for every model (default: the api config entry's `timeout`, else 600)")
+    parser.add_argument("--client-processes", type=int, default=1, metavar="N",
+                        help="send the requests from N processes, each with a share of every endpoint's `parallel`: "
+                             "for many replicas behind one entry, where one process (about 800 requests/s) "
+                             "cannot keep them busy (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing the same files, wait for it to finish (then do what is left) "
                              "instead of stopping at once")
 
 
-def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+def request_policy(args: argparse.Namespace) -> RequestPolicy:
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
-    return RetryPolicy(attempts=args.max_retries + 1, timeout=args.timeout)
+    if args.client_processes < 1:
+        raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
+    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=args.client_processes)
 
 
 def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import locks
 from ..answering import answer_question
-from ..client import ModelClient, RetryPolicy
+from ..client import ModelClient, RequestPolicy
 from ..config import AnswerConfig, ModelEntry, load_answer_config, load_api_config
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import run_cli
@@ -21,7 +21,7 @@ from ..stale import move_aside
 from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
 from ..vllm.context_budget import ContextBudget, wants_budget
 from ..vllm.servers import ServerSession
-from .common import Appenders, command_parser, require_entry, retry_policy
+from .common import Appenders, command_parser, request_policy, require_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def answers_another_text(record: dict[str, Any], question_fingerprint: str | Non
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    policy = retry_policy(args)
+    policy = request_policy(args)
     config = load_answer_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     models = [require_entry(entries, name, args.setting_file, f"model_list[{i}]", args.endpoint_file)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, policy, config, models, paths, questions, order)
 
 
-def _run(args: argparse.Namespace, policy: RetryPolicy, config: AnswerConfig, models: list[ModelEntry],
+def _run(args: argparse.Namespace, policy: RequestPolicy, config: AnswerConfig, models: list[ModelEntry],
          paths: BenchPaths, questions: list[dict[str, Any]], order: list[Any]) -> int:
     report = RunReport()
     fingerprints = question_fingerprints(questions)

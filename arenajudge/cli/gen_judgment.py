@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from .. import locks
-from ..client import ModelClient, RetryPolicy
+from ..client import ModelClient, RequestPolicy
 from ..config import ModelEntry, load_api_config, load_judge_config
 from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
 from ..errors import UserError, run_cli
@@ -22,7 +22,7 @@ from ..storage import BenchPaths, load_questions
 from ..vllm.context_budget import ContextBudget, wants_budget
 from ..vllm.servers import ServerSession
 from . import until_decided
-from .common import Appenders, command_parser, require_entry, retry_policy
+from .common import Appenders, command_parser, request_policy, require_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     until_decided.check_unused(args)
-    policy = retry_policy(args)
+    policy = request_policy(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_judging(args, policy, protocol, judge, paths, order)
 
 
-def run_judging(args: argparse.Namespace, policy: RetryPolicy, protocol: JudgingProtocol[Any], judge: ModelEntry,
+def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: JudgingProtocol[Any], judge: ModelEntry,
                 paths: BenchPaths, order: list[Any]) -> int:
     """Judge what is left under `protocol`: stale records moved aside, the items sent under the server
     session, the record files sorted and the run logged (also when stopped)."""
     report = RunReport()
+    client = ModelClient(judge, policy)  # first: client processes (if any) start while the records load
     items = order_judge_items(protocol.items(protocol.done(args.rejudge_missing, report), report), args.judge_order)
-    client = ModelClient(judge, policy)
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
     budget = ContextBudget(client) if wants_budget(judge) else None
     appenders = Appenders()

@@ -177,7 +177,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
     from .. import locks
-    from ..client import RetryPolicy
+    from ..client import RequestPolicy
     from ..overlap import FollowingJudge, judge_fits_beside
     from . import gen_answer
     from .common import require_entry
@@ -194,7 +194,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
                                   {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
     load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
     judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
-    follower = FollowingJudge(judge_config, judge, args.data_dir, RetryPolicy(),  # gen_judgment.py's defaults
+    follower = FollowingJudge(judge_config, judge, args.data_dir, RequestPolicy(),  # gen_judgment.py's defaults
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
     # the judge thread writes the judge's files: held here, as gen_judgment.py holds it, until the thread has ended
     with locks.hold([locks.judgment_lock(plan.paths, plan.judge)], wait=args.wait):

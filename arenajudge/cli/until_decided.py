@@ -26,7 +26,7 @@ from ..judging import JudgeItem, judge_item
 from ..storage import BenchPaths, load_judgment_file, sort_by_question
 from ..vllm.context_budget import ContextBudget, wants_budget
 from ..vllm.servers import ServerSession
-from .common import Appenders, retry_policy
+from .common import Appenders, request_policy
 
 if TYPE_CHECKING:
     from ..sequential import PairDecision
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     from ..sequential import outcome_table, pair_decision, question_order
 
     models, baseline, answers = inputs
-    policy = retry_policy(args)
+    policy = request_policy(args)
     by_id = {str(q["question_id"]): q for q in questions}
     judging_order = question_order(by_id, args.sample_seed)
     total = len(judging_order)
