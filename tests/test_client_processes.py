@@ -15,7 +15,7 @@ import pytest
 
 from arenajudge import chat_request
 from arenajudge_testkit.fake_openai import FakeServer, Script
-from arenajudge_testkit.gen_project import Project, entry, judge
+from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-client-processes-secret"
@@ -145,3 +145,31 @@ def test_client_processes_must_be_at_least_one(project, capsys, value):
     assert judge("--client-processes", value) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --client-processes must be at least 1, got {value}"]
+
+
+def test_answers_and_until_decided_go_through_client_processes_too(tmp_path, monkeypatch):
+    one, two = Project(tmp_path / "one"), Project(tmp_path / "two")
+    with FakeServer() as server:
+        for project in (one, two):
+            project.simple_questions(6)
+            project.write_api({"cand": entry(server.base_url, "c", parallel=4)})
+            project.write_answer_config(["cand"])
+        monkeypatch.chdir(one.root)
+        assert answer() == 0
+        monkeypatch.chdir(two.root)
+        assert answer("--client-processes", "2") == 0
+        texts = [{r["question_id"]: r["choices"][0]["turns"][0]["content"] for r in p.records("model_answer/cand.jsonl")}
+                 for p in (one, two)]
+        assert texts[0] == texts[1] and len(texts[0]) == 6
+        assert two.records("runs.jsonl")[0]["client_processes_cpu_seconds"] > 0
+
+        # --until-decided: a batch at a time, each through its own children
+        decided = Project(tmp_path / "decided")
+        judgment_project(decided, 40)
+        decided.write_api({"judge": judge_entry([server], parallel=4)})
+        monkeypatch.chdir(decided.root)
+        server.received.clear()
+        assert judge("--until-decided", "m1", "m2", "--batch", "10", "--client-processes", "2") == 0
+        [run] = decided.records("runs.jsonl")
+        assert run["requests"] == len(server.chat_requests()) == 2 * 2 * len(run["until_decided"]["questions"]) > 0
+        assert run["client_processes_cpu_seconds"] > 0
