@@ -27,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .chat_request import ChatEndpoint, Outcome
@@ -71,9 +72,12 @@ class ClientProcesses:
 
     def __init__(self, n: int, endpoints: list[tuple[str | None, str | None]], timeout: float) -> None:
         self._children = []
+        # the children import this very package, also when it is not installed (a script run from elsewhere)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         for number in range(1, n + 1):
             process = subprocess.Popen([sys.executable, "-m", "arenajudge.client_processes"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             assert process.stdin is not None
             process.stdin.write(_frame((endpoints, timeout)))  # small: fits the pipe, read once the child is up
             process.stdin.flush()
