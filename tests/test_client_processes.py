@@ -173,3 +173,13 @@ def test_answers_and_until_decided_go_through_client_processes_too(tmp_path, mon
         [run] = decided.records("runs.jsonl")
         assert run["requests"] == len(server.chat_requests()) == 2 * 2 * len(run["until_decided"]["questions"]) > 0
         assert run["client_processes_cpu_seconds"] > 0
+
+
+def test_the_faster_replica_gets_more_requests_across_the_processes(project):
+    judgment_project(project, 30)
+    with FakeServer(Script(delay=0.01)) as fast, FakeServer(Script(delay=0.15)) as slow:
+        project.write_api({"judge": judge_entry([fast, slow], parallel=4)})
+        assert judge("--client-processes", "2") == 0
+        # the choice of endpoint stays in the parent, so a slot freed on the fast replica is taken again at once
+        assert len(fast.chat_requests()) > 3 * len(slow.chat_requests()) > 0
+        assert len(fast.chat_requests()) + len(slow.chat_requests()) == 2 * 30 * 2
