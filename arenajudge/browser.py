@@ -16,9 +16,15 @@ Filters (all per judge and candidate model):
 - strong loss / strong win: at least one game has a strong verdict (`>>`) for the
   baseline / for the model.
 - no verdict: a game's score could not be read (or the record has fewer than two games).
-- not judged: the judge has no record for this model and question.
+- not judged: the leaderboard scores no judgment of this model and question (none on disk, or
+  the one on disk is left out).
+- left out of the board: the judgment on disk is one the leaderboard leaves out (stale: made
+  against another baseline, or from a question or answer that changed since).
 - judges disagree: at least two judges judged the question and their calls differ; a
   judge's call is the sign of the sum of its games' directions.
+
+Only judgments the leaderboard scores (provenance's rule, against the view's baseline) count
+in the filters, calls and tallies; a left-out judgment is still shown, marked as such.
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ from .errors import UserError
 from .leaderboard import BoardSpec, LoadedBench, NoBattlesForBaseline, build_board
 from .names import from_file_name
 from .plots import ci_chart
-from .provenance import board_basis, select_judgments
+from .provenance import board_basis, judgment_reasons, select_judgments
 from .rating import BootstrapUnit, FeatureRatingResult
 from .report import BoardRow, coefficient_lines, deep_link, format_line, matrix_lines, pair_line, unjudged_note
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
 
-FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "judges_disagree"]
+FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "left_out",
+                     "judges_disagree"]
 
 # What each filter means, in the words the UI shows (keys are the filter names).
 FILTERS: dict[FilterName, str] = {
@@ -58,7 +65,8 @@ FILTERS: dict[FilterName, str] = {
     "strong_loss": "strong loss (a game says the baseline is much better)",
     "strong_win": "strong win (a game says the model is much better)",
     "no_verdict": "no verdict (a game's score could not be read)",
-    "not_judged": "not judged (no judgment record for this model)",
+    "not_judged": "not judged (no judgment on the leaderboard for this model)",
+    "left_out": "left out of the board (the judgment on disk is stale)",
     "judges_disagree": "judges disagree (judges' calls on the question differ)",
 }
 
@@ -161,6 +169,9 @@ class BenchData:
     raw_judgments: dict[str, dict[str, list[dict[str, Any]]]]  # judge -> file model -> records (for the leaderboard)
     judgments: dict[str, dict[str, dict[str, QuestionJudgment]]]  # judge -> model -> question_id -> judgment
     load_seconds: float = 0.0
+    # (judge, baseline) -> model -> question_id -> REASONS key; filled on first use, under the lock (threads share it)
+    _left_out: dict[tuple[str, str], dict[str, dict[str, str]]] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def judges(self) -> list[str]:
@@ -191,7 +202,35 @@ class BenchData:
         return list(keys)
 
     def judgment(self, judge: str, model: str, question_id: str) -> QuestionJudgment | None:
+        """The judgment on disk, whether or not the leaderboard scores it."""
         return self.judgments.get(judge, {}).get(model, {}).get(question_id)
+
+    def left_out(self, judge: str, baseline: str) -> dict[str, dict[str, str]]:
+        """{model: {question_id: REASONS key}} of the shown judgments that the leaderboard against `baseline`
+        leaves out, by the board's own rule (provenance.judgment_reasons over board_basis)."""
+        with self._lock:
+            if (judge, baseline) not in self._left_out:
+                basis = board_basis(baseline, self.questions, self.answers)
+                reasons: dict[str, dict[str, str]] = {}
+                for _, model, record, reason in judgment_reasons(self.raw_judgments.get(judge, {}), basis):
+                    by_question = reasons.setdefault(model, {})
+                    # the last record of a question is the one shown (index_judgments), so its reason is the one kept
+                    if reason is None:
+                        by_question.pop(str(record["question_id"]), None)
+                    else:
+                        by_question[str(record["question_id"])] = reason
+                self._left_out[(judge, baseline)] = reasons
+            return self._left_out[(judge, baseline)]
+
+    def left_out_reason(self, judge: str | None, baseline: str, model: str, question_id: str) -> str | None:
+        """Why the leaderboard leaves out this shown judgment (a REASONS key), or None: scored, or none shown."""
+        return self.left_out(judge, baseline).get(model, {}).get(question_id) if judge else None
+
+    def scored(self, judge: str | None, baseline: str, model: str, question_id: str) -> QuestionJudgment | None:
+        """The judgment shown if the leaderboard scores it; None when there is none or it is left out."""
+        if judge is None or self.left_out_reason(judge, baseline, model, question_id):
+            return None
+        return self.judgment(judge, model, question_id)
 
     def answer_text(self, model: str, question_id: str) -> str | None:
         record = self.answers.get(model, {}).get(question_id)
@@ -260,8 +299,12 @@ def missing_notes(data: BenchData, *, judge: str | None, baseline: str, models: 
         judged = data.judgments.get(judge, {}).get(model)
         if judged is None:
             notes.append(f"{model}: not judged by {judge} (no {data.paths.judgment_file(judge, model)}).")
-        elif (absent := sum(1 for qid in data.question_by_id if qid not in judged)) > 0:
+            continue
+        if (absent := sum(1 for qid in data.question_by_id if qid not in judged)) > 0:
             notes.append(f"{model}: {judge} judged {n_questions - absent} of {n_questions} questions.")
+        if stale := sum(1 for qid in data.left_out(judge, baseline).get(model, {}) if qid in data.question_by_id):
+            notes.append(f"{model}: the leaderboard leaves out {stale} of {judge}'s judgments, as stale "
+                         "(filter: left out of the board).")
     return notes
 
 
@@ -279,12 +322,13 @@ def _matches_search(question_id: str, question: dict[str, Any], needle: str) -> 
     return needle in haystack.casefold()
 
 
-def judges_disagree(data: BenchData, model: str, question_id: str, judges: Iterable[str] | None = None) -> bool:
-    """At least two judges made a call on this question for this model, and the calls differ."""
+def judges_disagree(data: BenchData, baseline: str, model: str, question_id: str,
+                    judges: Iterable[str] | None = None) -> bool:
+    """At least two judges made a call the leaderboard scores on this question for this model, and the calls differ."""
     calls = set()
     n_calls = 0
     for judge in judges if judges is not None else data.judges:
-        judgment = data.judgment(judge, model, question_id)
+        judgment = data.scored(judge, baseline, model, question_id)
         if judgment is not None and judgment.call is not None:
             calls.add(judgment.call)
             n_calls += 1
@@ -294,21 +338,27 @@ def judges_disagree(data: BenchData, model: str, question_id: str, judges: Itera
 _CALL_WORDS = {MODEL_WINS: "model better", TIE: "tie", BASELINE_WINS: "baseline better", None: "no verdict"}
 
 
-def judges_calls(data: BenchData, model: str, question_id: str) -> list[tuple[str, str]]:
+def judges_calls(data: BenchData, baseline: str, model: str, question_id: str) -> list[tuple[str, str]]:
     """Every loaded judge's call on a question (sign of its games' summed directions), as words."""
     calls = []
     for judge in data.judges:
         judgment = data.judgment(judge, model, question_id)
-        calls.append((judge, "not judged" if judgment is None else _CALL_WORDS[judgment.call]))
+        words = "not judged" if judgment is None else _CALL_WORDS[judgment.call]
+        if judgment is not None and data.left_out_reason(judge, baseline, model, question_id):
+            words += " (left out of the board)"
+        calls.append((judge, words))
     return calls
 
 
-def passes_filter(data: BenchData, judge: str | None, model: str, question_id: str, name: FilterName) -> bool:
+def passes_filter(data: BenchData, judge: str | None, baseline: str, model: str, question_id: str,
+                  name: FilterName) -> bool:
     if name == "all":
         return True
     if name == "judges_disagree":
-        return judges_disagree(data, model, question_id)
-    judgment = data.judgment(judge, model, question_id) if judge else None
+        return judges_disagree(data, baseline, model, question_id)
+    if name == "left_out":
+        return data.left_out_reason(judge, baseline, model, question_id) is not None
+    judgment = data.scored(judge, baseline, model, question_id)  # what the board does not score is not judged here
     if name == "not_judged":
         return judgment is None
     if judgment is None:
@@ -328,6 +378,7 @@ def filter_questions(
     data: BenchData,
     *,
     judge: str | None,
+    baseline: str,
     model: str,
     category: str | None = None,
     search: str = "",
@@ -339,7 +390,7 @@ def filter_questions(
         qid for qid, question in data.question_by_id.items()
         if _matches_category(question, category)
         and _matches_search(qid, question, needle)
-        and passes_filter(data, judge, model, qid, verdict_filter)
+        and passes_filter(data, judge, baseline, model, qid, verdict_filter)
     ]
 
 
@@ -424,8 +475,10 @@ def game_sides(game_index: int, baseline: str, model: str) -> tuple[str, str]:
 _BADGE_COLOURS = {MODEL_WINS: "#1a7f37", TIE: "#6e7781", BASELINE_WINS: "#cf222e", None: "#9a6700"}
 
 
-def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: str, model: str, judge: str | None) -> str:
-    """The badge above a game's text: which side was A and B, the label, and who won."""
+def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: str, model: str, judge: str | None,
+                       left_out: bool = False) -> str:
+    """The badge above a game's text: which side was A and B, the label, and who won (and, for a
+    judgment the leaderboard leaves out, that it does not count)."""
     side_a, side_b = game_sides(game_index, baseline, model)
     sides = (f"A = {html.escape(side_a)}{' (baseline)' if side_a == baseline else ''}, "
              f"B = {html.escape(side_b)}{' (baseline)' if side_b == baseline else ''}")
@@ -434,27 +487,57 @@ def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: s
     else:
         verdict, colour = verdict_words(game), _BADGE_COLOURS[game.direction]
         label = game.label or f"unreadable score: {game.raw_score!r}"
+    stale = (' <span class="aj-left-out" style="color:#9a6700;font-weight:600">not on the leaderboard (stale)</span>'
+             if left_out else "")
     return (
-        f'<div class="aj-game" data-game="{game_index + 1}" data-verdict="{html.escape(verdict)}">'
+        f'<div class="aj-game" data-game="{game_index + 1}" data-verdict="{html.escape(verdict)}"'
+        f'{" data-left-out" if left_out else ""}>'
         f"<b>Game {game_index + 1}</b> · {sides} · judge {html.escape(judge or '—')}<br>"
         f'<span class="aj-badge" style="background:{colour};color:#fff;padding:2px 8px;border-radius:10px;'
-        f'font-weight:600">{html.escape(label)} → {html.escape(verdict)}</span></div>'
+        f'font-weight:600">{html.escape(label)} → {html.escape(verdict)}</span>{stale}</div>'
     )
 
 
-def question_rows(data: BenchData, question_ids: Iterable[str], *, judge: str | None, model: str) -> pd.DataFrame:
+# Why one shown judgment is off the board, finishing "This judgment ... is not on the leaderboard: ".
+# REASONS says the same of many judgments at once, for the board's note line.
+_LEFT_OUT_WHY = {
+    "question_removed": "its question is no longer in question.jsonl",
+    "baseline": "it was made against another baseline than {baseline}, so its games are not about the baseline's "
+                "answer shown",
+    "settings": "it was made with other judge settings",
+    "question_changed": "it was made on an earlier text of this question (reworded since)",
+    "answer_changed": "it was made from another answer of {model} or of the baseline (regenerated since), so the judge's "
+                      "text may be about an answer no longer shown",
+    "answer_missing": "an answer it judged is no longer on disk",
+}
+
+
+def left_out_note(data: BenchData, judge: str | None, baseline: str, model: str, question_id: str) -> str | None:
+    """One sentence for the notes when the shown judgment is one the leaderboard leaves out; None otherwise."""
+    reason = data.left_out_reason(judge, baseline, model, question_id)
+    if reason is None:
+        return None
+    why = _LEFT_OUT_WHY.get(reason, "it does not match what is on disk now").format(baseline=baseline, model=model)
+    advice = "" if reason == "question_removed" else " Rerun gen_judgment.py to judge it again."
+    return f"This judgment of {model} by {judge} is not on the leaderboard: {why}.{advice}"
+
+
+def question_rows(data: BenchData, question_ids: Iterable[str], *, judge: str | None, baseline: str,
+                  model: str) -> pd.DataFrame:
     """The question list as a table: id, category, both games' verdicts and the prompt's start."""
     rows = []
     for qid in question_ids:
         question = data.question_by_id[qid]
         judgment = data.judgment(judge, model, qid) if judge else None
         games = judgment.games if judgment else ()
+        # a verdict the board does not score must not read like one it does
+        stale = " (left out)" if data.left_out_reason(judge, baseline, model, qid) else ""
         prompt = " ".join(turn_text(question["turns"][0]).split())
         rows.append((
             qid,
             str(question.get("category", "")),
-            verdict_words(games[0]) if len(games) > 0 else "—",
-            verdict_words(games[1]) if len(games) > 1 else "—",
+            verdict_words(games[0]) + stale if len(games) > 0 else "—",
+            verdict_words(games[1]) + stale if len(games) > 1 else "—",
             prompt[:90] + ("…" if len(prompt) > 90 else ""),
         ))
     return pd.DataFrame(rows, columns=["question", "category", "game 1", "game 2", "prompt"])
@@ -570,20 +653,26 @@ def compare_section(data: BenchData, judge: str, baseline: str, models: list[str
     return lines, sections
 
 
-def verdict_counts(data: BenchData, judge: str | None) -> pd.DataFrame:
-    """Per model, games won / tied / lost against the baseline and games without a verdict (unweighted)."""
-    columns = ["model", "questions judged", "games won", "games tied", "games lost", "no verdict", "positions disagree"]
+def verdict_counts(data: BenchData, judge: str | None, baseline: str) -> pd.DataFrame:
+    """Per model, over the judgments the leaderboard scores: games won / tied / lost against the baseline and
+    games without a verdict (unweighted); and how many of the model's judgments the leaderboard leaves out."""
+    columns = ["model", "questions judged", "games won", "games tied", "games lost", "no verdict", "positions disagree",
+               "left out (stale)"]
     if judge is None:
         return pd.DataFrame(columns=columns)
     rows = []
+    left_out = data.left_out(judge, baseline)
     for model, by_question in sorted(data.judgments.get(judge, {}).items()):
+        stale = left_out.get(model, {})
+        scored = [judgment for qid, judgment in by_question.items() if qid not in stale]
         tally: Counter[str] = Counter()
-        for judgment in by_question.values():
+        for judgment in scored:
             tally["disagree"] += judgment.positions_disagree
             for game in judgment.games:
                 tally[{MODEL_WINS: "won", TIE: "tied", BASELINE_WINS: "lost", None: "missing"}[game.direction]] += 1
             tally["missing"] += max(0, 2 - len(judgment.games))
-        rows.append((model, len(by_question), tally["won"], tally["tied"], tally["lost"], tally["missing"], tally["disagree"]))
+        rows.append((model, len(scored), tally["won"], tally["tied"], tally["lost"], tally["missing"], tally["disagree"],
+                     len(stale)))
     return pd.DataFrame(rows, columns=columns)
 
 

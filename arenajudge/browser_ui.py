@@ -31,6 +31,7 @@ from .browser import (
     find_benches,
     game_sides,
     judges_calls,
+    left_out_note,
     markdown_css,
     missing_notes,
     neighbour,
@@ -132,8 +133,9 @@ class BrowserApp:
     def matches(self, selection: Selection, data: BenchData) -> list[str]:
         if selection.model is None:
             return list(data.question_by_id)
-        return filter_questions(data, judge=selection.judge, model=selection.model, category=selection.category,
-                                search=selection.search, verdict_filter=selection.verdict_filter)
+        return filter_questions(data, judge=selection.judge, baseline=selection.baseline, model=selection.model,
+                                category=selection.category, search=selection.search,
+                                verdict_filter=selection.verdict_filter)
 
     def board(self, bench: str, judge: str | None, baseline: str, unit: str, style: list[str] | None = None) -> Board:
         data = self.cache.get(bench)
@@ -153,7 +155,7 @@ class BrowserApp:
         # show_result.py's output as it prints it: header, one line per model, notes, then the extra sections
         printed = "\n".join([board.header, *board.lines, *board.notes, *board.extra]) if board.lines else ""
         lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
-        return [html.escape(board.header.lstrip("# ")), lines, board.table(), board.ci_svg(), verdict_counts(data, judge)]
+        return [html.escape(board.header.lstrip("# ")), lines, board.table(), board.ci_svg(), verdict_counts(data, judge, baseline)]
 
     def comparison_html(self, bench: str, judge: str | None, baseline: str, models: list[str]) -> str:
         """show_result.py --compare's lines and, per pair, the questions that differ most with links into the battles."""
@@ -203,15 +205,17 @@ class BrowserApp:
                  f"({html.escape(what)}){html.escape(caveat)}</div>"
                  f'<details><summary>ids of the matching questions</summary><code class="aj-ids">'
                  f"{html.escape(' '.join(matched))}</code></details>")
-        table = question_rows(data, matched, judge=selection.judge, model=selection.model) if selection.model else \
-            question_rows(data, matched, judge=None, model="")
+        table = question_rows(data, matched, judge=selection.judge, baseline=selection.baseline, model=selection.model) \
+            if selection.model else question_rows(data, matched, judge=None, baseline=selection.baseline, model="")
         return [count, table, matched]
 
     def view_updates(self, selection: Selection, data: BenchData, notes: list[str]) -> list[Any]:
         """The question view: prompt, answers, games of the model (and of the second model)."""
         qid = selection.question
         baseline, model, vs, judge = selection.baseline, selection.model, selection.vs, selection.judge
-        all_notes = notes + missing_notes(data, judge=judge, baseline=baseline, models=[m for m in (model, vs) if m])
+        # a shown judgment the board leaves out is said first: its games stay visible, but they are not scored
+        stale = [n for m in (model, vs) if m and qid and (n := left_out_note(data, judge, baseline, m, qid))]
+        all_notes = notes + stale + missing_notes(data, judge=judge, baseline=baseline, models=[m for m in (model, vs) if m])
         # plain text: a note may quote a query value, which must never become a link or markup
         notes_md = ("<ul class=\"aj-notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in all_notes) + "</ul>"
                     if all_notes else "")
@@ -228,7 +232,7 @@ class BrowserApp:
                   + (f" · cluster: **{question['cluster']}**" if question.get("cluster") else "")
                   + f" · [link to this view]({link})")
         if model and len(data.judges) > 1:  # several judges: show where they stand, for the "judges disagree" filter
-            calls = " · ".join(f"{j}: **{call}**" for j, call in judges_calls(data, model, qid))
+            calls = " · ".join(f"{j}: **{call}**" for j, call in judges_calls(data, baseline, model, qid))
             header += f"\n\njudges' calls on {model} (both games together): {calls}"
 
         def answer(m: str | None) -> str:
@@ -241,10 +245,11 @@ class BrowserApp:
             if m is None:
                 return ["", "", "", ""]
             judgment = data.judgment(judge, m, qid) if judge else None
+            left_out = data.left_out_reason(judge, baseline, m, qid) is not None
             out = []
             for index in range(2):
                 game = judgment.games[index] if judgment and index < len(judgment.games) else None
-                out.append(verdict_badge_html(game, index, baseline=baseline, model=m, judge=judge))
+                out.append(verdict_badge_html(game, index, baseline=baseline, model=m, judge=judge, left_out=left_out))
                 if judgment is None:
                     text = (f"*Not judged: {judge} has no judgment of {m} on this question.*" if judge
                             else "*Not judged: this bench has no judgments.*")

@@ -213,22 +213,26 @@ def rerun_hint(left_out: Counter[str]) -> str:
     return "; rerun gen_judgment.py to judge them again" if set(left_out) - {"question_removed"} else ""
 
 
-def select_judgments(judgments: dict[str, list[dict[str, Any]]], basis: Basis) -> Selection:
-    """The judgments that were computed from what `basis` says is current (show_result, browser, --compare)."""
-    selection = Selection(kept={})
+def judgment_reasons(judgments: dict[str, list[dict[str, Any]]], basis: Basis
+                     ) -> Iterator[tuple[str, str, dict[str, Any], str | None]]:
+    """Each record of {file model: [records]} as (file model, judged model, record, REASONS key or None if it counts)."""
     for file_model, records in judgments.items():
-        kept = []
         for record in records:
             model = record.get("model") or file_model
-            reason = basis.mismatch(record, model)
-            if reason is None:
-                kept.append(record)
-                selection.unverified += not isinstance(record.get("provenance"), dict)
-            else:
-                selection.left_out[reason] += 1
-                if reason == "baseline":
-                    selection.other_baselines.add(str(record.get("baseline")))
-        selection.kept[file_model] = kept
+            yield file_model, model, record, basis.mismatch(record, model)
+
+
+def select_judgments(judgments: dict[str, list[dict[str, Any]]], basis: Basis) -> Selection:
+    """The judgments that were computed from what `basis` says is current (show_result, browser, --compare)."""
+    selection = Selection(kept={file_model: [] for file_model in judgments})
+    for file_model, _, record, reason in judgment_reasons(judgments, basis):
+        if reason is None:
+            selection.kept[file_model].append(record)
+            selection.unverified += not isinstance(record.get("provenance"), dict)
+        else:
+            selection.left_out[reason] += 1
+            if reason == "baseline":
+                selection.other_baselines.add(str(record.get("baseline")))
     return selection
 
 

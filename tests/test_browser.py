@@ -22,6 +22,7 @@ from conftest import ROOT
 from arenajudge.battles import clean_label, outcome
 from arenajudge.browser import deep_link
 from arenajudge.browser_ui import THEME_CSS, BrowserApp, Defaults
+from arenajudge.provenance import answer_fingerprint, question_fingerprint
 from arenajudge.storage import read_jsonl
 from arenajudge_testkit.synth import SynthBench, make_bench, write_jsonl
 
@@ -31,6 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 JUDGE, OTHER_JUDGE = "judge-a", "judge-b"
 WAIT_MS = 15_000
+STALE = "q0020"  # judge-a's judgment of model-1 here was made from an answer regenerated since
 
 
 RICH_ANSWER = ("answer of model-1 to q0007, in C++:\n\n```cpp\n#include <iostream>\nint main() { std::cout << 1; }\n```\n\n"
@@ -76,6 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         if record["question_id"] == "q0011":
             record["choices"][0]["turns"][0]["content"] = TUNE_ANSWER
     write_jsonl(answer_file, records)
+    _make_stale(root / "data" / sb.bench, sb.baseline)
     app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
     demo = app.build()
     port = _free_port()
@@ -108,6 +111,24 @@ def page(browser: Any, served: Served, tmp_path: Path) -> Iterator[Any]:
     finally:
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         context.close()
+
+
+def _make_stale(bench_dir: Path, baseline: str) -> None:
+    """Give judge-a's judgment of model-1 on STALE the provenance gen_judgment writes, then regenerate that answer."""
+    question = next(q for q in read_jsonl(bench_dir / "question.jsonl") if q["question_id"] == STALE)
+    answers = {m: read_jsonl(bench_dir / "model_answer" / f"{m}.jsonl") for m in ("model-1", baseline)}
+    by_model = {m: next(r for r in records if r["question_id"] == STALE) for m, records in answers.items()}
+    judgment_file = bench_dir / "model_judgment" / JUDGE / "model-1.jsonl"
+    judgments = read_jsonl(judgment_file)
+    for record in judgments:
+        if record["question_id"] == STALE:
+            record["baseline"] = baseline
+            record["provenance"] = {"question": question_fingerprint(question),
+                                    "answer": answer_fingerprint(by_model["model-1"]),
+                                    "baseline_answer": answer_fingerprint(by_model[baseline])}
+    write_jsonl(judgment_file, judgments)
+    by_model["model-1"]["choices"][0]["turns"][0]["content"] = f"regenerated answer of model-1 to {STALE}"
+    write_jsonl(bench_dir / "model_answer" / "model-1.jsonl", answers["model-1"])
 
 
 def _games(served: Served, judge: str, model: str) -> dict[str, list[str | None]]:
@@ -391,3 +412,21 @@ def test_deep_link_carries_the_filter_and_names_unknown_values_as_plain_text(pag
                      "No judge 'judge-z'", "No question 'q9999'"):
         assert expected in text, text
     assert notes.locator("a").count() == 0  # never rendered as a link
+
+
+def test_a_left_out_judgment_says_so_above_its_games(page: Any, served: Served) -> None:
+    page.goto(deep_link(served.url, bench=served.bench.bench, judge=JUDGE, model="model-1", question=STALE))
+    _wait_for_question(page, STALE)
+    page.locator("#aj-model-answer", has_text=f"regenerated answer of model-1 to {STALE}").wait_for()
+    notes = page.locator("#aj-notes").inner_text()
+    assert ("This judgment of model-1 by judge-a is not on the leaderboard: it was made from another answer of model-1 "
+            "or of the baseline (regenerated since)") in notes, notes
+    assert "Rerun gen_judgment.py to judge it again." in notes
+    for game in ("#aj-game1", "#aj-game2"):  # the games stay readable, each marked
+        assert "not on the leaderboard (stale)" in page.locator(game).inner_text()
+    fresh = "q0021"
+    page.goto(deep_link(served.url, bench=served.bench.bench, judge=JUDGE, model="model-1", question=fresh))
+    _wait_for_question(page, fresh)
+    page.locator("#aj-model-answer", has_text=f"answer of model-1 to {fresh}").wait_for()
+    assert "not on the leaderboard" not in page.locator("#aj-notes").inner_text()
+    assert "not on the leaderboard" not in page.locator("#aj-game1").inner_text()

@@ -19,6 +19,7 @@ from arenajudge.browser import (
     compute_board,
     deep_link,
     filter_questions,
+    left_out_note,
     load_bench,
     missing_notes,
     neighbour,
@@ -29,6 +30,8 @@ from arenajudge.browser import (
 )
 from arenajudge.cli.qa_browser import build_parser
 from arenajudge.errors import UserError
+from arenajudge_testkit.fake_openai import FakeServer
+from arenajudge_testkit.gen_project import Project, entry, judge
 from arenajudge_testkit.synth import make_bench, write_jsonl
 
 BASE, MODEL = "base", "m"
@@ -93,27 +96,27 @@ def test_games_are_read_from_the_model_point_of_view() -> None:
 ])
 def test_filters_pick_the_right_questions(hand_bench: Path, verdict_filter: str, expected: list[str]) -> None:
     data = load_bench(hand_bench, "hand")
-    assert filter_questions(data, judge="j1", model=MODEL, verdict_filter=verdict_filter) == expected
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, verdict_filter=verdict_filter) == expected
 
 
 def test_category_and_search_combine_with_filters(hand_bench: Path) -> None:
     data = load_bench(hand_bench, "hand")
     assert data.categories() == ["category: coding", "category: math", "cluster: c0", "cluster: c1"]
-    assert filter_questions(data, judge="j1", model=MODEL, category="category: math") == ["q4", "q5", "q6", "q7"]
-    assert filter_questions(data, judge="j1", model=MODEL, category="cluster: c1") == ["q2", "q4", "q6"]
-    assert filter_questions(data, judge="j1", model=MODEL, search="СОРТИРОВКУ") == ["q4"]  # case-insensitive, Cyrillic
-    assert filter_questions(data, judge="j1", model=MODEL, search="q7") == ["q7"]  # ids are searched too
-    assert filter_questions(data, judge="j1", model=MODEL, category="category: math",
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, category="category: math") == ["q4", "q5", "q6", "q7"]
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, category="cluster: c1") == ["q2", "q4", "q6"]
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, search="СОРТИРОВКУ") == ["q4"]  # any case, Cyrillic
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, search="q7") == ["q7"]  # ids are searched too
+    assert filter_questions(data, judge="j1", baseline=BASE, model=MODEL, category="category: math",
                             verdict_filter="positions_disagree") == ["q4", "q7"]
 
 
 def test_second_judge_changes_what_is_missing(hand_bench: Path) -> None:
     data = load_bench(hand_bench, "hand")
     # j2 judged only q1-q3: the rest are "not judged" for it, and no judge pair disagrees without j1
-    assert filter_questions(data, judge="j2", model=MODEL, verdict_filter="not_judged") == ["q4", "q5", "q6", "q7"]
+    assert filter_questions(data, judge="j2", baseline=BASE, model=MODEL, verdict_filter="not_judged") == ["q4", "q5", "q6", "q7"]
     only_j2 = load_bench(hand_bench, "hand", ["j2"])
     assert only_j2.judges == ["j2"]
-    assert filter_questions(only_j2, judge="j2", model=MODEL, verdict_filter="judges_disagree") == []
+    assert filter_questions(only_j2, judge="j2", baseline=BASE, model=MODEL, verdict_filter="judges_disagree") == []
 
 
 def test_partial_data_is_described_not_fatal(hand_bench: Path) -> None:
@@ -125,10 +128,10 @@ def test_partial_data_is_described_not_fatal(hand_bench: Path) -> None:
     assert "m: j1 judged 6 of 7 questions." in notes
     assert any(n.startswith("lonely: not judged by j1") for n in notes)
     assert any(n.startswith("ghost: no answer file") for n in notes)
-    assert filter_questions(data, judge="j1", model="lonely", verdict_filter="positions_disagree") == []
-    assert filter_questions(data, judge="j1", model="lonely", verdict_filter="not_judged") == QUESTIONS
+    assert filter_questions(data, judge="j1", baseline=BASE, model="lonely", verdict_filter="positions_disagree") == []
+    assert filter_questions(data, judge="j1", baseline=BASE, model="lonely", verdict_filter="not_judged") == QUESTIONS
     assert data.answer_text("lonely", "q2") is None
-    rows = question_rows(data, ["q5", "q6"], judge="j1", model=MODEL)
+    rows = question_rows(data, ["q5", "q6"], judge="j1", baseline=BASE, model=MODEL)
     assert rows[["game 1", "game 2"]].values.tolist() == [["no verdict", "baseline better"], ["—", "—"]]
 
 
@@ -144,10 +147,11 @@ def test_badge_names_the_sides_of_each_game(hand_bench: Path) -> None:
 
 
 def test_verdict_counts_tally_games(hand_bench: Path) -> None:
-    counts = verdict_counts(load_bench(hand_bench, "hand"), "j1").set_index("model").loc[MODEL]
+    counts = verdict_counts(load_bench(hand_bench, "hand"), "j1", BASE).set_index("model").loc[MODEL]
     # 12 games: won q1g2 q3g1 q3g2 q4g2 q7g1 = 5; tied q4g1 = 1; lost q1g1 q2g1 q2g2 q5g2 q7g2 = 5; missing q5g1 = 1
     assert (counts["games won"], counts["games tied"], counts["games lost"], counts["no verdict"]) == (5, 1, 5, 1)
     assert counts["positions disagree"] == 3 and counts["questions judged"] == 6
+    assert counts["left out (stale)"] == 0
 
 
 def test_neighbour_wraps_and_recovers() -> None:
@@ -239,9 +243,9 @@ def test_judges_calls_name_each_judge(hand_bench: Path) -> None:
     from arenajudge.browser import judges_calls
 
     data = load_bench(hand_bench, "hand")
-    assert judges_calls(data, MODEL, "q2") == [("j1", "baseline better"), ("j2", "model better")]
-    assert judges_calls(data, MODEL, "q1") == [("j1", "tie"), ("j2", "tie")]
-    assert judges_calls(data, MODEL, "q6") == [("j1", "not judged"), ("j2", "not judged")]
+    assert judges_calls(data, BASE, MODEL, "q2") == [("j1", "baseline better"), ("j2", "model better")]
+    assert judges_calls(data, BASE, MODEL, "q1") == [("j1", "tie"), ("j2", "tie")]
+    assert judges_calls(data, BASE, MODEL, "q6") == [("j1", "not judged"), ("j2", "not judged")]
 
 
 def test_gradio_analytics_are_off(hand_bench: Path) -> None:
@@ -255,3 +259,73 @@ def test_gradio_analytics_are_off(hand_bench: Path) -> None:
 
     demo = BrowserApp(hand_bench, Defaults(bench="hand", judge="j1", baseline=BASE, models=())).build()
     assert demo.analytics_enabled is False
+
+
+# ---------------------------------------------------------------- judgments the leaderboard leaves out
+
+def _judged_then_regenerated(project: Project) -> Path:
+    """m1 and m2 judged against `base` by gen_judgment (records with provenance), then both answer q002 anew;
+    m2's judgment file loses its provenance, as arena-hard-local's files have none. Returns the data root."""
+    questions = project.simple_questions(4)
+    for model in ("m1", "m2", "base"):
+        project.write_answers(model, questions)
+    with FakeServer() as server:
+        project.write_api({"judge": entry(server.base_url, "/models/the-judge")})
+        project.write_judge_config(["m1", "m2"], baseline="base")
+        assert judge() == 0
+    for model in ("m1", "m2"):
+        path = project.bench_dir / "model_answer" / f"{model}.jsonl"
+        answers = project.records(f"model_answer/{model}.jsonl")
+        answers[2]["choices"][0]["turns"][0]["content"] = f"a regenerated answer of {model}"
+        write_jsonl(path, answers)
+    unverified = [{k: v for k, v in r.items() if k != "provenance"} for r in project.records("model_judgment/judge/m2.jsonl")]
+    write_jsonl(project.bench_dir / "model_judgment" / "judge" / "m2.jsonl", unverified)
+    return project.root / "data"
+
+
+def test_judgments_the_board_leaves_out_are_not_counted_and_are_said(project: Project) -> None:
+    data = load_bench(_judged_then_regenerated(project), project.bench)
+    counts = verdict_counts(data, "judge", "base").set_index("model")
+    # m1's judgment of its old answer to q002 is not scored; m2's (no provenance: unverified) is, as on the board
+    assert counts.loc["m1", "questions judged"] == 3 and counts.loc["m1", "left out (stale)"] == 1
+    assert counts.loc["m2", "questions judged"] == 4 and counts.loc["m2", "left out (stale)"] == 0
+    games = ["games won", "games tied", "games lost", "no verdict"]
+    assert counts.loc["m1", games].sum() == 2 * 3 and counts.loc["m2", games].sum() == 2 * 4
+    board = compute_board(data, "judge", "base")  # the leaderboard tab's numbers rest on the same 3 + 4
+    assert "battles from 7 judgments" in board.header and any("left out 1 judgments" in n for n in board.notes)
+    # the question list: q002 of m1 is left out, not judged for the board, and no verdict filter counts it
+    assert filter_questions(data, judge="judge", baseline="base", model="m1", verdict_filter="left_out") == ["q002"]
+    assert filter_questions(data, judge="judge", baseline="base", model="m2", verdict_filter="left_out") == []
+    assert filter_questions(data, judge="judge", baseline="base", model="m1", verdict_filter="not_judged") == ["q002"]
+    for verdict_filter in ("positions_disagree", "strong_loss", "strong_win", "no_verdict"):
+        assert "q002" not in filter_questions(data, judge="judge", baseline="base", model="m1",
+                                              verdict_filter=verdict_filter)
+    rows = question_rows(data, ["q001", "q002"], judge="judge", baseline="base", model="m1")
+    assert [row.endswith(" (left out)") for row in rows["game 1"]] == [False, True]
+    # the question's notes name the reason; an untouched question, and the unverified one, say nothing of it
+    note = left_out_note(data, "judge", "base", "m1", "q002")
+    assert note is not None and note.startswith("This judgment of m1 by judge is not on the leaderboard: ")
+    assert "another answer of m1 or of the baseline (regenerated since)" in note
+    assert note.endswith("Rerun gen_judgment.py to judge it again.")
+    assert left_out_note(data, "judge", "base", "m1", "q001") is None
+    assert left_out_note(data, "judge", "base", "m2", "q002") is None
+    # against another baseline every one of them is left out, for that reason
+    assert "made against another baseline than other" in (left_out_note(data, "judge", "other", "m1", "q001") or "")
+
+
+def test_question_view_marks_a_left_out_judgment_and_keeps_its_games(project: Project) -> None:
+    from arenajudge.browser_ui import BrowserApp, Defaults
+
+    app = BrowserApp(_judged_then_regenerated(project), Defaults(bench=project.bench, judge="judge", baseline="base"))
+    selection, data, notes = app.resolve(bench=project.bench, judge="judge", model="m1", vs="m2", question="q002")
+    view = app.view_updates(selection, data, notes)
+    assert "This judgment of m1 by judge is not on the leaderboard" in view[2]
+    assert "This judgment of m2" not in view[2]  # unverified: kept by the board, as show_result keeps it
+    assert "m1: the leaderboard leaves out 1 of judge&#x27;s judgments, as stale" in view[2]
+    for badge in (view[11], view[13]):  # both games still shown, each marked
+        assert "data-left-out" in badge and "not on the leaderboard (stale)" in badge
+    assert "The answers differ in detail." in view[12]  # the judge's text is there to read
+    assert all("data-left-out" not in badge for badge in (view[17], view[19]))
+    selection, data, notes = app.resolve(bench=project.bench, judge="judge", model="m1", vs=None, question="q001")
+    view = app.view_updates(selection, data, notes)
+    assert "not on the leaderboard" not in view[2] and "data-left-out" not in view[11]
