@@ -12,6 +12,7 @@ per-request options model of `post`, and keeps fields such as `reasoning` as sen
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from typing import Any
 
@@ -61,8 +62,11 @@ class ChatEndpoint:
                               http_client=keep_alive_http_client(), default_headers=_NO_PLATFORM_HEADERS)
         self._chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
 
-    async def send(self, payload: bytes) -> Outcome:
-        """POST the JSON `payload` to <api_base>/chat/completions once; never raises for what the server or network did."""
+    async def send(self, body: dict[str, Any]) -> Outcome:
+        """POST `body` as JSON to <api_base>/chat/completions once; never raises for what the server or network did."""
+        # serialised here, once: given as `json_data`, the client would deep-copy and transform the messages;
+        # no per-request headers (the client's default ones already say application/json)
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         options = self._chat.model_copy(update={"content": payload})
         try:
             response = await self.client.request(httpx2.Response, options)  # errors raised as by `post`

@@ -101,7 +101,7 @@ class Reply:
 class _Slot:
     """A share of one endpoint's `parallel`: the whole of it, or one client process's part."""
 
-    send: Callable[[bytes], Awaitable[Outcome]]  # one attempt of one chat request (chat_request.ChatEndpoint.send)
+    send: Callable[[dict[str, Any]], Awaitable[Outcome]]  # one attempt of one chat request (chat_request.ChatEndpoint.send)
     describe: str
     capacity: int
     usable: Callable[[], bool] = lambda: True  # False once its client process is gone
@@ -191,16 +191,13 @@ class ModelClient:
         """One chat request; `extra_body` adds server-specific fields (e.g. vLLM's `structured_outputs`)."""
         body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens, **(extra_body or {})}
-        # serialised once here: passed as `body`, the client would deep-copy the messages per attempt;
-        # no per-request options (the client's default headers already say application/json: copied per attempt)
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         wait = self.policy.first_wait
         for attempt in range(1, self.policy.attempts + 1):
             slot = await self._acquire()
             token = object()
             self.started[id(token)] = time.monotonic()
             try:
-                outcome = await slot.send(payload)
+                outcome = await slot.send(body)
             finally:
                 del self.started[id(token)]
                 await self._release(slot)

@@ -63,7 +63,7 @@ def test_two_processes_judge_as_one_does_and_the_parent_sends_nothing(tmp_path, 
         assert judge() == 0
         sent_by_one = len(a.chat_requests()) + len(b.chat_requests())
 
-        async def refuse(self, payload):  # the parent must not send: only its children may
+        async def refuse(self, body):  # the parent must not send: only its children may
             raise AssertionError("the parent sent a chat request")
 
         monkeypatch.setattr(chat_request.ChatEndpoint, "send", refuse)
