@@ -127,11 +127,11 @@ class ModelClient:
 
     def __post_init__(self) -> None:
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
-        # in this process: one client per endpoint (also what server_request uses)
-        self._endpoints = [ChatEndpoint(ep.api_base, ep.api_key, self.timeout) for ep in self.entry.endpoints]
         n = self.policy.client_processes
+        self._endpoints: list[ChatEndpoint] = []  # clients in this process (server_request uses the first)
         if n <= 1:
             self._processes = None
+            self._endpoints = [ChatEndpoint(ep.api_base, ep.api_key, self.timeout) for ep in self.entry.endpoints]
             self._slots = [_Slot(chat.send, ep.describe(), self.entry.parallel)
                            for chat, ep in zip(self._endpoints, self.entry.endpoints, strict=True)]
         else:
@@ -269,6 +269,9 @@ class ModelClient:
 
         Raises openai's APIStatusError / APIConnectionError as they come (the caller decides).
         """
+        if not self._endpoints:  # requests go from client processes: this one needs a client for this only
+            first = self.entry.endpoints[0]
+            self._endpoints = [ChatEndpoint(first.api_base, first.api_key, self.timeout)]
         client = self._endpoints[0].client
         root = str(client.base_url).rstrip("/")
         root = root[: -len("/v1")] if root.endswith("/v1") else root

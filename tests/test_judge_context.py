@@ -98,7 +98,8 @@ def test_labels_copied_from_the_system_prompt_are_echoes(reply, label):
 
 # ---------------------------------------------------------------- the judge's context
 
-def test_judge_prompts_are_counted_first_cut_to_leave_room_and_nothing_that_fits_fails(project):
+@pytest.mark.parametrize("processes", ["1", "2"])  # 2: /tokenize from this process, chat from client processes
+def test_judge_prompts_are_counted_first_cut_to_leave_room_and_nothing_that_fits_fails(project, processes):
     """A judge with 1,024 tokens of context, answers that overflow it, a judge that gives its label only when
     asked again: every judgment is done, no request overflows, the cut games say so, the short ones are whole."""
     max_len = 1024
@@ -123,7 +124,7 @@ def test_judge_prompts_are_counted_first_cut_to_leave_room_and_nothing_that_fits
     with FakeVllm(script, 0, "the-judge", max_len, 4096) as server:
         project.write_api({"judge": entry(server.base_url, "the-judge", tokenizer="any")})
         project.write_judge_config(["m1"], system_prompt=LABELS_SYSTEM, regex_pattern=REGEX, max_tokens=256)
-        assert judge() == 0
+        assert judge("--client-processes", processes) == 0
         requests = server.chat_requests()
     assert all(r.status == 200 for r in requests)
     for r in requests:  # counted by the server's own rule: the reply always had room, follow-ups included
