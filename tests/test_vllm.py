@@ -185,6 +185,25 @@ def test_max_tokens_is_capped_with_the_servers_own_token_count(project, decisive
     assert project.records("runs.jsonl")[-1]["capped_max_tokens"] == 3
 
 
+def test_client_processes_judge_a_real_server_as_one_process_does(tmp_path, monkeypatch, decisive_server):
+    """--client-processes 2 against a real vLLM: the same verdicts as one process, every game read."""
+    scores = {}
+    for processes in ("1", "2"):
+        project = Project(tmp_path / processes)
+        questions = project.simple_questions(6)
+        for model in ("m1", "base"):
+            project.write_answers(model, questions, text="{model} answers {qid}: " + words(30, 3))
+        project.write_api({"judge": api_entry("dec", decisive_server["port"])})
+        project.write_judge_config(["m1"])
+        monkeypatch.chdir(project.root)
+        assert run_cli(gen_judgment.main, ["--quiet", "--client-processes", processes]) == 0
+        scores[processes] = {r["question_id"]: [g["score"] for g in r["games"]]
+                             for r in project.records("model_judgment/judge/m1.jsonl")}
+        assert ("client_processes_cpu_seconds" in project.records("runs.jsonl")[-1]) == (processes == "2")
+    assert len(scores["1"]) == 6 and all(None not in games for games in scores["1"].values())
+    assert scores["2"] == scores["1"]
+
+
 def test_prefix_cache_hit_rate_is_higher_in_our_order_than_shuffled(project, decisive_server):
     rates = {}
     for order in ("shuffled", "question-major"):
