@@ -166,18 +166,21 @@ def test_a_judge_on_its_own_gpus_judges_while_the_next_candidate_answers(project
 def test_the_overlapped_schedule_writes_the_records_of_the_sequential_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_VLLM_PIDFILE", str(tmp_path / "pids"))
     results = {}
-    for schedule, gpus in (("sequential", "0,1"), ("overlapped", "1,2")):
+    for schedule, gpus, processes in (("sequential", "0,1", "1"), ("overlapped", "1,2", "1"),
+                                      ("overlapped-2", "1,2", "2")):  # and every request from 2 client processes
         root = tmp_path / schedule
         root.mkdir()
         monkeypatch.chdir(root)
         project = Project(root)
         _overlap_setup(project, n=6, judge_gpus=gpus, answer_delay="0.01")
-        assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
-        assert ("as the answers come" in capsys.readouterr().err) == (schedule == "overlapped")
+        assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge", "--client-processes", processes) == 0
+        assert ("as the answers come" in capsys.readouterr().err) == schedule.startswith("overlapped")
         results[schedule] = {m: (_without_times(project.records(f"model_answer/{m}.jsonl")),
                                  _without_times(project.records(f"model_judgment/judge/{m}.jsonl")))
                              for m in ("ckpt-a", "ckpt-b")}
-    assert results["overlapped"] == results["sequential"]
+        runs = project.records("runs.jsonl")
+        assert all(("client_processes_cpu_seconds" in run) == (processes == "2") for run in runs if run["requests"])
+    assert results["overlapped"] == results["sequential"] == results["overlapped-2"]
     assert all(len(judged) == 6 for _, judged in results["sequential"].values())
 
 

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlap", action="store_true",
                    help="judge only once every answer is in, even when the judge's GPUs are free of answer servers "
                         "(by default the judge then starts with the first answers and judges while the rest come)")
+    p.add_argument("--client-processes", type=int, default=1, metavar="N",
+                   help="send each step's requests from N processes (see gen_judgment.py --help; default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--wait", action="store_true",
                    help="if another run is writing the same answers or judgments, wait for it instead of stopping")
@@ -194,7 +196,8 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
                                   {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
     load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
     judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
-    follower = FollowingJudge(judge_config, judge, args.data_dir, RequestPolicy(),  # gen_judgment.py's defaults
+    follower = FollowingJudge(judge_config, judge, args.data_dir,  # gen_judgment.py's defaults
+                              RequestPolicy(client_processes=args.client_processes),
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
     # the judge thread writes the judge's files: held here, as gen_judgment.py holds it, until the thread has ended
     with locks.hold([locks.judgment_lock(plan.paths, plan.judge)], wait=args.wait):
@@ -227,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     from . import gen_answer, gen_judgment, show_result
 
     args = build_parser().parse_args(argv)
+    if args.client_processes < 1:
+        raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
     plan = Plan(args)
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
     common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else []) \
-        + (["--wait"] if args.wait else [])
+        + (["--wait"] if args.wait else []) \
+        + (["--client-processes", str(args.client_processes)] if args.client_processes > 1 else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))
