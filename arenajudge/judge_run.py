@@ -18,7 +18,7 @@ from .engine import RunReport
 from .errors import UserError
 from .judging import JudgeItem
 from .provenance import Basis, answer_fingerprint, answer_fingerprints, judge_settings_fingerprint, question_fingerprints
-from .stale import move_aside, split_stale, take_back
+from .stale import move_aside, split_stale, take_back_latest
 from .storage import BenchPaths, answer_problem, line_of, load_answer_file, load_judgment_file, repair_tail
 
 
@@ -110,19 +110,12 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
 
 
 def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Callable[[dict[str, Any]], bool]) -> set[Any]:
-    """Question ids (of `wanted`) whose archived judgment counts again, taken back into `live`; the
-    latest such record of a question is taken, the others stay archived."""
+    """Question ids (of `wanted`) whose archived judgment counts again, taken back into `live`."""
     if not wanted or not archive.exists():
         return set()
     repair_tail(archive)
-    archived = load_judgment_file(archive)
-    latest: dict[str, int] = {}  # question id -> index in `archived` of the last record that counts again
-    for i, record in enumerate(archived):
-        if str(record["question_id"]) in wanted and counts(record):
-            latest[str(record["question_id"])] = i
-    taken = set(latest.values())
-    take_back(live, archive, [archived[i] for i in sorted(taken)], [r for i, r in enumerate(archived) if i not in taken])
-    return {archived[i]["question_id"] for i in taken}
+    back = take_back_latest(live, archive, load_judgment_file(archive), wanted, lambda r: str(r["question_id"]), counts)
+    return {r["question_id"] for r in back}
 
 
 def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,

@@ -47,7 +47,7 @@ from .provenance import (
     rerun_hint,
     texts_fingerprint,
 )
-from .stale import move_aside, split_stale
+from .stale import move_aside, split_stale, take_back_latest
 from .storage import BenchPaths, load_questions, read_jsonl, repair_tail, write_jsonl_atomic
 
 if TYPE_CHECKING:
@@ -156,8 +156,23 @@ class MTBenchJudging:
                                   lambda r: mtbench_mismatch(r, self.basis) if str(r["question_id"]) in wanted else None)
         if stale:
             move_aside(out, self.paths.replaced_file(out), keep, stale)
+
+        def counts(record: dict[str, Any]) -> bool:  # with --rejudge-missing, a missing verdict is not done
+            return not (rejudge_missing and self.is_missing(record))
+
+        done = {record_key(r) for r in keep if counts(r)}
+        # archived records this run would otherwise redo, made from what is on disk now: taken back
+        archive = self.paths.replaced_file(out)
+        wanted = {key for q in self.questions for _, key in self._candidates(q, self._reference(q))} - done
+        back: list[dict[str, Any]] = []
+        if wanted and archive.exists():
+            repair_tail(archive)
+            back = take_back_latest(out, archive, read_jsonl(archive, allow_torn_tail=True), wanted, record_key,
+                                    lambda r: counts(r) and mtbench_mismatch(r, self.basis) is None)
+            done |= {record_key(r) for r in back}
+            report.restored += len(back)
+        if stale or back:
             report.stale_where = str(self.paths.replaced_root)
-        done = {record_key(r) for r in keep if not (rejudge_missing and self.is_missing(r))}
         report.stale += len({record_key(r) for r, _ in stale} - done)
         return done
 
@@ -165,8 +180,7 @@ class MTBenchJudging:
         """Every item not in `done`, question-major (those in it are counted as skipped)."""
         items: list[Any] = []
         for q in self.questions:
-            ref = self.refs.get(q["question_id"]) if needs_reference(self.config, q) else None
-            for item, key in self._candidates(q, ref):
+            for item, key in self._candidates(q, self._reference(q)):
                 if key in done:
                     report.skipped += 1
                 else:
@@ -175,6 +189,10 @@ class MTBenchJudging:
 
     def _candidates(self, q: dict[str, Any], ref: list[str] | None) -> list[tuple[Any, Hashable]]:
         raise NotImplementedError
+
+    def _reference(self, q: dict[str, Any]) -> list[str] | None:
+        """The reference answer's turns for `q` when its category is judged with one, else None."""
+        return self.refs.get(q["question_id"]) if needs_reference(self.config, q) else None
 
     def _provenance(self, q: dict[str, Any], ref: list[str] | None, **models: str) -> dict[str, Any]:
         qid = str(q["question_id"])

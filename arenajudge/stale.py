@@ -13,7 +13,7 @@ live file first, then the archive rewritten without it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,19 @@ def take_back(live: Path, archive: Path, back: list[dict[str, Any]], rest: list[
     finally:
         appender.close()
     write_jsonl_atomic(archive, rest)
+
+
+def take_back_latest(live: Path, archive: Path, archived: list[dict[str, Any]], wanted: set[Hashable],
+                     key_of: Callable[[dict[str, Any]], Hashable], counts: Callable[[dict[str, Any]], bool]
+                     ) -> list[dict[str, Any]]:
+    """Of the `archived` records (the archive's contents), the latest one per key in `wanted` that counts
+    again is taken back into `live` (take_back); the others stay archived. Returns those taken back."""
+    latest: dict[Hashable, int] = {}  # key -> index in `archived` of the last record that counts again
+    for i, record in enumerate(archived):
+        key = key_of(record)
+        if key in wanted and counts(record):
+            latest[key] = i
+    taken = set(latest.values())
+    back = [archived[i] for i in sorted(taken)]
+    take_back(live, archive, back, [r for i, r in enumerate(archived) if i not in taken])
+    return back

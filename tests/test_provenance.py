@@ -351,6 +351,46 @@ def test_a_judge_without_any_verdict_is_not_bad_input(project):
 
 # ---------------------------------------------------------------- MT-Bench
 
+@pytest.mark.parametrize("mode", ["single", "pairwise-all"])
+def test_mtbench_judgments_come_back_from_the_archive_when_the_settings_do(project, capsys, mode):
+    p = Project(project.root, bench="mt_bench")
+    qs = [{"question_id": 100 + i, "category": "writing", "turns": [f"Ask {i}", f"Then {i}"]} for i in range(3)]
+    p.write_questions(qs)
+    for m in ("alpha", "beta"):
+        path = p.bench_dir / "model_answer" / f"{m}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": m, "choices": [{"index": 0, "turns": [
+            {"content": f"{m} one {q['question_id']}"}, {"content": f"{m} two {q['question_id']}"}]}]}) + "\n" for q in qs))
+    live = p.bench_dir / "model_judgment" / f"judge_{'single' if mode == 'single' else 'pair'}.jsonl"
+
+    def configure(max_tokens: int) -> None:
+        cfg = {"bench_name": "mt_bench", "judge_model": "judge", "mode": mode, "model_list": ["alpha", "beta"],
+               "max_tokens": max_tokens}
+        (p.root / "config" / "judge_config.yaml").write_text(yaml.safe_dump(cfg))
+
+    with FakeServer(Script(answer=lambda messages: "Rating: [[7]]" if mode == "single" else "[[A]]")) as server:
+        p.write_api({"judge": entry(server.base_url, "j")})
+        configure(64)
+        assert judge() == 0
+        first = live.read_text()
+        asked = len(server.chat_requests())
+        configure(96)  # other judge settings: every record is stale, judged again
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * asked
+        second = live.read_text()
+        configure(64)  # back: the first records return from the archive, the judge is not asked
+        capsys.readouterr()
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * asked
+        items = len(first.splitlines())  # 12 ratings (single), or 6 pairs of two games each
+        assert f"{items} restored from" in capsys.readouterr().err
+        assert live.read_text() == first
+        assert p.records("runs.jsonl")[-1]["restored"] == items and p.records("runs.jsonl")[-1]["stale"] == 0
+        configure(96)
+        assert judge() == 0
+        assert len(server.chat_requests()) == 2 * asked and live.read_text() == second
+
+
 def test_mtbench_single_redoes_judgments_of_a_regenerated_answer(project, capsys):
     p = Project(project.root, bench="mt_bench")
     qs = [{"question_id": 100 + i, "category": "writing", "turns": [f"Ask {i}", f"Then {i}"]} for i in range(3)]
