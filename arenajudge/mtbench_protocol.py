@@ -138,9 +138,6 @@ class MTBenchJudging:
         write_jsonl_atomic(path, [latest[k] for k in sorted(latest, key=sort_key)])
 
     # ------------------------------------------------------------ what is done, what is left
-    def record_key(self, record: dict[str, Any]) -> Hashable:
-        return record_key(record)
-
     def is_missing(self, record: dict[str, Any]) -> bool:
         """A rating, or a game of a pair, without a verdict (--rejudge-missing judges it again)."""
         if "score" in record:

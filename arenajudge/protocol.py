@@ -1,10 +1,11 @@
 """The judging-protocol seam: what gen_judgment.py needs of a way of judging, and the one place that picks it.
 
 A protocol (Arena-Hard pairwise, MT-Bench single, MT-Bench pairwise) says which items there are to
-judge, how one item is judged against a ModelClient, which stored records already count (record
-key, missing verdicts), where its records live and how they are sorted, and what its run prints
-and logs. gen_judgment.py runs any of them through one path: lock, resume, items, the lane under
-the server session, sort, log. How stored records become battles or tables is the protocol's too:
+judge, how one item is judged against a ModelClient, which stored records already count (stale
+ones moved aside, matching archived ones taken back, missing verdicts under --rejudge-missing),
+where its records live and how they are sorted, and what its run prints and logs. gen_judgment.py
+runs any of them through one path: lock, resume, items, the lane under the server session, sort,
+log. How stored records become battles or tables is the protocol's too:
 MTBenchSingle.tables, MTBenchPairwise.battles, and for Arena-Hard battles.battles_from_judgments.
 """
 
@@ -20,7 +21,6 @@ from .client import ModelClient
 from .config import JudgeConfig, ModelEntry
 from .engine import RunReport
 from .judge_run import (
-    has_missing_game,
     judge_item_for,
     judgment_basis,
     load_references,
@@ -58,14 +58,6 @@ class JudgingProtocol(Protocol[Item]):
 
     async def judge(self, client: ModelClient, item: Item, budget: ContextBudget | None) -> dict[str, Any]:
         """The record of one item, asked of the judge behind `client` (`budget`: the judge's context, if counted)."""
-        ...
-
-    def record_key(self, record: dict[str, Any]) -> Hashable:
-        """What makes a stored record the same item as another (the last one written counts)."""
-        ...
-
-    def is_missing(self, record: dict[str, Any]) -> bool:
-        """True when a game of `record` has no verdict (--rejudge-missing judges it again)."""
         ...
 
     def record_file(self, item: Item) -> Path:
@@ -151,12 +143,6 @@ class ArenaHardPairwise:
 
     async def judge(self, client: ModelClient, item: JudgeItem, budget: ContextBudget | None) -> dict[str, Any]:
         return await judge_item(client, self.config, item, budget)
-
-    def record_key(self, record: dict[str, Any]) -> Hashable:
-        return (record["model"], record["question_id"])
-
-    def is_missing(self, record: dict[str, Any]) -> bool:
-        return has_missing_game(record)
 
     def record_file(self, item: JudgeItem) -> Path:
         return self.paths.judgment_file(self.config.judge_model, item.model)

@@ -231,7 +231,7 @@ def test_every_judge_mode_has_one_protocol_with_the_whole_interface():
     from arenajudge.protocol import ArenaHardPairwise, JudgingProtocol, protocol_for
 
     members = {name for name, value in vars(JudgingProtocol).items() if callable(value) and not name.startswith("_")}
-    assert {"items", "judge", "record_key", "is_missing", "record_file", "done"} <= members
+    assert {"items", "judge", "record_file", "done"} <= members
     chosen = {mode: protocol_for(mode) for mode in (None, *MT_BENCH_MODES)}
     assert chosen == {None: ArenaHardPairwise, "single": MTBenchSingle, "pairwise-baseline": MTBenchPairwise,
                       "pairwise-all": MTBenchPairwise}
