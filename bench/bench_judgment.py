@@ -13,7 +13,13 @@ what the first run spent beyond it, per request, is what each judge request cost
 The request phase (runs.jsonl's wall_seconds: first request to last reply) against the ideal is
 the share of the stand-in's capacity the client keeps busy.
 
+With --endpoints K, K stand-ins serve as the endpoints of the one judge entry (replicas; the ideal
+divides by K). With --client-processes N, the same measurement is made again with N client
+processes, and the bench prints both, the ratio, and the parent's own CPU per request (the
+children's, from runs.jsonl, taken off): what bounds one parent however many cores there are.
+
     python bench/bench_judgment.py [--models N] [--questions 500] [--parallel 64] [--delay 0.1] [--synthetic]
+                                   [--endpoints K] [--client-processes N]
 """
 
 from __future__ import annotations
