@@ -85,7 +85,7 @@ class ClientProcesses:
         self._ids = itertools.count()
         self._attached: asyncio.Task[None] | None = None
 
-    def sender(self, child: int, endpoint: int) -> Callable[[bytes], Awaitable[Outcome]]:
+    def sender(self, child: int, endpoint: int) -> Callable[[dict[str, Any]], Awaitable[Outcome]]:
         """One attempt of a chat request with `body` to `endpoint`, sent from child process `child`
         (which also serialises it as JSON: a pickled dict of strings costs a tenth of that)."""
 
@@ -138,7 +138,8 @@ class ClientProcesses:
                 reply.set_result(("connection", child.gone))
 
     async def close(self) -> float:
-        """Stop the children (they finish what they were sending): the CPU seconds they spent."""
+        """Stop the children: the CPU seconds they spent. A run closes them once nothing is in flight;
+        after Ctrl-C, what still is in flight is dropped (its items were not written, the rerun does them)."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         for child in self._children:
             child.gone = child.gone or "closed"
