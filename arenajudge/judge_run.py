@@ -9,7 +9,6 @@ can count a judgment the others would redo.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,23 +98,15 @@ def resume(paths: BenchPaths, judge: str, model: str, questions: list[dict[str, 
         return not (rejudge_missing and has_missing_game(record))
 
     done = {r["question_id"] for r in keep if counts(r)}
-    restored = _take_back_archived(paths.replaced_file(path), path, wanted - {str(qid) for qid in done},
-                                   lambda r: counts(r) and basis.mismatch(r, model) is None)
+    back = take_back_latest(path, paths.replaced_file(path), load_judgment_file, wanted - {str(qid) for qid in done},
+                            lambda r: str(r["question_id"]), lambda r: counts(r) and basis.mismatch(r, model) is None)
+    restored = {r["question_id"] for r in back}
     done |= restored
     if stale or restored:
         report.stale_where = str(paths.replaced_root)
     report.restored += len(restored)
     report.stale += len({r["question_id"] for r, _ in stale} - done)
     return done
-
-
-def _take_back_archived(archive: Path, live: Path, wanted: set[str], counts: Callable[[dict[str, Any]], bool]) -> set[Any]:
-    """Question ids (of `wanted`) whose archived judgment counts again, taken back into `live`."""
-    if not wanted or not archive.exists():
-        return set()
-    repair_tail(archive)
-    back = take_back_latest(live, archive, load_judgment_file(archive), wanted, lambda r: str(r["question_id"]), counts)
-    return {r["question_id"] for r in back}
 
 
 def judge_item_for(config: JudgeConfig, judge: ModelEntry, basis: Basis, question: dict[str, Any], model: str,

@@ -159,15 +159,11 @@ class MTBenchJudging:
 
         done = {record_key(r) for r in keep if counts(r)}
         # archived records this run would otherwise redo, made from what is on disk now: taken back
-        archive = self.paths.replaced_file(out)
         wanted = {key for q in self.questions for _, key in self._candidates(q, self._reference(q))} - done
-        back: list[dict[str, Any]] = []
-        if wanted and archive.exists():
-            repair_tail(archive)
-            back = take_back_latest(out, archive, read_jsonl(archive, allow_torn_tail=True), wanted, record_key,
-                                    lambda r: counts(r) and mtbench_mismatch(r, self.basis) is None)
-            done |= {record_key(r) for r in back}
-            report.restored += len(back)
+        back = take_back_latest(out, self.paths.replaced_file(out), lambda path: read_jsonl(path, allow_torn_tail=True),
+                                wanted, record_key, lambda r: counts(r) and mtbench_mismatch(r, self.basis) is None)
+        done |= {record_key(r) for r in back}
+        report.restored += len(back)
         if stale or back:
             report.stale_where = str(self.paths.replaced_root)
         report.stale += len({record_key(r) for r, _ in stale} - done)

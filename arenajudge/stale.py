@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .provenance import REASONS
-from .storage import JsonlAppender, write_jsonl_atomic
+from .storage import JsonlAppender, repair_tail, write_jsonl_atomic
 
 
 def split_stale(records: Iterable[dict[str, Any]], reason_of: Callable[[dict[str, Any]], str | None]
@@ -48,7 +48,6 @@ def move_aside(live: Path, archive: Path, keep: list[dict[str, Any]], stale: lis
     write_jsonl_atomic(live, keep)
 
 
-
 def take_back(live: Path, archive: Path, back: list[dict[str, Any]], rest: list[dict[str, Any]]) -> None:
     """Append `back` (archived records that count again, without their `replaced` field) to `live`,
     then rewrite `archive` with `rest` only."""
@@ -63,11 +62,15 @@ def take_back(live: Path, archive: Path, back: list[dict[str, Any]], rest: list[
     write_jsonl_atomic(archive, rest)
 
 
-def take_back_latest(live: Path, archive: Path, archived: list[dict[str, Any]], wanted: set[Hashable],
+def take_back_latest(live: Path, archive: Path, load: Callable[[Path], list[dict[str, Any]]], wanted: set[Hashable],
                      key_of: Callable[[dict[str, Any]], Hashable], counts: Callable[[dict[str, Any]], bool]
                      ) -> list[dict[str, Any]]:
-    """Of the `archived` records (the archive's contents), the latest one per key in `wanted` that counts
+    """Of the records in `archive` (read with `load`), the latest one per key in `wanted` that counts
     again is taken back into `live` (take_back); the others stay archived. Returns those taken back."""
+    if not wanted or not archive.exists():
+        return []
+    repair_tail(archive)
+    archived = load(archive)
     latest: dict[Hashable, int] = {}  # key -> index in `archived` of the last record that counts again
     for i, record in enumerate(archived):
         key = key_of(record)
