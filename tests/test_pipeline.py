@@ -108,6 +108,9 @@ def test_pipeline_section_in_yaml_and_its_errors(project, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "candidate 'ghost' has no entry in config/api_config.yaml" in err[0]
 
+    assert run_eval("--client-processes", "0") == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --client-processes must be at least 1, got 0"]
+
 
 def test_a_failing_step_stops_the_pipeline_with_its_exit_code(project, capsys, monkeypatch):
     _setup(project, n=2)

@@ -43,9 +43,14 @@ def request_policy(args: argparse.Namespace) -> RequestPolicy:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
+    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=client_processes(args))
+
+
+def client_processes(args: argparse.Namespace) -> int:
+    """--client-processes, checked (also run_eval.py's, which passes it on)."""
     if args.client_processes < 1:
         raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
-    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=args.client_processes)
+    return args.client_processes
 
 
 def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:

@@ -228,10 +228,10 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 def main(argv: list[str] | None = None) -> int:
     from . import gen_answer, gen_judgment, show_result
+    from .common import client_processes
 
     args = build_parser().parse_args(argv)
-    if args.client_processes < 1:
-        raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
+    client_processes(args)  # checked before any step starts
     plan = Plan(args)
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
