@@ -351,8 +351,8 @@ def test_a_judge_without_any_verdict_is_not_bad_input(project):
 
 # ---------------------------------------------------------------- MT-Bench
 
-@pytest.mark.parametrize("mode", ["single", "pairwise-all"])
-def test_mtbench_judgments_come_back_from_the_archive_when_the_settings_do(project, capsys, mode):
+def _mt_bench(project: Project) -> tuple[Project, list[dict]]:
+    """An mt_bench of 3 two-turn questions answered by alpha and beta."""
     p = Project(project.root, bench="mt_bench")
     qs = [{"question_id": 100 + i, "category": "writing", "turns": [f"Ask {i}", f"Then {i}"]} for i in range(3)]
     p.write_questions(qs)
@@ -361,6 +361,12 @@ def test_mtbench_judgments_come_back_from_the_archive_when_the_settings_do(proje
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": m, "choices": [{"index": 0, "turns": [
             {"content": f"{m} one {q['question_id']}"}, {"content": f"{m} two {q['question_id']}"}]}]}) + "\n" for q in qs))
+    return p, qs
+
+
+@pytest.mark.parametrize("mode", ["single", "pairwise-all"])
+def test_mtbench_judgments_come_back_from_the_archive_when_the_settings_do(project, capsys, mode):
+    p, _ = _mt_bench(project)
     live = p.bench_dir / "model_judgment" / f"judge_{'single' if mode == 'single' else 'pair'}.jsonl"
 
     def configure(max_tokens: int) -> None:
@@ -392,14 +398,7 @@ def test_mtbench_judgments_come_back_from_the_archive_when_the_settings_do(proje
 
 
 def test_mtbench_single_redoes_judgments_of_a_regenerated_answer(project, capsys):
-    p = Project(project.root, bench="mt_bench")
-    qs = [{"question_id": 100 + i, "category": "writing", "turns": [f"Ask {i}", f"Then {i}"]} for i in range(3)]
-    p.write_questions(qs)
-    for m in ("alpha", "beta"):
-        path = p.bench_dir / "model_answer" / f"{m}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"question_id": q["question_id"], "model_id": m, "choices": [{"index": 0, "turns": [
-            {"content": f"{m} one {q['question_id']}"}, {"content": f"{m} two {q['question_id']}"}]}]}) + "\n" for q in qs))
+    p, qs = _mt_bench(project)
     with FakeServer(Script(answer=lambda messages: "Rating: [[7]]")) as server:
         p.write_api({"judge": entry(server.base_url, "j")})
         cfg = {"bench_name": "mt_bench", "judge_model": "judge", "mode": "single", "model_list": ["alpha", "beta"],
