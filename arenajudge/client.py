@@ -21,7 +21,7 @@ from typing import Any
 from .chat_request import ChatEndpoint, Outcome
 from .client_processes import ClientProcesses
 from .config import ModelEntry
-from .urls import url_secrets
+from .urls import endpoint_secrets, hide
 
 # vLLM's two wordings of "the prompt does not fit the context"
 _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
@@ -128,6 +128,7 @@ class ModelClient:
     def __post_init__(self) -> None:
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         n = self.policy.client_processes
+        specs = [(ep.api_base, ep.api_key) for ep in self.entry.endpoints]
         self._endpoints: list[ChatEndpoint] = []  # clients in this process (server_request uses the first)
         if n <= 1:
             self._processes = None
@@ -137,13 +138,12 @@ class ModelClient:
         else:
             # every process takes a share of every endpoint: the processes stay equally busy however
             # the endpoints differ in speed, and the least-busy choice below still sees each endpoint
-            self._processes = ClientProcesses(n, [(ep.api_base, ep.api_key) for ep in self.entry.endpoints], self.timeout)
+            self._processes = ClientProcesses(n, specs, self.timeout)
             self._slots = [_Slot(self._processes.sender(process, index), ep.describe(), share,
                                  functools.partial(self._processes.alive, process))
                            for index, ep in enumerate(self.entry.endpoints)
                            for process, share in enumerate(_shares(self.entry.parallel, n)) if share]
-        self._secrets = [ep.api_key for ep in self.entry.endpoints if ep.api_key]
-        self._secrets += [s for ep in self.entry.endpoints for s in url_secrets(ep.api_base)]
+        self._secrets = endpoint_secrets(specs)
         self._free = asyncio.Condition()
         # what the progress line shows: when each request in flight started, and the last error seen
         self.started: dict[int, float] = {}
@@ -164,9 +164,7 @@ class ModelClient:
         return ", ".join(parts)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return hide(text, self._secrets)
 
     async def _acquire(self) -> _Slot:
         async with self._free:

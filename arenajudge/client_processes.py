@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat_request import ChatEndpoint, Outcome
-from .urls import url_secrets
+from .urls import endpoint_secrets, hide
 
 _LENGTH = 4  # bytes of a frame's big-endian length
 CLOSE_SECONDS = 5.0  # a child that has not exited this long after its stdin closed is killed
@@ -167,7 +167,7 @@ async def _serve() -> None:
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
     reader, writer = await _pipe_streams(os.fdopen(0, "rb", buffering=0), os.fdopen(reply_fd, "wb", buffering=0))
     specs, timeout = await _read_frame(reader)
-    _secrets.extend([key for _, key in specs if key] + [s for base, _ in specs for s in url_secrets(base)])
+    _secrets.extend(endpoint_secrets(specs))
     endpoints = [ChatEndpoint(api_base, api_key, timeout) for api_base, api_key in specs]
     running: set[asyncio.Task[None]] = set()
 
@@ -199,10 +199,7 @@ def main() -> None:
     try:
         asyncio.run(_serve())
     except Exception as exc:  # one line, no traceback: the parent reports its requests as failed
-        text = f"client process: {type(exc).__name__}: {exc}"
-        for secret in _secrets:
-            text = text.replace(secret, "***")
-        print(text, file=sys.stderr)
+        print(hide(f"client process: {type(exc).__name__}: {exc}", _secrets), file=sys.stderr)
         sys.exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -17,6 +18,19 @@ def url_secrets(url: str | None) -> list[str]:
         return []
     userinfo = url.split("://", 1)[-1].split("@", 1)[0]
     return [userinfo, password]
+
+
+def endpoint_secrets(endpoints: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """What must never be shown of (api_base, api_key) pairs: the keys and any password in the URLs."""
+    pairs = list(endpoints)
+    return [key for _, key in pairs if key] + [s for base, _ in pairs for s in url_secrets(base)]
+
+
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` replaced by ***."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def redact_url(url: str) -> str:
