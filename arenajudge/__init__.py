@@ -1,8 +1,8 @@
 """arenajudge: Arena-Hard style evaluation of chat models with a local judge.
 
-Data flows one way through the modules:
-config -> storage (questions, answers) -> client/answering/judging (requests)
--> storage (records on disk) -> battles -> rating -> report.
+Data flows one way through the sub-packages, each a layer that imports only those before it:
+core -> config -> records (questions, answers, judgments on disk) -> endpoints (requests)
+-> answer -> judge -> rating (battles, Bradley-Terry) -> present (board, report, browser) -> cli.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from arenajudge.cli import gen_answer, gen_judgment
-from arenajudge.errors import run_cli
+from arenajudge.core.errors import run_cli
 
 JUDGE_SYSTEM = "You are the judge. End with a verdict label such as [[A>B]]."
 TEMPLATE = ("<|User Prompt|>\n{question_1}\n\n<|The Start of Assistant A's Answer|>\n{answer_1}\n"

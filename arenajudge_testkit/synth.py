@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenajudge.battles import LABELS
+from arenajudge.rating.battles import LABELS
 
 CATEGORIES = ("coding", "math", "writing")
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from arenajudge.battles import battles_from_judgments
-from arenajudge.rating import rate
-from arenajudge.storage import BenchPaths, load_answers, load_judgments
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.bradley_terry import rate
+from arenajudge.records.storage import BenchPaths, load_answers, load_judgments
 from arenajudge_testkit import seed_way
 from arenajudge_testkit.synth import make_bench
 

@@ -28,12 +28,12 @@ import socket
 import tempfile
 from pathlib import Path
 
-from arenajudge.client import ModelClient, RequestPolicy
-from arenajudge.config import load_api_config, load_judge_config
-from arenajudge.judging import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context
-from arenajudge.verdicts import LABELS, parse_own_verdict
-from arenajudge.vllm.context_budget import ContextBudget
-from arenajudge.vllm.servers import ServerSession
+from arenajudge.config.models import load_api_config, load_judge_config
+from arenajudge.core.verdicts import LABELS, parse_own_verdict
+from arenajudge.endpoints.client import ModelClient, RequestPolicy
+from arenajudge.endpoints.context_budget import ContextBudget
+from arenajudge.endpoints.servers import ServerSession
+from arenajudge.judge.arena_hard import FOLLOW_UP, FOLLOW_UPS, JudgeItem, build_messages, fit_to_context
 from arenajudge_testkit.smollm2 import smollm2_model
 
 ROOT = Path(__file__).resolve().parent.parent

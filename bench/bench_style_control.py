@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from arenajudge.battles import battles_from_judgments
-from arenajudge.rating import rate_with_features
-from arenajudge.storage import BenchPaths, load_answers, load_judgments
-from arenajudge.style import STYLE_GROUPS, StyleCache, add_style_features, answer_styles
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.bradley_terry import rate_with_features
+from arenajudge.rating.style import STYLE_GROUPS, StyleCache, add_style_features, answer_styles
+from arenajudge.records.storage import BenchPaths, load_answers, load_judgments
 from arenajudge_testkit.synth import make_bench
 
 ROOT = Path(__file__).resolve().parent.parent

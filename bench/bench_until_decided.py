@@ -12,7 +12,7 @@ times). From the outcomes of two real models on each question:
   its mean outcome by exactly that much over the 500 questions.
 
 Each simulated comparison judges the 500 questions in a fresh random order, in batches, and
-stops as `gen_judgment.py --until-decided` does (arenajudge.sequential.confidence_sequence, the
+stops as `gen_judgment.py --until-decided` does (arenajudge.rating.sequential.confidence_sequence, the
 same function). Beside it, in the same run and on the same draws, a naive rule: a fixed-sample
 95% percentile bootstrap of the mean difference, checked after every batch, stopping at the
 first interval that excludes 0. It prints false decisions, coverage of the true difference,
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from arenajudge.battles import battles_from_judgments
-from arenajudge.compare import compare_models
-from arenajudge.sequential import confidence_sequence, outcome_table
-from arenajudge.storage import load_answer_file, load_questions
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.compare import compare_models
+from arenajudge.rating.sequential import confidence_sequence, outcome_table
+from arenajudge.records.storage import load_answer_file, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 

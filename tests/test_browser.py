@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from arenajudge.battles import clean_label, outcome
-from arenajudge.browser import deep_link
-from arenajudge.browser_ui import THEME_CSS, BrowserApp, Defaults
-from arenajudge.provenance import answer_fingerprint, question_fingerprint
-from arenajudge.storage import read_jsonl
+from arenajudge.present.browser.data import deep_link
+from arenajudge.present.browser.ui import THEME_CSS, BrowserApp, Defaults
+from arenajudge.rating.battles import clean_label, outcome
+from arenajudge.records.provenance import answer_fingerprint, question_fingerprint
+from arenajudge.records.storage import read_jsonl
 from arenajudge_testkit.synth import SynthBench, make_bench, write_jsonl
 
 pytestmark = pytest.mark.browser
@@ -304,7 +304,7 @@ def test_command_serves_on_localhost_and_reports_what_it_loaded(served: Served, 
 
 def _board_scores(served: Served) -> list[tuple[str, float]]:
     """The board as show_result computes it with its defaults, best first."""
-    from arenajudge.browser import compute_board, load_bench
+    from arenajudge.present.browser.data import compute_board, load_bench
 
     board = compute_board(load_bench(served.data_dir, served.bench.bench), JUDGE, served.bench.baseline)
     return [(r.model, r.score) for r in board.rows]

@@ -12,7 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import ROOT, run_script
 
-from arenajudge.browser import (
+from arenajudge.cli.qa_browser import build_parser
+from arenajudge.core.errors import UserError
+from arenajudge.present.browser.data import (
     BASELINE_WINS,
     MODEL_WINS,
     TIE,
@@ -28,8 +30,6 @@ from arenajudge.browser import (
     verdict_badge_html,
     verdict_counts,
 )
-from arenajudge.cli.qa_browser import build_parser
-from arenajudge.errors import UserError
 from arenajudge_testkit.fake_openai import FakeServer
 from arenajudge_testkit.gen_project import Project, entry, judge
 from arenajudge_testkit.synth import make_bench, write_jsonl
@@ -217,7 +217,7 @@ def test_cli_bad_input_is_one_line(hand_bench: Path, flags: list[str], message: 
 
 
 def test_requests_resolve_to_a_valid_view_and_say_what_was_not_found(hand_bench: Path) -> None:
-    from arenajudge.browser_ui import BrowserApp, Defaults
+    from arenajudge.present.browser.ui import BrowserApp, Defaults
 
     (hand_bench / "broken").mkdir()
     (hand_bench / "broken" / "question.jsonl").write_text("{not json\n", encoding="utf-8")
@@ -240,7 +240,7 @@ def test_requests_resolve_to_a_valid_view_and_say_what_was_not_found(hand_bench:
 
 
 def test_judges_calls_name_each_judge(hand_bench: Path) -> None:
-    from arenajudge.browser import judges_calls
+    from arenajudge.present.browser.data import judges_calls
 
     data = load_bench(hand_bench, "hand")
     assert judges_calls(data, BASE, MODEL, "q2") == [("j1", "baseline better"), ("j2", "model better")]
@@ -251,11 +251,11 @@ def test_judges_calls_name_each_judge(hand_bench: Path) -> None:
 def test_gradio_analytics_are_off(hand_bench: Path) -> None:
     """Nothing calls out: Gradio's telemetry is off for the app and for its module-level checks."""
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"}
-    probe = subprocess.run([sys.executable, "-c", "import arenajudge.browser_ui; from gradio import analytics; "
+    probe = subprocess.run([sys.executable, "-c", "import arenajudge.present.browser.ui; from gradio import analytics; "
                             "print(analytics.analytics_enabled())"], capture_output=True, text=True, env=env,
                            cwd=ROOT, timeout=120)
     assert probe.stdout.strip() == "False", probe.stderr
-    from arenajudge.browser_ui import BrowserApp, Defaults
+    from arenajudge.present.browser.ui import BrowserApp, Defaults
 
     demo = BrowserApp(hand_bench, Defaults(bench="hand", judge="j1", baseline=BASE, models=())).build()
     assert demo.analytics_enabled is False
@@ -314,7 +314,7 @@ def test_judgments_the_board_leaves_out_are_not_counted_and_are_said(project: Pr
 
 
 def test_question_view_marks_a_left_out_judgment_and_keeps_its_games(project: Project) -> None:
-    from arenajudge.browser_ui import BrowserApp, Defaults
+    from arenajudge.present.browser.ui import BrowserApp, Defaults
 
     app = BrowserApp(_judged_then_regenerated(project), Defaults(bench=project.bench, judge="judge", baseline="base"))
     selection, data, notes = app.resolve(bench=project.bench, judge="judge", model="m1", vs="m2", question="q002")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arenajudge import chat_request
+from arenajudge.endpoints import chat_request
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
@@ -48,7 +48,7 @@ def children_of(pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == pid and b"arenajudge.client_processes" in cmdline:
+        if int(fields[1]) == pid and b"arenajudge.endpoints.client_processes" in cmdline:
             found.append(int(stat.parent.name))
     return found
 

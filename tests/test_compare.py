@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenajudge.compare import (
+from arenajudge.rating.bradley_terry import group_battles, resample
+from arenajudge.rating.compare import (
     biggest_differences,
     bootstrap_p,
     combined_score,
@@ -14,7 +15,6 @@ from arenajudge.compare import (
     holm,
     projected_half_width,
 )
-from arenajudge.rating import group_battles, resample
 from arenajudge_testkit import seed_way
 
 COLUMNS = ["question_id", "model_a", "model_b", "winner"]

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from arenajudge import diagnostics
-from arenajudge.battles import battles_from_judgments
-from arenajudge.rating import mean_scores
-from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge.rating import diagnostics
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.bradley_terry import mean_scores
+from arenajudge.records.storage import BenchPaths, load_judgments
 from arenajudge_testkit.synth import make_bench, write_constant_judge
 
 MIRROR = {"A>>B": "B>>A", "A>B": "B>A", "A=B": "A=B", "B>A": "A>B", "B>>A": "A>>B"}

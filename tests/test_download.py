@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from arenajudge.cli import download_data as download
-from arenajudge.errors import run_cli
-from arenajudge.storage import load_answer_file, load_judgment_file, load_questions
+from arenajudge.core.errors import run_cli
+from arenajudge.records.storage import load_answer_file, load_judgment_file, load_questions
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -19,8 +19,8 @@ import time
 import pytest
 from conftest import ROOT, run_script
 
-from arenajudge.client import ModelClient, RequestPolicy
-from arenajudge.config import load_api_config
+from arenajudge.config.models import load_api_config
+from arenajudge.endpoints.client import ModelClient, RequestPolicy
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -264,7 +264,7 @@ def test_a_placeholder_the_questions_cannot_fill_is_refused_before_any_request(p
 
 
 def test_a_misspelled_mt_bench_prompt_is_refused(project):
-    from arenajudge.mtbench import load_judge_prompts
+    from arenajudge.judge.mtbench import load_judge_prompts
 
     qs = [{"question_id": 81, "category": "writing", "turns": ["Write.", "Shorter."]}]
     project.write_questions(qs)

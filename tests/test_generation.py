@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import ROOT, run_script
 
-from arenajudge.tokens import token_len
+from arenajudge.core.tokens import token_len
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
@@ -350,7 +350,7 @@ def test_utf8_round_trip_with_russian_questions(project, shared):
 def test_tokenizer_works_without_network(tmp_path):
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty"), "HTTPS_PROXY": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
-    code = "from arenajudge.tokens import token_len; print(token_len('hello world'), token_len('Привет, мир'))"
+    code = "from arenajudge.core.tokens import token_len; print(token_len('hello world'), token_len('Привет, мир'))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", str(token_len("Привет, мир"))]

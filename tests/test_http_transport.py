@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from arenajudge.client import ModelClient, RequestFailed, RequestPolicy
-from arenajudge.config import Endpoint, ModelEntry
+from arenajudge.config.models import Endpoint, ModelEntry
+from arenajudge.endpoints.client import ModelClient, RequestFailed, RequestPolicy
 
 
 def _completion(text: str) -> bytes:

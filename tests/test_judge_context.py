@@ -16,9 +16,9 @@ import yaml
 from conftest import ROOT
 
 from arenajudge.cli import gen_answer
-from arenajudge.errors import run_cli
-from arenajudge.judging import FOLLOW_UP
-from arenajudge.verdicts import parse_own_verdict
+from arenajudge.core.errors import run_cli
+from arenajudge.core.verdicts import parse_own_verdict
+from arenajudge.judge.arena_hard import FOLLOW_UP
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.fake_vllm import FakeVllm, prompt_text
 from arenajudge_testkit.gen_project import Project, entry, judge

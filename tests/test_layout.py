@@ -1,6 +1,8 @@
-"""The package's layout: data flows one way, every module says its one job, the core never reaches into cli/.
+"""The package's layout: its sub-packages are the layers, in the order data flows; no import goes up a layer.
 
-The layers are the README's map ("Layout"); a module may import its own layer and those before it.
+config -> records on disk -> requests to endpoints -> answering -> judging -> battles and ratings -> what a
+person reads -> the commands. A module may import its own package and the packages before it. The README's
+map and docs/architecture.md draw the same order.
 """
 
 from __future__ import annotations
@@ -12,19 +14,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "arenajudge"
 
-# In the order data flows: config -> records on disk -> requests -> judging -> battles and ratings -> report -> browser -> cli.
-LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "urls", "names", "templates", "tokens", "verdicts"}),
-    ("config", {"config_fields", "config", "vllm.spec"}),
-    ("records on disk", {"storage", "locks", "provenance", "stale"}),
-    ("requests", {"http_transport", "chat_request", "client_processes", "client", "probe", "engine", "vllm.http",
-                  "vllm.prefix_cache", "vllm.context_budget", "vllm.servers"}),
-    ("answering and judging", {"asking", "answering", "judging", "mtbench", "judge_run", "mtbench_protocol", "protocol",
-                               "overlap"}),
-    ("battles and ratings", {"battles", "rating", "sequential", "style", "diagnostics", "compare"}),
-    ("report", {"report", "plots", "html_report", "leaderboard"}),
-    ("browser", {"browser", "browser_ui"}),
-]
+# The sub-packages, lowest first; "" is the package root (its __init__ and the library API).
+LAYERS: list[str] = ["core", "config", "records", "endpoints", "answer", "judge", "rating", "present", "", "cli"]
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
@@ -45,29 +36,37 @@ def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
             else:  # `from . import locks`: the names are modules
                 found |= {".".join([*base, alias.name]) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "arenajudge":
-            found.add(node.module.removeprefix("arenajudge").lstrip("."))
+            base = node.module.removeprefix("arenajudge").lstrip(".")
+            found.add(base)  # `from arenajudge.records import locks`: a name may be a module too
+            found |= {".".join(filter(None, [base, alias.name])) for alias in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name.removeprefix("arenajudge").lstrip(".") for a in node.names if a.name.split(".")[0] == "arenajudge"}
     return {m for m in found if m and m != name}
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-CORE = {m: p for m, p in MODULES.items() if not m.startswith("cli") and m not in ("", "vllm")}
+CORE = {m: p for m, p in MODULES.items() if m.split(".")[0] != "cli"}
 
 
 def layer_of(module: str) -> int:
-    for i, (_, members) in enumerate(LAYERS):
-        if module in members:
-            return i
-    raise AssertionError(f"arenajudge.{module} has no layer: add it to the README's Layout and to LAYERS here")
+    top = module.split(".")[0] if "." in module or (PACKAGE / module).is_dir() else ""
+    assert top in LAYERS, f"arenajudge.{module} sits in no layer: add its package to LAYERS here and to the README's map"
+    return LAYERS.index(top)
+
+
+def test_the_layers_are_the_sub_packages():
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(LAYERS) - {""}, "every sub-package is a layer, and every layer a sub-package"
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 1, f"modules belong in a sub-package, not beside them: {loose}"
 
 
 @pytest.mark.parametrize("module", sorted(CORE))
 def test_no_module_imports_one_later_in_the_flow(module):
     mine = layer_of(module)
-    later = {dep: LAYERS[layer_of(dep)][0] for dep in imported_modules(CORE[module])
+    later = {dep: LAYERS[layer_of(dep)] for dep in imported_modules(CORE[module])
              if dep in CORE and layer_of(dep) > mine}
-    assert not later, f"arenajudge.{module} ({LAYERS[mine][0]}) imports later layers: {later}"
+    assert not later, f"arenajudge.{module} ({LAYERS[mine] or 'root'}) imports later layers: {later}"
 
 
 @pytest.mark.parametrize("module", sorted(CORE))
@@ -102,7 +101,10 @@ def test_every_module_states_its_job_in_its_first_line(module):
 
 def test_the_checker_sees_a_backward_import(tmp_path):
     # the checker itself: a relative import one level up is resolved to the module it names
-    source = tmp_path / "arenajudge" / "vllm"
+    source = tmp_path / "arenajudge" / "endpoints"
     source.mkdir(parents=True)
-    (source / "x.py").write_text('"""x."""\nfrom ..report import BoardRow\nfrom . import http\nimport arenajudge.cli.main\n')
-    assert imported_modules(source / "x.py", tmp_path / "arenajudge") == {"report", "vllm.http", "cli.main"}
+    (source / "x.py").write_text('"""x."""\nfrom ..present.report import BoardRow\nfrom . import engine\n'
+                                 'import arenajudge.cli.main\nfrom arenajudge.rating import compare\n')
+    found = imported_modules(source / "x.py", tmp_path / "arenajudge")
+    assert {"present.report", "endpoints.engine", "cli.main", "rating.compare"} <= found
+    assert layer_of("present.report") > layer_of("endpoints.engine")

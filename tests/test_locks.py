@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import ROOT, run_script
 
-from arenajudge import locks
-from arenajudge.storage import BenchPaths
+from arenajudge.records import locks
+from arenajudge.records.storage import BenchPaths
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from arenajudge.cli import gen_answer, gen_judgment, show_mtbench
-from arenajudge.errors import run_cli
-from arenajudge.mtbench import (
+from arenajudge.core.errors import run_cli
+from arenajudge.judge.mtbench import (
     FOLLOW_UP_PAIR,
     FOLLOW_UP_RATING,
     load_judge_prompts,
     parse_pair,
     parse_rating,
 )
-from arenajudge.mtbench_protocol import MTBenchSingle
+from arenajudge.judge.mtbench_protocol import MTBenchSingle
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -226,9 +226,9 @@ def test_answers_for_the_real_questions_use_category_temperatures(tmp_path, monk
 
 
 def test_every_judge_mode_has_one_protocol_with_the_whole_interface():
-    from arenajudge.config import MT_BENCH_MODES, shown_mt_bench_mode
-    from arenajudge.mtbench_protocol import MTBenchPairwise
-    from arenajudge.protocol import ArenaHardPairwise, JudgingProtocol, protocol_for
+    from arenajudge.config.models import MT_BENCH_MODES, shown_mt_bench_mode
+    from arenajudge.judge.mtbench_protocol import MTBenchPairwise
+    from arenajudge.judge.protocol import ArenaHardPairwise, JudgingProtocol, protocol_for
 
     members = {name for name, value in vars(JudgingProtocol).items() if callable(value) and not name.startswith("_")}
     assert {"items", "judge", "record_file", "done"} <= members

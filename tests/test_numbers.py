@@ -13,11 +13,11 @@ import pytest
 from conftest import run_script
 
 from arenajudge.cli import gen_judgment
-from arenajudge.engine import RunReport
-from arenajudge.errors import run_cli
-from arenajudge.plots import nice_ticks, write_plot
-from arenajudge.report import BoardRow, write_records
-from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge.core.errors import run_cli
+from arenajudge.endpoints.engine import RunReport
+from arenajudge.present.plots import nice_ticks, write_plot
+from arenajudge.present.report import BoardRow, write_records
+from arenajudge.records.storage import BenchPaths, load_judgments
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import entry
 from arenajudge_testkit.synth import _markdown_answer, make_bench, make_style_bench, write_jsonl
@@ -198,8 +198,8 @@ def test_runs_table_is_compact(tmp_path):
 
 
 def test_projection_says_what_its_half_width_measures(tmp_path):
-    from arenajudge.battles import battles_from_judgments
-    from arenajudge.report import projection_lines
+    from arenajudge.present.report import projection_lines
+    from arenajudge.rating.battles import battles_from_judgments
 
     sb = make_bench(tmp_path / "data", n_questions=40, n_models=2)
     paths = BenchPaths(sb.bench, tmp_path / "data")

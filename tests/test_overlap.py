@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from arenajudge.config import Endpoint, ModelEntry
-from arenajudge.overlap import AnswerTail, judge_fits_beside
-from arenajudge.vllm.spec import ServerSpec
+from arenajudge.config.models import Endpoint, ModelEntry
+from arenajudge.config.server_spec import ServerSpec
+from arenajudge.judge.overlap import AnswerTail, judge_fits_beside
 
 
 def _record(qid: str) -> str:

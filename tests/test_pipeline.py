@@ -15,8 +15,8 @@ from conftest import ROOT
 from test_servers import alive, free_port, managed, pids
 
 from arenajudge.cli import run_eval as pipeline
-from arenajudge.errors import run_cli
-from arenajudge.storage import load_judgment_file
+from arenajudge.core.errors import run_cli
+from arenajudge.records.storage import load_judgment_file
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 

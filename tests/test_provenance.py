@@ -15,8 +15,8 @@ from conftest import run_script
 
 from arenajudge.cli import run_eval as pipeline
 from arenajudge.cli import show_result
-from arenajudge.errors import run_cli
-from arenajudge.provenance import answer_fingerprint, fingerprint, question_fingerprint, texts_fingerprint
+from arenajudge.core.errors import run_cli
+from arenajudge.records.provenance import answer_fingerprint, fingerprint, question_fingerprint, texts_fingerprint
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
@@ -289,7 +289,7 @@ def test_removed_questions_are_not_counted_and_noted(project):
 
 
 def test_compare_and_browser_apply_the_same_rule(project):
-    from arenajudge.browser import compute_board, load_bench
+    from arenajudge.present.browser.data import compute_board, load_bench
 
     qs = project.simple_questions(30)
     for m in ("m1", "m2", "base", "old-base"):
@@ -462,7 +462,7 @@ def test_hugging_face_id_is_answered_judged_and_on_the_board(project):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "| score:" in line]
     assert any(line.startswith(HF_ID + " ") for line in rows) and "no battles" not in proc.stdout
-    from arenajudge.browser import load_bench
+    from arenajudge.present.browser.data import load_bench
 
     data = load_bench(project.root / "data", project.bench)
     assert HF_ID in data.models and data.judgment("judge", HF_ID, "q000") is not None
@@ -517,7 +517,7 @@ def test_show_result_refuses_climbing_flags(project, flags):
 
 
 def test_browser_deep_link_cannot_read_outside_the_data_dir(tmp_path):
-    from arenajudge.browser_ui import BrowserApp, Defaults
+    from arenajudge.present.browser.ui import BrowserApp, Defaults
 
     outside = tmp_path / "somewhere"
     outside.mkdir()
@@ -532,7 +532,7 @@ def test_browser_deep_link_cannot_read_outside_the_data_dir(tmp_path):
 
 
 def test_names_map_reversibly_and_seed_names_keep_theirs(shared):
-    from arenajudge.names import from_file_name, name_problem, to_file_name
+    from arenajudge.core.names import from_file_name, name_problem, to_file_name
 
     seed_names = [p.stem for p in (shared / "data").glob("*/model_answer/*.jsonl")]
     assert len(seed_names) >= 13

@@ -331,8 +331,8 @@ def test_no_vllm_process_outlives_run_eval(smol, tmp_path, how):
 @pytest.fixture(scope="module")
 def small_judge(smol, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """SmolLM2 with a 1,024-token context, for the context budget, prefix-cache and MT-Bench tests."""
-    from arenajudge.config import load_api_config
-    from arenajudge.vllm.servers import ServerSession
+    from arenajudge.config.models import load_api_config
+    from arenajudge.endpoints.servers import ServerSession
 
     root = tmp_path_factory.mktemp("small-judge")
     port = free_port()
@@ -369,8 +369,8 @@ def test_the_context_budget_on_real_counts(small_judge, tmp_path, capsys):
     records = read_jsonl(tmp_path / "data" / BENCH / "model_judgment" / "judge" / "gpt-3.5-turbo-0125.jsonl")
     assert len(records) == len(questions)
     # which prompts could not have fitted whole: counted by the same server
-    from arenajudge.config import load_judge_config
-    from arenajudge.judging import build_messages
+    from arenajudge.config.models import load_judge_config
+    from arenajudge.judge.arena_hard import build_messages
 
     config = load_judge_config(tmp_path / "config" / "judge_config.yaml")
     base = {r["question_id"]: r for r in read_jsonl(tmp_path / "data" / BENCH / "model_answer" / f"{BASELINE}.jsonl")}

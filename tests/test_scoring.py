@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arenajudge.battles import battles_from_judgments, clean_label, label_from_judge
-from arenajudge.rating import group_battles, rate, win_rate
-from arenajudge.report import average_tokens
-from arenajudge.storage import BenchPaths, load_answers, load_judgments
+from arenajudge.present.report import average_tokens
+from arenajudge.rating.battles import battles_from_judgments, clean_label, label_from_judge
+from arenajudge.rating.bradley_terry import group_battles, rate, win_rate
+from arenajudge.records.storage import BenchPaths, load_answers, load_judgments
 from arenajudge_testkit import seed_way
 from arenajudge_testkit.synth import make_bench
 

@@ -16,12 +16,12 @@ import yaml
 from conftest import ROOT
 
 from arenajudge.cli import gen_answer, gen_judgment
-from arenajudge.config import load_api_config
-from arenajudge.errors import UserError, run_cli
-from arenajudge.judging import order_judge_items
-from arenajudge.vllm import servers
-from arenajudge.vllm.prefix_cache import HITS, QUERIES, parse_counters
-from arenajudge.vllm.spec import ServerSpec
+from arenajudge.config.models import load_api_config
+from arenajudge.config.server_spec import ServerSpec
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.endpoints import servers
+from arenajudge.endpoints.prefix_cache import HITS, QUERIES, parse_counters
+from arenajudge.judge.arena_hard import order_judge_items
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_script
 
 from arenajudge.cli import gen_judgment
-from arenajudge.errors import run_cli
+from arenajudge.core.errors import run_cli
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 from arenajudge_testkit.synth import make_bench

@@ -9,13 +9,13 @@ import re
 import pytest
 from conftest import run_script
 
-from arenajudge.battles import battles_from_judgments
 from arenajudge.cli.show_result import main
-from arenajudge.errors import UserError
-from arenajudge.leaderboard import BoardSpec, build_board
-from arenajudge.rating import rate, win_rate
-from arenajudge.report import format_line
-from arenajudge.storage import BenchPaths, load_judgments
+from arenajudge.core.errors import UserError
+from arenajudge.present.leaderboard import BoardSpec, build_board
+from arenajudge.present.report import format_line
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.bradley_terry import rate, win_rate
+from arenajudge.records.storage import BenchPaths, load_judgments
 from arenajudge_testkit.synth import make_bench, make_style_bench, write_constant_judge, write_jsonl
 
 LINE = re.compile(r"^(?P<model>.{50}) \| score: (?P<score>.{5}) \| 95% CI: (?P<ci>.{15}) \| average #tokens: (?P<tokens>\d+)$")

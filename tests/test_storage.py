@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arenajudge import storage
-from arenajudge.battles import save_battles
-from arenajudge.html_report import ReportData, write_report
-from arenajudge.plots import write_plot
-from arenajudge.report import BoardRow, write_records
-from arenajudge.storage import JsonlAppender, WriteFailed, read_jsonl, repair_tail, sort_by_question
-from arenajudge.style import StyleCache
+from arenajudge.present.html_report import ReportData, write_report
+from arenajudge.present.plots import write_plot
+from arenajudge.present.report import BoardRow, write_records
+from arenajudge.rating.battles import save_battles
+from arenajudge.rating.style import StyleCache
+from arenajudge.records import storage
+from arenajudge.records.storage import JsonlAppender, WriteFailed, read_jsonl, repair_tail, sort_by_question
 
 
 def test_sort_by_question_keeps_the_last_record_per_question_in_order(tmp_path):

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from arenajudge.battles import battles_from_judgments
-from arenajudge.errors import UserError
-from arenajudge.rating import (
+from arenajudge.core.errors import UserError
+from arenajudge.rating.battles import battles_from_judgments
+from arenajudge.rating.bradley_terry import (
     bootstrap_counts,
     fit_ratings,
     group_battle_rows,
@@ -21,8 +21,7 @@ from arenajudge.rating import (
     rate_with_features,
     win_rate,
 )
-from arenajudge.storage import BenchPaths, load_answers, load_judgments
-from arenajudge.style import (
+from arenajudge.rating.style import (
     StyleCache,
     add_length_control_features,
     add_style_features,
@@ -30,6 +29,7 @@ from arenajudge.style import (
     markdown_counts,
     parse_style_groups,
 )
+from arenajudge.records.storage import BenchPaths, load_answers, load_judgments
 from arenajudge_testkit.synth import make_style_bench
 
 MARKDOWN = """# Title

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from arenajudge.cli import show_result
-from arenajudge.errors import run_cli
-from arenajudge.sequential import confidence_sequence, decide, grid, question_order
+from arenajudge.core.errors import run_cli
+from arenajudge.rating.sequential import confidence_sequence, decide, grid, question_order
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry, judge
 
@@ -276,8 +276,8 @@ def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, t
 
     from conftest import ROOT
 
-    from arenajudge.battles import battles_from_judgments
-    from arenajudge.sequential import confidence_sequence, outcome_table
+    from arenajudge.rating.battles import battles_from_judgments
+    from arenajudge.rating.sequential import confidence_sequence, outcome_table
 
     spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
     bench = importlib.util.module_from_spec(spec)
@@ -348,8 +348,8 @@ def test_until_decided_moves_stale_judgments_aside_and_judges_them_again(project
 
 
 def test_a_batch_report_adds_its_work_to_the_run_report():
-    from arenajudge.client import Usage
-    from arenajudge.engine import RunReport
+    from arenajudge.endpoints.client import Usage
+    from arenajudge.endpoints.engine import RunReport
 
     run = RunReport(done=1, skipped=5, stale=2, failures=["a"], wall_seconds=1.0, usage=Usage(requests=2))
     batch = RunReport(done=3, skipped=9, stale=7, failures=["b"], fatal=["c"], missing_verdicts=1, truncated=2,

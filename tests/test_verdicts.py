@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 
-from arenajudge import verdicts
+from arenajudge.core import verdicts
 
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BREAKS = re.compile(r" ?\n[ \n]*")

@@ -15,9 +15,9 @@ import yaml
 
 from arenajudge.cli import gen_answer, gen_judgment
 from arenajudge.cli import run_eval as pipeline
-from arenajudge.config import load_api_config
-from arenajudge.errors import run_cli
-from arenajudge.vllm.servers import ServerSession
+from arenajudge.config.models import load_api_config
+from arenajudge.core.errors import run_cli
+from arenajudge.endpoints.servers import ServerSession
 from arenajudge_testkit.gen_project import Project
 from arenajudge_testkit.tiny_llm import make_tiny_llama
 

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..client import RequestPolicy
-from ..config import ModelEntry
-from ..errors import UserError
-from ..storage import JsonlAppender
+from arenajudge.config.models import ModelEntry
+from arenajudge.core.errors import UserError
+from arenajudge.endpoints.client import RequestPolicy
+from arenajudge.records.storage import JsonlAppender
 
 
 def command_parser(prog: str, description: str, setting_file: str, what: str) -> argparse.ArgumentParser:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, run_cli
-from ..storage import iter_jsonl, write_jsonl_atomic
-from ..tokens import token_len
-from .common import add_data_dir_flag
+from arenajudge.cli.common import add_data_dir_flag
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.core.tokens import token_len
+from arenajudge.records.storage import iter_jsonl, write_jsonl_atomic
 
 Record = dict[str, Any]
 

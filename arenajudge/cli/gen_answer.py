@@ -9,19 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import locks
-from ..answering import answer_question
-from ..client import ModelClient, RequestPolicy
-from ..config import AnswerConfig, ModelEntry, load_answer_config, load_api_config
-from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
-from ..errors import run_cli
-from ..probe import probe_endpoints
-from ..provenance import question_fingerprints
-from ..stale import move_aside
-from ..storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
-from ..vllm.context_budget import ContextBudget, wants_budget
-from ..vllm.servers import ServerSession
-from .common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.answer.answering import answer_question
+from arenajudge.cli.common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.config.models import AnswerConfig, ModelEntry, load_answer_config, load_api_config
+from arenajudge.core.errors import run_cli
+from arenajudge.endpoints.client import ModelClient, RequestPolicy
+from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
+from arenajudge.endpoints.engine import Lane, RunReport, finish_files, log_run, run_lanes
+from arenajudge.endpoints.probe import probe_endpoints
+from arenajudge.endpoints.servers import ServerSession
+from arenajudge.records import locks
+from arenajudge.records.provenance import question_fingerprints
+from arenajudge.records.stale import move_aside
+from arenajudge.records.storage import BenchPaths, answer_problem, load_answer_file, load_questions, repair_tail, sort_by_question
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,20 +9,20 @@ import random
 import sys
 from typing import Any
 
-from .. import locks
-from ..client import ModelClient, RequestPolicy
-from ..config import ModelEntry, load_api_config, load_judge_config
-from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
-from ..errors import UserError, run_cli
-from ..judge_run import require_baseline
-from ..judging import ORDERS, order_judge_items
-from ..probe import probe_endpoints
-from ..protocol import JudgingProtocol, protocol_for
-from ..storage import BenchPaths, load_questions
-from ..vllm.context_budget import ContextBudget, wants_budget
-from ..vllm.servers import ServerSession
-from . import until_decided
-from .common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.cli import until_decided
+from arenajudge.cli.common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.config.models import ModelEntry, load_api_config, load_judge_config
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.endpoints.client import ModelClient, RequestPolicy
+from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
+from arenajudge.endpoints.engine import Lane, RunReport, finish_files, log_run, run_lanes
+from arenajudge.endpoints.probe import probe_endpoints
+from arenajudge.endpoints.servers import ServerSession
+from arenajudge.judge.arena_hard import ORDERS, order_judge_items
+from arenajudge.judge.judge_run import require_baseline
+from arenajudge.judge.protocol import JudgingProtocol, protocol_for
+from arenajudge.records import locks
+from arenajudge.records.storage import BenchPaths, load_questions
 
 
 def build_parser() -> argparse.ArgumentParser:

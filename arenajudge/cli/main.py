@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ..errors import EXIT_USAGE, run_cli
+from arenajudge.core.errors import EXIT_USAGE, run_cli
 
 # subcommand -> (module under arenajudge.cli, the seed-named script that runs the same main)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..browser import find_benches
-from ..config import load_judge_config
-from ..errors import UserError, run_cli
-from ..storage import BenchPaths, list_judges
-from .common import add_data_dir_flag
+from arenajudge.cli.common import add_data_dir_flag
+from arenajudge.config.models import load_judge_config
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.present.browser.data import find_benches
+from arenajudge.records.storage import BenchPaths, list_judges
 
 if TYPE_CHECKING:  # Gradio is slow to import: only once the flags and data are known to be good
-    from ..browser_ui import BrowserApp
+    from arenajudge.present.browser.ui import BrowserApp
 
 DESCRIPTION = """\
 Browse a bench's questions, the baseline's and a model's answers side by side, and the
@@ -65,7 +65,7 @@ def prepare(args: argparse.Namespace) -> BrowserApp:
         raise UserError(f"no judgments by judge {unknown[0]!r} in bench {bench} (judges found: {', '.join(on_disk) or 'none'})")
     judge = (args.judge_name or [None])[0] or (config.judge_model if config else None)
     baseline = args.baseline or (config.baseline_model if config else None)
-    from ..browser_ui import BrowserApp, Defaults
+    from arenajudge.present.browser.ui import BrowserApp, Defaults
 
     defaults = Defaults(bench=bench, judge=judge, baseline=baseline, models=tuple(config.model_list) if config else ())
     app = BrowserApp(args.data_dir, defaults, judges=args.judge_name)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{data.bench}: {len(data.questions)} questions, {len(data.models)} models, judges: "
           f"{', '.join(data.judges) or 'none'}; loaded in {data.load_seconds:.2f} s, app built in "
           f"{time.perf_counter() - started:.2f} s", file=sys.stderr)
-    from ..browser_ui import THEME_CSS
+    from arenajudge.present.browser.ui import THEME_CSS
 
     # Gradio's own hint says "set `share=True` in `launch()`", which is not how this command is used:
     # its lines pass through, that one is replaced by ours.

@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from ..config import (
+from arenajudge.config.fields import key_error, validated
+from arenajudge.config.models import (
     JudgeConfig,
     PipelineDefaults,
     load_answer_config,
@@ -35,11 +36,10 @@ from ..config import (
     load_pipeline_section,
     load_yaml,
 )
-from ..config_fields import key_error, validated
-from ..errors import UserError, run_cli
-from ..judge_run import judgment_basis
-from ..names import check_name
-from ..storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.core.names import check_name
+from arenajudge.judge.judge_run import judgment_basis
+from arenajudge.records.storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
 ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
 
@@ -178,11 +178,11 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
-    from .. import locks
-    from ..client import RequestPolicy
-    from ..overlap import FollowingJudge, judge_fits_beside
-    from . import gen_answer
-    from .common import require_entry
+    from arenajudge.cli import gen_answer
+    from arenajudge.cli.common import require_entry
+    from arenajudge.endpoints.client import RequestPolicy
+    from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside
+    from arenajudge.records import locks
 
     entries = load_api_config(plan.api_file)
     judged = _judgments_todo(plan, questions, args.rejudge_missing)
@@ -227,8 +227,8 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import gen_answer, gen_judgment, show_result
-    from .common import client_processes
+    from arenajudge.cli import gen_answer, gen_judgment, show_result
+    from arenajudge.cli.common import client_processes
 
     args = build_parser().parse_args(argv)
     client_processes(args)  # checked before any step starts

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UserError
-from ..mtbench_protocol import MTBenchJudging, MTBenchPairwise, MTBenchSingle
-from ..rating import rate
-from ..report import format_line, leaderboard
-from ..storage import BenchPaths, load_answers, load_questions
+from arenajudge.core.errors import UserError
+from arenajudge.judge.mtbench_protocol import MTBenchJudging, MTBenchPairwise, MTBenchSingle
+from arenajudge.present.report import format_line, leaderboard
+from arenajudge.rating.bradley_terry import rate
+from arenajudge.records.storage import BenchPaths, load_answers, load_questions
 
 
 def show(args: argparse.Namespace) -> int:

@@ -12,14 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import diagnostics
-from ..compare import CompareSpec, PairResult, anytime_check, combined_score
-from ..config import load_judge_config, shown_mt_bench_mode
-from ..errors import UserError, run_cli
-from ..leaderboard import BoardResult, BoardSpec, build_board
-from ..plots import write_plot
-from ..rating import FeatureRatingResult
-from ..report import (
+from arenajudge.cli.common import add_data_dir_flag
+from arenajudge.config.models import load_judge_config, shown_mt_bench_mode
+from arenajudge.core.errors import UserError, run_cli
+from arenajudge.present.leaderboard import BoardResult, BoardSpec, build_board
+from arenajudge.present.plots import write_plot
+from arenajudge.present.report import (
     BoardRow,
     board_records,
     coefficient_lines,
@@ -35,9 +33,11 @@ from ..report import (
     write_outputs,
     write_records,
 )
-from ..storage import BenchPaths, read_jsonl
-from ..style import LC_FEATURE_PREFIX, STYLE_GROUPS, parse_style_groups
-from .common import add_data_dir_flag
+from arenajudge.rating import diagnostics
+from arenajudge.rating.bradley_terry import FeatureRatingResult
+from arenajudge.rating.compare import CompareSpec, PairResult, anytime_check, combined_score
+from arenajudge.rating.style import LC_FEATURE_PREFIX, STYLE_GROUPS, parse_style_groups
+from arenajudge.records.storage import BenchPaths, read_jsonl
 
 DESCRIPTION = """\
 Score every judged model against the baseline, as arena-hard-auto does: each game is a
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_flags(args)
     _defaults_from_config(args)
     if shown_mt_bench_mode(args.bench_name, args.mode) is not None:
-        from . import show_mtbench  # imported here: it brings the openai client, which boards never need
+        from arenajudge.cli import show_mtbench  # imported here: it brings the openai client, which boards never need
 
         if args.report is not None:
             raise UserError("--report is written for Arena-Hard boards; MT-Bench judgments print their tables only")
@@ -408,7 +408,7 @@ def compare_section(spec: CompareSpec, board: BoardResult) -> Comparison:
 
 def anytime_lines(spec: CompareSpec, board: BoardResult) -> dict[tuple[str, str], list[str]]:
     """The lines under each compared pair ((a, b)) and after them (("", "")) from an until-decided run."""
-    from .until_decided import pair_line as decision_line  # here: it brings the judging engine
+    from arenajudge.cli.until_decided import pair_line as decision_line  # here: it brings the judging engine
 
     check = anytime_check(board.battles, board.paths, spec.judge, spec.baseline, list(spec.models),
                           weight=board.spec.weight, first_game_only=board.spec.first_game_only)
@@ -429,7 +429,7 @@ def anytime_lines(spec: CompareSpec, board: BoardResult) -> dict[tuple[str, str]
 def write_html_report(path: Path, board: BoardResult, boards: list[tuple[str, list[BoardRow]]],
                       comparison: Comparison | None, notes: list[str], command: str) -> Path:
     """--report: the self-contained HTML page."""
-    from .. import html_report  # here: only --report needs it
+    from arenajudge.present import html_report  # here: only --report needs it
 
     spec, rows = board.spec, board.rows
     label = board.scoring_label

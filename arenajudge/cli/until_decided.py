@@ -2,7 +2,7 @@
 
 Questions are judged in one seeded random order (the same for every model; `--sample-seed`),
 a batch at a time. After each batch every open pair's anytime-valid interval
-(arenajudge.sequential) is updated; a pair is settled when its interval excludes 0 or, with
+(arenajudge.rating.sequential) is updated; a pair is settled when its interval excludes 0 or, with
 `--margin M`, lies inside (-M, M). Judging stops when every pair is settled or the questions run
 out. Judgments are ordinary records, so a later full run only adds the rest.
 """
@@ -16,20 +16,20 @@ import itertools
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import locks
-from ..client import ModelClient
-from ..config import JudgeConfig, ModelEntry
-from ..engine import Lane, RunReport, finish_files, log_run, run_lanes
-from ..errors import UserError
-from ..judge_run import judge_item_for, judgment_basis, require_answers, resume
-from ..judging import JudgeItem, judge_item
-from ..storage import BenchPaths, load_judgment_file, sort_by_question
-from ..vllm.context_budget import ContextBudget, wants_budget
-from ..vllm.servers import ServerSession
-from .common import Appenders, request_policy
+from arenajudge.cli.common import Appenders, request_policy
+from arenajudge.config.models import JudgeConfig, ModelEntry
+from arenajudge.core.errors import UserError
+from arenajudge.endpoints.client import ModelClient
+from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
+from arenajudge.endpoints.engine import Lane, RunReport, finish_files, log_run, run_lanes
+from arenajudge.endpoints.servers import ServerSession
+from arenajudge.judge.arena_hard import JudgeItem, judge_item
+from arenajudge.judge.judge_run import judge_item_for, judgment_basis, require_answers, resume
+from arenajudge.records import locks
+from arenajudge.records.storage import BenchPaths, load_judgment_file, sort_by_question
 
 if TYPE_CHECKING:
-    from ..sequential import PairDecision
+    from arenajudge.rating.sequential import PairDecision
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
 DEFAULTS = {"alpha": 0.05, "min_questions": 50, "batch": 50}
@@ -116,8 +116,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         questions: list[dict[str, Any]], order: list[Any], all_questions: list[dict[str, Any]],
         inputs: tuple[list[str], Answers, dict[str, Answers]]) -> int:
     # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
-    from ..battles import battles_from_judgments
-    from ..sequential import outcome_table, pair_decision, question_order
+    from arenajudge.rating.battles import battles_from_judgments
+    from arenajudge.rating.sequential import outcome_table, pair_decision, question_order
 
     models, baseline, answers = inputs
     policy = request_policy(args)

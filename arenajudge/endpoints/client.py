@@ -1,0 +1,284 @@
+"""Chat requests to OpenAI-compatible endpoints: a bound on requests in flight per endpoint,
+least-busy spreading, and our own retries, over one reused client per endpoint (`chat_request`),
+in this process or spread over client processes (`client_processes`).
+
+Why our own retries: the client's built-in ones hold the concurrency slot while waiting
+(measured: server capacity wasted) and cannot tell a context overflow from other 400s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from arenajudge.config.models import ModelEntry
+from arenajudge.core.urls import endpoint_secrets, hide
+from arenajudge.endpoints.chat_request import ChatEndpoint, Outcome
+from arenajudge.endpoints.client_processes import ClientProcesses
+
+# vLLM's two wordings of "the prompt does not fit the context"
+_OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
+_OVERFLOW_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.I | re.S)
+
+
+DEFAULT_TIMEOUT = 600.0  # seconds per request: room for a long answer from a busy server
+
+class FatalEndpointError(Exception):
+    """401/403/404: a wrong key, URL or model name. Retrying cannot help."""
+
+
+class ContextOverflow(Exception):
+    """The prompt does not fit the model's context (HTTP 400 from vLLM)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        match = _OVERFLOW_NUMBERS.search(message)
+        self.max_context = int(match.group(1)) if match else None
+        self.prompt_tokens = int(match.group(2)) if match else None
+
+
+class RequestFailed(Exception):
+    """A request that still failed after its retries (or failed in a way retries cannot fix).
+
+    `permanent`: a rerun of the same command cannot fix it either (the prompt does not fit the
+    context, or the server rejects the request as malformed).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class _BadReply(Exception):
+    """A 200 reply we cannot use (not JSON, no message, no content): retried like a 5xx."""
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How requests are made: retries, waits, timeout, and how many processes send them."""
+
+    attempts: int = 6  # tries per request, the first included
+    first_wait: float = 0.1  # seconds before the first retry; doubles each time, with jitter
+    max_wait: float = 20.0
+    timeout: float | None = None  # seconds per request; None: the entry's `timeout`, else DEFAULT_TIMEOUT
+    max_retry_after: float = 60.0  # a server's Retry-After (429, 503) is honoured up to this many seconds
+    client_processes: int = 1  # 1: requests go from this process; more: from that many client processes
+
+
+@dataclass
+class Usage:
+    """What a run asked of the servers; summed over all requests."""
+
+    requests: int = 0
+    retries: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    client_processes_cpu: float = 0.0  # CPU seconds the client processes spent (--client-processes; 0 without)
+
+    def add(self, other: Usage) -> None:
+        for name in ("requests", "retries", "failed", "prompt_tokens", "completion_tokens", "client_processes_cpu"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Reply:
+    content: str
+    reasoning: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _Slot:
+    """A share of one endpoint's `parallel`: the whole of it, or one client process's part."""
+
+    send: Callable[[dict[str, Any]], Awaitable[Outcome]]  # one attempt of one chat request (chat_request.ChatEndpoint.send)
+    describe: str
+    capacity: int
+    usable: Callable[[], bool] = lambda: True  # False once its client process is gone
+    in_flight: int = 0
+
+
+def _retriable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` near-equal whole shares."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+@dataclass
+class ModelClient:
+    """Requests to one model, spread over its endpoints."""
+
+    entry: ModelEntry
+    policy: RequestPolicy = field(default_factory=RequestPolicy)
+    usage: Usage = field(default_factory=Usage)
+
+    def __post_init__(self) -> None:
+        self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
+        n = self.policy.client_processes
+        specs = [(ep.api_base, ep.api_key) for ep in self.entry.endpoints]
+        self._endpoints: list[ChatEndpoint] = []  # clients in this process (server_request uses the first)
+        if n <= 1:
+            self._processes = None
+            self._endpoints = [ChatEndpoint(ep.api_base, ep.api_key, self.timeout) for ep in self.entry.endpoints]
+            self._slots = [_Slot(chat.send, ep.describe(), self.entry.parallel)
+                           for chat, ep in zip(self._endpoints, self.entry.endpoints, strict=True)]
+        else:
+            # every process takes a share of every endpoint: the processes stay equally busy however
+            # the endpoints differ in speed, and the least-busy choice below still sees each endpoint
+            self._processes = ClientProcesses(n, specs, self.timeout)
+            self._slots = [_Slot(self._processes.sender(process, index), ep.describe(), share,
+                                 functools.partial(self._processes.alive, process))
+                           for index, ep in enumerate(self.entry.endpoints)
+                           for process, share in enumerate(_shares(self.entry.parallel, n)) if share]
+        self._secrets = endpoint_secrets(specs)
+        self._free = asyncio.Condition()
+        # what the progress line shows: when each request in flight started, and the last error seen
+        self.started: dict[int, float] = {}
+        self.last_error: str | None = None
+
+    @property
+    def capacity(self) -> int:
+        return sum(s.capacity for s in self._slots)
+
+    def status(self) -> str:
+        """Requests in flight (and how long the oldest has waited), retries, the last error: for the progress line."""
+        parts = [f"in flight {len(self.started)}"]
+        if self.started:
+            parts[0] += f" (oldest {time.monotonic() - min(self.started.values()):.0f} s)"
+        parts.append(f"{self.usage.retries} retries")
+        if self.last_error:
+            parts.append(f"last error: {self.last_error[:100]}")
+        return ", ".join(parts)
+
+    def redact(self, text: str) -> str:
+        return hide(text, self._secrets)
+
+    async def _acquire(self) -> _Slot:
+        async with self._free:
+            while True:
+                # a slot whose client process is gone is left out while another remains (else its requests
+                # fail at once, so the least busy choice would pick it again and again)
+                usable = [s for s in self._slots if s.usable()] or self._slots
+                open_slots = [s for s in usable if s.in_flight < s.capacity]
+                if open_slots:
+                    slot = min(open_slots, key=lambda s: s.in_flight / s.capacity)
+                    slot.in_flight += 1
+                    return slot
+                await self._free.wait()
+
+    async def _release(self, slot: _Slot) -> None:
+        async with self._free:
+            slot.in_flight -= 1
+            self._free.notify()
+
+    async def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
+                   extra_body: dict[str, Any] | None = None) -> Reply:
+        """One chat request; `extra_body` adds server-specific fields (e.g. vLLM's `structured_outputs`)."""
+        body = {"model": self.entry.model_name, "messages": messages, "temperature": temperature,
+                "max_tokens": max_tokens, **(extra_body or {})}
+        wait = self.policy.first_wait
+        for attempt in range(1, self.policy.attempts + 1):
+            slot = await self._acquire()
+            token = object()
+            self.started[id(token)] = time.monotonic()
+            try:
+                outcome = await slot.send(body)
+            finally:
+                del self.started[id(token)]
+                await self._release(slot)
+            asked_wait: float | None = None
+            kind = outcome[0]
+            if kind == "reply":
+                _, is_json, content = outcome
+                try:
+                    # not labelled JSON (e.g. a proxy's HTML error page sent with status 200): its text, refused below
+                    return self._reply(json.loads(content) if is_json else content.decode("utf-8", "replace"))
+                except (_BadReply, ValueError) as exc:  # ValueError: a body sent as JSON that does not parse
+                    self.last_error = self.redact(str(exc) if isinstance(exc, _BadReply) else f"reply is not JSON ({exc})")
+                    permanent = False
+            elif kind == "status":
+                _, status, text, asked_wait = outcome
+                self.last_error = text = self.redact(text)
+                if status in (401, 403, 404):
+                    raise FatalEndpointError(
+                        f"{slot.describe} refused model {self.entry.name!r} (served as {self.entry.model_name!r}): "
+                        f"{text}")
+                if status == 400 and _OVERFLOW.search(text):
+                    raise ContextOverflow(text)
+                permanent = not _retriable(status)
+            else:  # "connection": no reply
+                self.last_error = self.redact(outcome[1])
+                permanent = False
+            if permanent or attempt == self.policy.attempts:
+                self.usage.failed += 1
+                raise RequestFailed(f"{slot.describe}: {self.last_error}", permanent=permanent)
+            # back off without holding a slot, so the other requests keep the server busy;
+            # a server that says how long to wait (Retry-After) is believed, up to a cap
+            self.usage.retries += 1
+            if asked_wait is not None:
+                await asyncio.sleep(min(asked_wait, self.policy.max_retry_after))
+            else:
+                await asyncio.sleep(min(wait, self.policy.max_wait) * random.uniform(0.5, 1.5))
+            wait *= 2
+        raise AssertionError("unreachable")
+
+    def _reply(self, data: Any) -> Reply:
+        if not isinstance(data, dict):  # e.g. a proxy's HTML error page sent with status 200
+            raise _BadReply(f"reply is not JSON: {str(data)[:80]!r}")
+        try:
+            choice = data["choices"][0]
+            message = choice["message"]
+            content = message.get("content")
+            reasoning = message.get("reasoning") or message.get("reasoning_content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise _BadReply("malformed reply (no choices[0].message)") from None
+        if content is None or not isinstance(content, str) or (not content and not reasoning):
+            # never stored: an empty answer would be judged as if the model had said nothing
+            raise _BadReply(f"reply without content (content: {json.dumps(content)}, finish_reason: "
+                            f"{choice.get('finish_reason')})")
+        usage = data.get("usage") or {}
+        self.usage.requests += 1
+        self.usage.prompt_tokens += usage.get("prompt_tokens") or 0
+        self.usage.completion_tokens += usage.get("completion_tokens") or 0
+        return Reply(
+            content=content,
+            # vLLM >= 0.10 says `reasoning`; older vLLM and other servers `reasoning_content`
+            reasoning=reasoning,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+        )
+
+    async def server_request(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (or POST `body`) `path` on the first endpoint's server root, e.g. vLLM's /tokenize; no retries.
+
+        Raises openai's APIStatusError / APIConnectionError as they come (the caller decides).
+        """
+        if not self._endpoints:  # requests go from client processes: this one needs a client for this only
+            first = self.entry.endpoints[0]
+            self._endpoints = [ChatEndpoint(first.api_base, first.api_key, self.timeout)]
+        client = self._endpoints[0].client
+        root = str(client.base_url).rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        if body is None:
+            return await client.get(root + path, cast_to=object)
+        return await client.post(root + path, body=body, cast_to=object)
+
+    async def close(self) -> None:
+        for endpoint in self._endpoints:
+            await endpoint.close()
+        if self._processes is not None:
+            self.usage.client_processes_cpu += await self._processes.close()

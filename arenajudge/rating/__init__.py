@@ -1,0 +1,1 @@
+"""From judgments to numbers: battles, Bradley-Terry ratings with a bootstrap, style control, paired comparisons, decisions."""
