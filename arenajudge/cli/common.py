@@ -54,9 +54,11 @@ def client_processes(args: argparse.Namespace) -> int:
 
 
 def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:
+    """The entry a run sends to, with its keys: it must exist and have an address (never OpenAI's by default)."""
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
+    entries[name].require_address()
     return entries[name].with_secrets()
 
 

@@ -28,6 +28,7 @@ import yaml
 
 from arenajudge.config.fields import key_error, validated
 from arenajudge.config.models import (
+    AnswerConfig,
     JudgeConfig,
     PipelineDefaults,
     load_answer_config,
@@ -113,11 +114,23 @@ class Plan:
             check_name(name, f"{role} name")
             if name not in entries:
                 raise UserError(f"{role} {name!r} has no entry in {self.api_file} (entries: {', '.join(sorted(entries))})")
+            entries[name].require_address()  # the baseline too: its answers may be missing
         self.answer_raw = load_yaml(answer_file) if answer_file.exists() else dict(ANSWER_DEFAULTS)
-        self.answer_raw.pop("pipeline", None)
         self.judge_raw = {k: v for k, v in judge_raw.items() if k != "pipeline"}
+        # the steps get configs derived from these two: a problem in them is named in the user's file, before any step
+        if answer_file.exists():
+            validated(AnswerConfig, {**self.answer_raw, "bench_name": self.bench, "model_list": self.models},
+                      answer_file, given={"path": answer_file})
+        validated(JudgeConfig, {**judge_raw, **self.judge_overrides(self.models)}, self.judge_file,
+                  given={"path": self.judge_file})
+        self.answer_raw.pop("pipeline", None)
         self.paths = BenchPaths(self.bench, args.data_dir)
         self.work_dir = self.paths.bench_dir / "pipeline"
+
+    def judge_overrides(self, models: list[str]) -> dict[str, Any]:
+        """What the derived judge config says instead of the user's."""
+        return {"bench_name": self.bench, "judge_model": self.judge, "baseline": True, "baseline_model": self.baseline,
+                "model_list": models}
 
 
 def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
@@ -160,9 +173,7 @@ def say(line: str) -> None:
 
 
 def _judge_config(plan: Plan, models: list[str]) -> Path:
-    return _write_config(plan.work_dir / "judge_config.yaml", {
-        **plan.judge_raw, "bench_name": plan.bench, "judge_model": plan.judge, "baseline": True,
-        "baseline_model": plan.baseline, "model_list": models})
+    return _write_config(plan.work_dir / "judge_config.yaml", {**plan.judge_raw, **plan.judge_overrides(models)})
 
 
 def _judgments_todo(plan: Plan, questions: list[dict[str, Any]], rejudge_missing: bool) -> list[str]:

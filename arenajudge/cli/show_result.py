@@ -15,6 +15,7 @@ import numpy as np
 from arenajudge.cli.common import add_data_dir_flag
 from arenajudge.config.models import load_judge_config, shown_mt_bench_mode
 from arenajudge.core.errors import UserError, run_cli
+from arenajudge.core.names import from_file_name
 from arenajudge.present.leaderboard import BoardResult, BoardSpec, build_board
 from arenajudge.present.plots import write_plot
 from arenajudge.present.report import (
@@ -59,6 +60,7 @@ Beyond the seed (all off by default; extra sections start with '## '):
 """
 
 
+DEFAULT_BENCH = "arena-hard-v0.1"  # arena-hard-local's, when neither the flag nor the judge config names one
 _STYLE_HELP = ", ".join(f"{group} = {'+'.join(names)}" for group, names in STYLE_GROUPS.items())
 
 
@@ -73,11 +75,13 @@ def _add_cache_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="show_result.py", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bench-name", default="arena-hard-v0.1", help="bench under the data dir (default: %(default)s)")
+    p.add_argument("--bench-name", help=f"bench under the data dir (default: bench_name of --setting-file, else "
+                                        f"{DEFAULT_BENCH})")
     p.add_argument("--judge-name", help="judge whose judgments to score (default: judge_model of --setting-file)")
     p.add_argument("--baseline", help="baseline model, anchored at 1000 Elo / 50%% (default: baseline_model of --setting-file)")
     p.add_argument("--setting-file", type=Path, default=Path("config/judge_config.yaml"),
-                   help="judge config that supplies the defaults of --judge-name and --baseline")
+                   help="judge config that supplies the defaults of --bench-name, --judge-name and --baseline "
+                        "(default: %(default)s)")
     add_data_dir_flag(p)
     _add_cache_flags(p)
     p.add_argument("--show-elo", action="store_true", help="print Elo ratings instead of win rates")
@@ -139,15 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _defaults_from_config(args: argparse.Namespace) -> None:
-    if args.judge_name and args.baseline:
+    """Bench, judge and baseline not given as flags, from the judge config (as gen_judgment.py and
+    qa_browser.py take them), else arena-hard-local's defaults."""
+    if args.bench_name and args.judge_name and args.baseline:
         return
     if not args.setting_file.exists():
+        args.bench_name = args.bench_name or DEFAULT_BENCH
         args.judge_name = args.judge_name or "gpt-4-1106-preview"
         args.baseline = args.baseline or "gpt-4-0314"
         return
     config = load_judge_config(args.setting_file)
+    args.bench_name = args.bench_name or config.bench_name
     args.judge_name = args.judge_name or config.judge_model
     args.baseline = args.baseline or config.baseline_model or "gpt-4-0314"
+
+
+def require_bench(paths: BenchPaths) -> None:
+    """A UserError naming a bench folder that does not exist, and the benches that do."""
+    if paths.bench_dir.is_dir():
+        return
+    root = paths.root
+    benches = sorted(from_file_name(d.name) for d in root.iterdir()
+                     if d.is_dir() and any((d / part).exists() for part in ("question.jsonl", "model_answer",
+                                                                            "model_judgment"))) if root.is_dir() else []
+    where = f"benches here: {', '.join(benches)}" if benches else f"no bench in {root}"
+    raise UserError(f"{paths.bench_dir}: no such bench ({where})")
 
 
 def parse_weights(items: list[str] | None) -> dict[str, float] | None:
@@ -247,11 +267,14 @@ class Comparison:
 def main(argv: list[str] | None = None) -> int:
     command = "show_result.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if not args.runs:
+        _check_flags(args)
+    _defaults_from_config(args)
+    if not args.load_battles:  # the battles cache is read from the data dir, whatever the bench
+        require_bench(BenchPaths(args.bench_name, args.data_dir))
     if args.runs:
         print(runs_table(BenchPaths(args.bench_name, args.data_dir)))
         return 0
-    _check_flags(args)
-    _defaults_from_config(args)
     if shown_mt_bench_mode(args.bench_name, args.mode) is not None:
         from arenajudge.cli import show_mtbench  # imported here: it brings the openai client, which boards never need
 

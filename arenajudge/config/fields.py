@@ -4,10 +4,13 @@ A config problem reaches the user as `<file>: key 'a.b': <what is wrong>` (a Use
 The models here check values with our own validators (a YAML `true` is never a number, an
 integer is a number, null is the same as absent), so each message is ours, not pydantic's;
 `validated` takes pydantic's first error, in the order the fields are declared, and words it.
+Every model knows all its keys: an unknown one (a typo such as `temprature`) is refused with the
+nearest known key, before any value is checked, since a key that is ignored changes what runs.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -55,6 +58,11 @@ def validated(model: type[Model], data: Any, path: Path, prefix: str = "", *,
     `given` adds fields that come from elsewhere than the mapping (the file's path, the entry's name).
     """
     if given and isinstance(data, dict):
+        # keys the loader fills are not for the file to say: refused as the model refuses the others, the
+        # first in the file's order (the model sees the merged mapping, which has them)
+        first_unknown = next((key for key in data if key in given or key not in model.model_fields), None)
+        if first_unknown in given and issubclass(model, YamlModel):
+            raise key_error(path, _join(prefix.rstrip("."), str(first_unknown)), model.unknown_key_problem(str(first_unknown)))
         data = {**data, **given}
     try:
         return model.model_validate(data, context=context)
@@ -71,6 +79,8 @@ def validated(model: type[Model], data: Any, path: Path, prefix: str = "", *,
         problem = cause.problem
     elif isinstance(cause, Exception):
         problem = str(cause)
+    elif first["type"] == "extra_forbidden":  # a key a validator added: YamlModel refuses the file's own first
+        problem = "unknown key"
     else:  # a check of pydantic's own; the models here leave none, but say something useful
         problem = first["msg"]
     raise key_error(path, _join(prefix.rstrip("."), key), problem) from None
@@ -153,15 +163,39 @@ NameList = Annotated[list[str], PlainValidator(_name_list)]
 
 
 class YamlModel(BaseModel):
-    """A mapping of a YAML config: frozen, null keys taken as absent, keys it does not know ignored."""
+    """A mapping of a YAML config: frozen, null keys taken as absent, every key known.
 
-    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+    Its keys are its fields. `loader_keys` are fields the loader fills (the file's path, the entry's
+    name): accepted from the loader, never suggested, refused when the file itself writes them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
     not_a_mapping: ClassVar[str | None] = None  # the problem when the value is not a mapping (None: its type)
+    loader_keys: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _without_nulls(cls, data: Any) -> Any:
-        return data if isinstance(data, BaseModel) else as_mapping(data, cls.not_a_mapping)
+        return data if isinstance(data, BaseModel) else cls.known_mapping(data)
+
+    @classmethod
+    def known_mapping(cls, data: Any) -> dict[str, Any]:
+        """`data` as a mapping without nulls; its first unknown key (in the file's order) is a KeyProblem.
+
+        Subclasses whose own before-validators run first (pydantic runs a subclass's before the base's)
+        and can fail call this first, so a typo is named rather than what it left missing."""
+        mapping = as_mapping(data, cls.not_a_mapping)
+        for key in mapping:
+            if key not in cls.model_fields:
+                raise KeyProblem(str(key), cls.unknown_key_problem(str(key)))
+        return mapping
+
+    @classmethod
+    def unknown_key_problem(cls, key: str) -> str:
+        """'unknown key', with the nearest key the file may write when one is close."""
+        writable = [name for name in cls.model_fields if name not in cls.loader_keys]
+        close = difflib.get_close_matches(key, writable, n=1)
+        return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 
 def as_mapping(data: Any, not_a_mapping: str | None = None) -> dict[str, Any]:
@@ -169,10 +203,3 @@ def as_mapping(data: Any, not_a_mapping: str | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(not_a_mapping or f"expected a mapping, got {data!r}")
     return {k: v for k, v in data.items() if v is not None}
-
-
-def unknown_keys(data: dict[str, Any], known: tuple[str, ...]) -> None:
-    """A KeyProblem naming the first unknown key (in sorted order), for mappings that know all their keys."""
-    unknown = sorted(str(k) for k in data if k not in known)
-    if unknown:
-        raise KeyProblem(unknown[0], f"unknown key (known: {', '.join(known)})")

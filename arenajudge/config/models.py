@@ -3,12 +3,14 @@
 Three files, with arena-hard-local's keys (configs written for it load unchanged):
 - api config: {model key: {model_name, endpoints: [{api_base, api_key, api_version}],
   api_type, parallel, system_prompt?, tokenizer?, timeout?, server?}}
-- answer config: bench_name, temperature, max_tokens, num_choices, model_list
-- judge config: bench_name, judge_model, reference, ref_model, baseline, baseline_model,
+- answer config: name, bench_name, temperature, max_tokens, num_choices, model_list
+- judge config: name, bench_name, judge_model, reference, ref_model, baseline, baseline_model,
   pairwise, temperature, max_tokens, regex_pattern, system_prompt, prompt_template, model_list
 and run_eval's `pipeline:` section (of the judge config or its own file).
 
-Every problem is a UserError naming the file and key (config_fields.validated words it).
+Every problem is a UserError naming the file and key (config_fields.validated words it); an
+unknown key is one too, with the nearest known key. An entry without an address loads (arena-hard-local's
+hosted GPT entries have none) but is refused where a run would send to it (ModelEntry.require_address).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BeforeValidator, Field, PlainValidator, model_validator
+from pydantic import BeforeValidator, Field, PlainValidator, create_model, model_validator
 
 from arenajudge.config.fields import (
     Flag,
@@ -35,9 +37,7 @@ from arenajudge.config.fields import (
     YamlModel,
     as_mapping,
     checked,
-    checked_key,
     str_list,
-    unknown_keys,
     validated,
 )
 from arenajudge.config.server_spec import ServerSpec
@@ -108,22 +108,16 @@ class Endpoint(YamlModel):
     api_base: Annotated[str, PlainValidator(_api_base)] | None = None
     api_key: Annotated[str, PlainValidator(lambda value: str(checked(value, str, int)))] | None = Field(
         default=None, repr=False)  # never printed
+    # arena-hard-local's, for Azure's API, which api_type does not offer: checked and otherwise ignored,
+    # so configs that carry it load unchanged
+    api_version: Text | None = None
 
     def __init__(self, api_base: str | None = None, api_key: str | None = None, **data: Any) -> None:
         # positional too, as the frozen dataclass it replaces took them
         super().__init__(api_base=api_base, api_key=api_key, **data)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _api_version_ignored(cls, data: Any) -> Any:
-        # arena-hard-local's api_version is for Azure's API, which api_type does not offer: it is checked and
-        # otherwise ignored, so configs that carry it load unchanged
-        if isinstance(data, dict):
-            checked_key(data, "api_version", str, int, float)
-        return data
-
     def describe(self) -> str:
-        return redact_url(self.api_base) if self.api_base else "the default OpenAI endpoint"
+        return redact_url(self.api_base) if self.api_base else "(no api_base)"
 
 
 SUPPORTED_API_TYPES = ("openai",)
@@ -154,6 +148,7 @@ class ModelEntry(YamlModel):
     """One entry of the api config: how to reach a model."""
 
     not_a_mapping: ClassVar[str | None] = "expected a mapping with model_name and endpoints"
+    loader_keys: ClassVar[tuple[str, ...]] = ("name", "source")
 
     name: str  # the config key: file names and records use it
     api_type: Annotated[str, PlainValidator(_api_type)] = "openai"
@@ -173,6 +168,18 @@ class ModelEntry(YamlModel):
             object.__setattr__(self, "endpoints", (self.endpoints[0].model_copy(update={"api_base": self.server.api_base}),))
         return self
 
+    def require_address(self) -> None:
+        """A UserError unless every endpoint has an address: the openai client would send to OpenAI's own URL.
+
+        Checked where a run is about to send, not when the file loads: arena-hard-local's api config lists
+        its hosted GPT judges with `endpoints: null`, and those files load unchanged."""
+        fix = "write the hosted API's address (e.g. api_base: https://api.openai.com/v1) to send to it"
+        missing = [i for i, endpoint in enumerate(self.endpoints) if not endpoint.api_base]
+        if len(missing) == len(self.endpoints):
+            raise UserError(f"{self.source}: model {self.name!r} has no api_base and no server block: {fix}")
+        if missing:
+            raise UserError(f"{self.source}: key '{self.name}.endpoints[{missing[0]}]': no api_base: {fix}")
+
     def with_secrets(self) -> ModelEntry:
         """The entry with ${ENV_VAR} keys expanded (done only for the models a run uses)."""
         endpoints = tuple(
@@ -188,6 +195,43 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             for name, raw in load_yaml(path).items()}
 
 
+def _replicas(value: Any) -> int | dict[str, int]:
+    """One count for every model, or a count per model name."""
+    if isinstance(value, dict):
+        for model, count in value.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise KeyProblem(f"{model}", f"expected a positive integer, got {count!r}")
+        return {str(k): v for k, v in value.items()}
+    try:
+        count = checked(value, int)
+    except ValueError:
+        raise ValueError(f"expected a positive integer or a mapping of model to integer, got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"must be a positive integer, got {count!r}")
+    return count
+
+
+class RaySection(YamlModel):
+    """`pipeline.ray`: reserved for serving models as Ray replicas (a later issue); checked, not used yet."""
+
+    address: Str | None = None  # the Ray cluster to join
+    replicas: Annotated[int | dict[str, int], PlainValidator(_replicas)] | None = None  # per model, or model -> count
+
+
+class PipelineSection(YamlModel):
+    """run_eval's `pipeline:` section."""
+
+    models: StrList = Field(default_factory=list)
+    judge: Str | None = None
+    baseline: Str | None = None
+    bench_name: Str | None = None
+    answer_config: Str | None = None  # None: --answer-setting-file
+    api_config: Str = "config/api_config.yaml"
+    show_result_args: Annotated[list[Any], PlainValidator(lambda value: checked(value, list))] = Field(
+        default_factory=list)
+    ray: RaySection | None = None  # reserved (see RaySection)
+
+
 def _category_temperatures(value: Any) -> dict[str, float]:
     temperatures = checked(value, dict)
     for cat, temperature in temperatures.items():
@@ -197,7 +241,10 @@ def _category_temperatures(value: Any) -> dict[str, float]:
 
 
 class AnswerConfig(YamlModel):
+    loader_keys: ClassVar[tuple[str, ...]] = ("path",)
+
     path: Path
+    name: Text | None = None  # arena-hard-local's title of the file; not used
     # per-category temperatures (MT-Bench style); absent means `temperature` for all
     category_temperature: Annotated[dict[str, float], PlainValidator(_category_temperatures)] = Field(
         default_factory=dict)
@@ -206,6 +253,8 @@ class AnswerConfig(YamlModel):
     max_tokens: PositiveInt = 4096
     num_choices: PositiveInt = 1
     model_list: NameList
+    # run_eval reads its section from any file given to --pipeline-file, this one too; checked, not used here
+    pipeline: PipelineSection | None = None
 
 
 def load_answer_config(path: Path) -> AnswerConfig:
@@ -256,7 +305,10 @@ def _existing_file(value: Any) -> Path:
 
 
 class JudgeConfig(YamlModel):
+    loader_keys: ClassVar[tuple[str, ...]] = ("path",)
+
     path: Path
+    name: Text | None = None  # arena-hard-local's title of the file; not used
     bench_name: Name
     judge_model: Name
     # MT-Bench style judging (None: arena-hard pairwise judging with the prompt below)
@@ -275,6 +327,8 @@ class JudgeConfig(YamlModel):
     judge_prompts: Annotated[Path, PlainValidator(_existing_file)] | None = None  # FastChat's judge_prompts.jsonl
     reference_categories: Annotated[tuple[str, ...], PlainValidator(lambda value: tuple(str_list(value)))] = (
         "math", "reasoning", "coding")
+    pipeline: PipelineSection | None = None  # run_eval's section; checked here, used by run_eval only
+    structured_verdicts: Flag = False  # reserved for verdicts as structured output (a later issue); not used yet
 
     @model_validator(mode="before")
     @classmethod
@@ -307,28 +361,6 @@ def load_judge_config(path: Path) -> JudgeConfig:
     return validated(JudgeConfig, load_yaml(path), path, given={"path": path})
 
 
-PIPELINE_KEYS = ("models", "judge", "baseline", "bench_name", "answer_config", "api_config", "show_result_args")
-
-
-class PipelineSection(YamlModel):
-    """run_eval's `pipeline:` section; unlike the other configs it knows all its keys."""
-
-    models: StrList = Field(default_factory=list)
-    judge: Str | None = None
-    baseline: Str | None = None
-    bench_name: Str | None = None
-    answer_config: Str | None = None  # None: --answer-setting-file
-    api_config: Str = "config/api_config.yaml"
-    show_result_args: Annotated[list[Any], PlainValidator(lambda value: checked(value, list))] = Field(
-        default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        unknown_keys(as_mapping(data), PIPELINE_KEYS)
-        return data
-
-
 class PipelineDefaults(YamlModel):
     """What run_eval takes from the judge config when neither flags nor the `pipeline:` section say it."""
 
@@ -338,6 +370,15 @@ class PipelineDefaults(YamlModel):
     bench_name: Str | None = None
 
 
+# A file with a `pipeline:` section: the section, and the keys of the judge or answer config it may also be
+# (those are checked where the file is used as such).
+PipelineFile = create_model(
+    "PipelineFile", __base__=YamlModel, pipeline=(PipelineSection | None, None),
+    **{key: (Any, None) for model in (JudgeConfig, AnswerConfig) for key in model.model_fields
+       if key not in (*model.loader_keys, "pipeline")})
+
+
 def load_pipeline_section(path: Path) -> PipelineSection:
-    section = load_yaml(path).get("pipeline")
-    return validated(PipelineSection, {} if section is None else section, path, "pipeline.")
+    """The `pipeline:` section of `path` (empty when absent); an unknown key anywhere in the file is refused."""
+    section = validated(PipelineFile, load_yaml(path), path).pipeline
+    return section if section is not None else PipelineSection()

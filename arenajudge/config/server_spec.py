@@ -13,25 +13,11 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationInfo, model_validator
 
-from arenajudge.config.fields import (
-    KeyProblem,
-    Number,
-    PositiveInt,
-    Str,
-    Text,
-    YamlModel,
-    as_mapping,
-    checked,
-    checked_key,
-    unknown_keys,
-)
+from arenajudge.config.fields import KeyProblem, Number, PositiveInt, Str, Text, YamlModel, checked, checked_key
 from arenajudge.core.urls import redact_url
 
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 DEFAULT_SERVER_PORT = 8000
-SERVER_KEYS = ("model", "served_model_name", "port", "host", "tensor_parallel_size", "pipeline_parallel_size",
-               "gpu_memory_utilization", "max_model_len", "dtype", "quantization", "extra_args", "env", "gpus",
-               "startup_timeout", "command")
 
 
 class ServerSpec(YamlModel):
@@ -58,8 +44,7 @@ class ServerSpec(YamlModel):
     def _from_block(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, ServerSpec):
             return data
-        block = as_mapping(data)
-        unknown_keys(block, SERVER_KEYS)
+        block = cls.known_mapping(data)  # a misspelt key is named before the checks below
         entry = (info.context or {}).get("entry")
         if entry is not None:
             _complete_from_entry(block, entry)

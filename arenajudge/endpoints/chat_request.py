@@ -57,6 +57,8 @@ class ChatEndpoint:
     """One endpoint's client and its chat request options, built once."""
 
     def __init__(self, api_base: str | None, api_key: str | None, timeout: float) -> None:
+        if not api_base:  # given None, the client would send to $OPENAI_BASE_URL or OpenAI's own API
+            raise ValueError("an endpoint without api_base (ModelEntry.require_address refuses it earlier)")
         # our keep-alive transport (http_transport): the default one cost half the CPU per request
         self.client = _OpenAI(base_url=api_base, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout,
                               http_client=keep_alive_http_client(), default_headers=_NO_PLATFORM_HEADERS)

@@ -126,6 +126,7 @@ class ModelClient:
     usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
+        self.entry.require_address()  # the commands refuse it first; this is the last line before a client exists
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         n = self.policy.client_processes
         specs = [(ep.api_base, ep.api_key) for ep in self.entry.endpoints]

@@ -6,8 +6,8 @@ a 404 (no OpenAI-compatible API at that path: often a missing /v1), a 5xx, or a 
 not the JSON model list. What does not: 401/403 (the chat request then fails with a message
 naming the endpoint and the key problem, as before) and a model list without this model
 (some proxies list nothing; a wrong model name gets the server's own 404 on the first request).
-Entries with a `server` block are checked by the launcher instead, and entries without
-api_base (OpenAI's own API) are not probed.
+Entries with a `server` block are checked by the launcher instead; entries without api_base are
+refused before this (ModelEntry.require_address), so every client here is given its base_url.
 """
 
 from __future__ import annotations
