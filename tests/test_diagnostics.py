@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from arenajudge.rating import diagnostics
 from arenajudge.rating.battles import battles_from_judgments
-from arenajudge.rating.bradley_terry import mean_scores
+from arenajudge.rating.mean_score import mean_scores
 from arenajudge.records.storage import BenchPaths, load_judgments
 from arenajudge_testkit.synth import make_bench, write_constant_judge
 

@@ -37,6 +37,7 @@ from arenajudge.present.report import (
 from arenajudge.rating import diagnostics
 from arenajudge.rating.bradley_terry import FeatureRatingResult
 from arenajudge.rating.compare import CompareSpec, PairResult, anytime_check, combined_score
+from arenajudge.rating.methods import METHODS
 from arenajudge.rating.style import LC_FEATURE_PREFIX, STYLE_GROUPS, parse_style_groups
 from arenajudge.records.storage import BenchPaths, read_jsonl
 
@@ -106,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length-controlled", action="store_true",
                    help="length-controlled win rate: each model gets its own term in tanh(standardised length "
                         "difference) and is scored at length difference 0 (AlpacaEval 2's idea)")
-    p.add_argument("--method", choices=("bt", "mean"), default="bt",
-                   help="'bt': Bradley-Terry (default); 'mean': mean battle score vs the baseline with a "
-                        "bootstrap per model, a judgment counted only when both games have a verdict "
-                        "(arena-hard-auto v2; add --ci-level 90 for its interval)")
+    p.add_argument("--method", choices=tuple(METHODS), default="bt",
+                   help="; ".join(f"'{m.name}': {m.summary}" for m in METHODS.values())
+                   + " (mean: a judgment counted only when both games have a verdict, as arena-hard-auto v2; "
+                     "add --ci-level 90 for its interval)")
     p.add_argument("--category", nargs="?", const="category", metavar="FIELD",
                    help="also print one board per value of this question field (default field: category; "
                         "e.g. --category cluster)")
@@ -203,7 +204,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         parse_style_groups(args.style_control)
     alternatives = [flag for flag, on in (("--style-control", bool(args.style_control)),
                                           ("--length-controlled", args.length_controlled),
-                                          ("--method mean", args.method == "mean")) if on]
+                                          (f"--method {args.method}", METHODS[args.method].label is not None)) if on]
     if len(alternatives) > 1:
         raise UserError(f"{' and '.join(alternatives)}: choose one way of scoring")
     if alternatives and args.load_bootstrap:

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from arenajudge.core.errors import UserError
 from arenajudge.present.report import BoardRow, bad_token_lens, leaderboard, unjudged_note
 from arenajudge.rating.battles import BattleSet, battles_from_judgments, load_battles, save_battles
-from arenajudge.rating.bradley_terry import BootstrapUnit, MeanResult, RatingResult, mean_scores, rate, rate_with_features
+from arenajudge.rating.bradley_terry import BootstrapUnit, RatingResult, rate_with_features
+from arenajudge.rating.methods import RatingMethod, method_named
 from arenajudge.rating.style import StyleCache, add_length_control_features, add_style_features, answer_styles, parse_style_groups
 from arenajudge.records.provenance import board_basis, select_judgments, unverified_words
 from arenajudge.records.storage import BenchPaths, load_answers, load_judgments, load_questions, read_jsonl, replace_atomically
 
-Method = Literal["bt", "mean"]
 Records = dict[str, list[dict[str, Any]]]  # file model -> judgment records
 
 
@@ -35,7 +35,7 @@ class BoardSpec:
     data_dir: Path
     judges: tuple[str, ...]
     baseline: str
-    method: Method = "bt"
+    method: str = "bt"  # a name in rating.methods.METHODS
     unit: BootstrapUnit = "battles"  # what the bootstrap resamples
     rounds: int = 100
     seed: int = 42
@@ -110,7 +110,7 @@ class BoardResult:
     battle_notes: list[str] = field(default_factory=list)  # games without a verdict, scores outside the labels
     scored_battles: pd.DataFrame | None = None  # battles with the style or length columns
     features: list[str] = field(default_factory=list)
-    rating: RatingResult | MeanResult | None = None  # None when nothing can be scored
+    rating: RatingResult | None = None  # None when nothing can be scored
     rows: list[BoardRow] = field(default_factory=list)
 
     @property
@@ -133,10 +133,11 @@ class BoardResult:
             return f"style-controlled Bradley-Terry ({', '.join(self.features)} at equal style)"
         if self.spec.length_controlled:
             return "length-controlled win rate (per-model length term, scored at equal length)"
-        if self.spec.method == "mean":
-            return ("mean battle score vs the baseline, bootstrap per model, judgments with a game "
-                    "without a verdict dropped whole (arena-hard-auto v2)")
-        return None
+        return self.rating_method.label
+
+    @property
+    def rating_method(self) -> RatingMethod:
+        return method_named(self.spec.method)
 
     @property
     def plain(self) -> bool:
@@ -165,21 +166,19 @@ class BoardResult:
         on_board = [self.spec.baseline] if self.rating is None else self.rating.models
         return self.left_out_notes + self.battle_notes + model_notes(self, on_board)
 
-    def rate_battles(self, battles: pd.DataFrame) -> RatingResult | MeanResult:
+    def rate_battles(self, battles: pd.DataFrame) -> RatingResult:
         """Rate a subset of the scored battles the way the board was rated."""
         spec = self.spec
         options: dict[str, Any] = {"rounds": spec.rounds, "seed": spec.seed, "unit": spec.unit}
-        rated: RatingResult | MeanResult
+        rated: RatingResult
         if self.features:
             rated = rate_with_features(battles, spec.baseline, self.features, **options)
-        elif spec.method == "mean":
-            rated = mean_scores(battles, spec.baseline, **options)
         else:
-            rated = rate(battles, spec.baseline, **options)
+            rated = self.rating_method.rate(battles, spec.baseline, **options)
         rated.level = spec.ci_level
         return rated
 
-    def board_rows(self, battles: pd.DataFrame, rated: RatingResult | MeanResult) -> list[BoardRow]:
+    def board_rows(self, battles: pd.DataFrame, rated: RatingResult) -> list[BoardRow]:
         """Rows of a board rated from `battles`, best first."""
         counts = pd.concat([battles["model_a"], battles["model_b"]]).value_counts().to_dict()
         return leaderboard(rated, self.spec.baseline, self.answers, show_elo=self.spec.show_elo,
@@ -228,7 +227,7 @@ def build_board(spec: BoardSpec, loaded: LoadedBench | None = None) -> BoardResu
 
     rating = board.rate_battles(board.scored_battles)
     if spec.load_bootstrap:
-        assert isinstance(rating, RatingResult)  # the flags refuse --load-bootstrap with --method mean
+        # the flags refuse --load-bootstrap with any other scoring than plain Bradley-Terry
         samples = _load_bootstrap(spec.bootstrap_path, rating.models)
         rating = RatingResult(point=rating.point, samples=samples, unit="battles", level=spec.ci_level)
     elif spec.save_caches:
@@ -267,7 +266,8 @@ def _from_judgments(spec: BoardSpec, answers: dict[str, dict[Any, dict[str, Any]
         unverified += selection.unverified
         kept[judge] = selection.kept
     battle_sets = [battles_from_judgments(judgments, spec.baseline, judge, weight=spec.weight,
-                                          first_game_only=spec.first_game_only, whole_judgments=spec.method == "mean")
+                                          first_game_only=spec.first_game_only,
+                                          whole_judgments=method_named(spec.method).whole_judgments)
                    for judge, judgments in kept.items()]
     battle_set = battle_sets[0] if len(battle_sets) == 1 else BattleSet(
         battles=pd.concat([b.battles for b in battle_sets], ignore_index=True),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from arenajudge.core.errors import UserError
-from arenajudge.rating.bradley_terry import FeatureRatingResult, MeanResult, RatingResult, win_rate
+from arenajudge.rating.bradley_terry import FeatureRatingResult, RatingResult, win_rate
 from arenajudge.rating.compare import (
     CompareSpec,
     PairResult,
@@ -64,7 +64,7 @@ def bad_token_lens(answers: dict[Any, dict[str, Any]] | None) -> tuple[int, Any]
 
 
 def leaderboard(
-    result: RatingResult | MeanResult,
+    result: RatingResult,
     baseline: str,
     answers: dict[str, dict[Any, dict[str, Any]]],
     *,
@@ -74,8 +74,6 @@ def leaderboard(
     missing: dict[str, int] | None = None,
 ) -> list[BoardRow]:
     """One row per rated model, best first, numbers rounded as the seed rounds them."""
-    if isinstance(result, MeanResult):
-        result = result.as_ratings()  # rounded on the Elo path boards have always taken (see as_ratings)
     base_elo = float(result.point[baseline])
     rows = []
     for model in result.point.index:

@@ -1,5 +1,5 @@
 """Scores of models from battles: Bradley-Terry ratings (plain, or with per-battle feature terms for
-style and length control) and mean scores against the baseline, each with a bootstrap.
+style and length control), each with a bootstrap; the rating method `bt` (see methods.py).
 
 The seed (arena-hard-auto / arena-hard-local) fits a logistic regression on one row per battle,
 each battle duplicated so that a tie becomes one win for each side, and refits it on a resampled
@@ -39,7 +39,7 @@ FEATURE_MAX_STEP = 2.5
 
 BootstrapUnit = Literal["battles", "questions"]
 
-_WINNER_CODE = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
+WINNER_CODE = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
 
 
 # --- the resampler: every bootstrap in the package draws its rounds here ---
@@ -112,7 +112,7 @@ def _winner_codes(winner: pd.Series) -> np.ndarray:
     """0 = model_a, 1 = model_b, 2 = tie; the seed's regression counts any other value as a win of model_b."""
     # Categorical codes: much faster than mapping strings row by row (pandas' arrow strings).
     categories = pd.Categorical(winner)
-    code_of = np.array([_WINNER_CODE.get(w, 1) for w in categories.categories], dtype=np.int64)
+    code_of = np.array([WINNER_CODE.get(w, 1) for w in categories.categories], dtype=np.int64)
     return code_of[categories.codes] if len(code_of) else np.ones(len(winner), dtype=np.int64)
 
 
@@ -149,7 +149,7 @@ def group_battle_rows(battles: pd.DataFrame, feature_names: list[str]) -> Battle
     if missing:
         raise UserError(f"battles lack feature column(s) {', '.join(missing)}")
     frame = battles[["model_a", "model_b", "winner", *feature_names]].copy()
-    frame["winner"] = frame["winner"].map(_WINNER_CODE).fillna(1).astype(int)
+    frame["winner"] = frame["winner"].map(WINNER_CODE).fillna(1).astype(int)
     frame["question_id"] = (battles["question_id"].astype(str) if "question_id" in battles
                             else pd.Series(np.arange(len(battles)).astype(str), index=battles.index))
     keys = ["question_id", "model_a", "model_b", "winner", *feature_names]
@@ -278,7 +278,7 @@ class FeatureRatingResult(RatingResult):
     coefficient_unit: BootstrapUnit = "questions"  # what the coefficients' bootstrap resampled
 
 
-def _by_median(samples: pd.DataFrame) -> pd.DataFrame:
+def by_median(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[samples.median().sort_values(ascending=False).index]
 
 
@@ -294,7 +294,7 @@ def rate(battles: pd.DataFrame, baseline: str, *, rounds: int = 100, seed: int =
     point = pd.Series(fit_ratings(kinds, kinds.counts, baseline)[0][0], index=kinds.models)
     counts = bootstrap_counts(kinds, rounds, np.random.default_rng(seed), unit)
     samples = pd.DataFrame(fit_ratings(kinds, counts, baseline)[0], columns=kinds.models)
-    return RatingResult(point=point.sort_values(ascending=False), samples=_by_median(samples), unit=unit)
+    return RatingResult(point=point.sort_values(ascending=False), samples=by_median(samples), unit=unit)
 
 
 def rate_with_features(
@@ -324,7 +324,7 @@ def rate_with_features(
         coef_counts = bootstrap_counts(rows, rounds, np.random.default_rng(seed), coefficient_unit)
         _, sample_coefs = fit_ratings(rows, coef_counts, baseline)
     point = pd.Series(point_ratings[0], index=rows.models).sort_values(ascending=False)
-    return FeatureRatingResult(point=point, samples=_by_median(pd.DataFrame(sample_ratings, columns=rows.models)),
+    return FeatureRatingResult(point=point, samples=by_median(pd.DataFrame(sample_ratings, columns=rows.models)),
                                unit=unit, coefficients=pd.Series(point_coefs[0], index=feature_names),
                                coefficient_samples=pd.DataFrame(sample_coefs, columns=feature_names),
                                coefficient_unit=coefficient_unit)
@@ -339,80 +339,14 @@ def elo_of_win_rate(p: float | np.ndarray) -> np.ndarray:
     return INIT_RATING + SCALE * np.log10(p / (1 - p))
 
 
-@dataclass
-class MeanResult:
-    """Each model's mean battle score against the baseline (win 1, tie 1/2, loss 0) and its bootstrap."""
+class BradleyTerry:
+    """The seed's score: a Bradley-Terry model of every battle, win rate against the baseline from the ratings."""
 
-    mean: pd.Series  # model -> mean score in [0, 1], best first; the baseline scores 1/2
-    samples: pd.DataFrame  # rounds x models: the bootstrap's mean scores
-    unit: BootstrapUnit
-    level: float = 95.0  # the CI's coverage in percent
+    name = "bt"
+    summary = "Bradley-Terry (default)"
+    label: str | None = None  # the seed's board says nothing about its method
+    whole_judgments = False
 
-    @property
-    def models(self) -> list[str]:
-        """The scored models, best first."""
-        return list(self.mean.index)
-
-    def lower(self, model: str) -> float:
-        return float(win_rate(np.percentile(self._elo_samples(model), (100.0 - self.level) / 2)))
-
-    def upper(self, model: str) -> float:
-        return float(win_rate(np.percentile(self._elo_samples(model), (100.0 + self.level) / 2)))
-
-    def _elo_samples(self, model: str) -> np.ndarray:
-        return elo_of_win_rate(self.samples[model].to_numpy())
-
-    def as_ratings(self) -> RatingResult:
-        """The same scores on the Elo scale, baseline at 1000: each mean becomes the rating whose
-        predicted win rate against the baseline is that mean. The board prints every method from
-        Elo numbers (`--show-elo` and the `results` column print them as they are), so a mean's
-        percentiles are taken and its digits rounded where they always were."""
-        # one model at a time, as the board always converted them: same arrays, same last bits
-        point = pd.Series({model: float(elo_of_win_rate(value)) for model, value in self.mean.items()})
-        samples = pd.DataFrame({model: self._elo_samples(model) for model in self.samples.columns})
-        return RatingResult(point=point, samples=samples, unit=self.unit, level=self.level)
-
-
-def mean_scores(battles: pd.DataFrame, baseline: str, *, rounds: int = 100, seed: int = 42,
-                unit: BootstrapUnit = "battles") -> MeanResult:
-    """Each model's mean battle score against the baseline (win 1, tie 1/2, loss 0) and a
-    bootstrap per model (its own battles, or its own questions, resampled); the baseline's
-    score is 1/2 by definition."""
-    if battles.empty:
-        raise UserError("no battles to rate (no judgment has a verdict)")
-    winner = battles["winner"].map(_WINNER_CODE).fillna(1).astype(int).to_numpy()
-    a, b = battles["model_a"].to_numpy(), battles["model_b"].to_numpy()
-    # score of the non-baseline side of each battle against the baseline
-    score_b = np.where(winner == 1, 1.0, np.where(winner == 2, 0.5, 0.0))
-    involved = (a == baseline) ^ (b == baseline)
-    if not ((a == baseline) | (b == baseline)).any():
-        raise UserError(f"baseline {baseline!r} has no battles")
-    model = np.where(a == baseline, b, a)[involved]
-    score = np.where(a == baseline, score_b, 1.0 - score_b)[involved]
-    qids = (battles["question_id"].astype(str).to_numpy() if "question_id" in battles
-            else np.arange(len(battles)).astype(str))[involved]
-    rng = np.random.default_rng(seed)
-    models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
-    mean = {baseline: 0.5}
-    samples = {baseline: np.full(rounds, 0.5)}
-    for name in models:
-        if name == baseline:
-            continue
-        mine = model == name
-        if not mine.any():
-            mean[name], samples[name] = 0.5, np.full(rounds, 0.5)
-            continue
-        # per unit (battle outcome or question): summed score and battle count
-        keys = qids[mine] if unit == "questions" else score[mine].astype(str)
-        _, unit_of = np.unique(keys, return_inverse=True)
-        score_sum = np.bincount(unit_of, weights=score[mine])
-        n_battles = np.bincount(unit_of).astype(float)
-        if unit == "questions":
-            draws = resample(np.ones(len(n_battles), dtype=np.int64), rounds, rng)
-        else:  # resampling battles = a multinomial over the three outcomes
-            draws = resample(n_battles, rounds, rng)
-            score_sum, n_battles = score_sum / n_battles, np.ones_like(n_battles)
-        mean[name] = float(score[mine].mean())
-        samples[name] = (draws @ score_sum) / np.maximum(draws @ n_battles, 1.0)
-    return MeanResult(mean=pd.Series(mean).sort_values(ascending=False), samples=_by_median(pd.DataFrame(samples)),
-                      unit=unit)
+    def rate(self, battles: pd.DataFrame, baseline: str, *, rounds: int, seed: int,
+             unit: BootstrapUnit) -> RatingResult:
+        return rate(battles, baseline, rounds=rounds, seed=seed, unit=unit)
