@@ -106,7 +106,7 @@ def test_answering_and_mt_bench_judging_refuse_while_another_process_holds_their
 
         project.write_answers("m1", qs)
         project.write_judge_config(["m1"], mode="single", prompt_template=[])
-        with locks.hold([locks.mtbench_lock(paths, paths.judgment_root / "judge_single.jsonl")]):
+        with locks.hold([locks.record_lock(paths, paths.judgment_root / "judge_single.jsonl")]):
             proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         _refusal(proc, os.getpid())
         proc = run_script("gen_judgment.py", "--quiet", cwd=project.root)

@@ -225,18 +225,17 @@ def test_answers_for_the_real_questions_use_category_temperatures(tmp_path, monk
     assert pd.Series([r["question_id"] for r in records]).is_monotonic_increasing
 
 
-def test_every_judge_mode_has_one_protocol_with_the_whole_interface():
+def test_every_judge_mode_has_one_kind_with_the_whole_interface():
     from arenajudge.config.models import MT_BENCH_MODES, shown_mt_bench_mode
-    from arenajudge.judge.mtbench_protocol import MTBenchPairwise
-    from arenajudge.judge.protocol import ArenaHardPairwise, JudgingProtocol, protocol_for
+    from arenajudge.judge.kinds import KINDS, JudgingKind
+    from arenajudge.judge.mtbench_protocol import MTBenchPairwiseAll, MTBenchPairwiseBaseline
+    from arenajudge.judge.protocol import ArenaHardPairwise
 
-    members = {name for name, value in vars(JudgingProtocol).items() if callable(value) and not name.startswith("_")}
-    assert {"items", "judge", "record_file", "done"} <= members
-    chosen = {mode: protocol_for(mode) for mode in (None, *MT_BENCH_MODES)}
-    assert chosen == {None: ArenaHardPairwise, "single": MTBenchSingle, "pairwise-baseline": MTBenchPairwise,
-                      "pairwise-all": MTBenchPairwise}
-    for protocol in chosen.values():
-        assert members <= {name for name in dir(protocol) if callable(getattr(protocol, name))}, protocol
+    chosen = {mode: KINDS[mode] for mode in (None, *MT_BENCH_MODES)}
+    assert chosen == {None: ArenaHardPairwise, "single": MTBenchSingle, "pairwise-baseline": MTBenchPairwiseBaseline,
+                      "pairwise-all": MTBenchPairwiseAll}
+    for kind in chosen.values():
+        assert issubclass(kind, JudgingKind) and not kind.__abstractmethods__, kind
     # the bench, not only --mode, says that show_result.py reads MT-Bench judgments
     assert shown_mt_bench_mode("mt_bench", None) == "single" and shown_mt_bench_mode("arena-hard-v0.1", None) is None
     assert shown_mt_bench_mode("arena-hard-v0.1", "pairwise-all") == "pairwise-all"

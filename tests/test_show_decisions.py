@@ -97,6 +97,10 @@ def test_diagnostics_on_a_sample_projects_the_full_width(tmp_path, monkeypatch):
 
 def test_runs_without_a_log_is_a_clear_error(tmp_path):
     proc = run_script("show_result.py", "--bench-name", "nothing", "--runs", cwd=tmp_path)
+    assert proc.returncode == 2 and "data/nothing: no such bench" in proc.stderr
+    (tmp_path / "data" / "nothing").mkdir(parents=True)
+    (tmp_path / "data" / "nothing" / "question.jsonl").write_text("")
+    proc = run_script("show_result.py", "--bench-name", "nothing", "--runs", cwd=tmp_path)
     assert proc.returncode == 2 and "no runs recorded yet" in proc.stderr
 
 

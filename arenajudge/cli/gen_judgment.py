@@ -20,7 +20,8 @@ from arenajudge.endpoints.probe import probe_endpoints
 from arenajudge.endpoints.servers import ServerSession
 from arenajudge.judge.arena_hard import ORDERS, order_judge_items
 from arenajudge.judge.judge_run import require_baseline
-from arenajudge.judge.protocol import JudgingProtocol, protocol_for
+from arenajudge.judge.kinds import JudgingKind
+from arenajudge.judge.protocol import protocol_for
 from arenajudge.records import locks
 from arenajudge.records.storage import BenchPaths, load_questions
 
@@ -74,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         inputs = until_decided.check_inputs(args, config, paths, questions)  # before the lock: bad input writes nothing
         return until_decided.run(args, config, judge, paths, questions, order, all_questions, inputs)  # takes the lock
 
-    protocol = protocol_for(config.mode).load(config, judge, paths, questions, all_questions)  # bad input writes nothing
+    protocol = protocol_for(config).load(config, judge, paths, questions, all_questions)  # bad input writes nothing
     # one writer per output, from reading what is done to the final sort
-    with locks.hold([protocol.lock_file()], wait=args.wait):
+    with locks.hold(protocol.lock_files(), wait=args.wait):
         return run_judging(args, policy, protocol, judge, paths, order)
 
 
-def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: JudgingProtocol[Any], judge: ModelEntry,
+def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: JudgingKind[Any], judge: ModelEntry,
                 paths: BenchPaths, order: list[Any]) -> int:
     """Judge what is left under `protocol`: stale records moved aside, the items sent under the server
     session, the record files sorted and the run logged (also when stopped)."""

@@ -15,7 +15,7 @@ import numpy as np
 from arenajudge.cli.common import add_data_dir_flag
 from arenajudge.config.models import load_judge_config, shown_mt_bench_mode
 from arenajudge.core.errors import UserError, run_cli
-from arenajudge.core.names import from_file_name
+from arenajudge.core.names import check_name, from_file_name
 from arenajudge.present.leaderboard import BoardResult, BoardSpec, build_board
 from arenajudge.present.plots import write_plot
 from arenajudge.present.report import (
@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.runs:
         _check_flags(args)
     _defaults_from_config(args)
+    for judge in [args.judge_name, *(args.judge_names or [])]:
+        if judge:
+            check_name(judge, "judge name")  # a name that would climb out is refused before anything else is said
     if not args.load_battles:  # the battles cache is read from the data dir, whatever the bench
         require_bench(BenchPaths(args.bench_name, args.data_dir))
     if args.runs:

@@ -262,6 +262,15 @@ def load_answer_config(path: Path) -> AnswerConfig:
 
 
 MT_BENCH_MODES = ("single", "pairwise-baseline", "pairwise-all")
+# every `mode:` a judge config may name: MT-Bench's, and those of judging kinds registered since
+# (judge.kinds.register_kind adds them; the judge layer picks the kind)
+JUDGING_MODES: list[str] = list(MT_BENCH_MODES)
+
+
+def add_judging_mode(mode: str | None) -> None:
+    """Accept `mode:` = `mode` in judge configs (None is Arena-Hard's, always accepted)."""
+    if mode is not None and mode not in JUDGING_MODES:
+        JUDGING_MODES.append(mode)
 
 
 def shown_mt_bench_mode(bench_name: str, mode: str | None) -> str | None:
@@ -272,8 +281,8 @@ def shown_mt_bench_mode(bench_name: str, mode: str | None) -> str | None:
 
 def _mode(value: Any) -> str:
     mode = checked(value, str)
-    if mode not in MT_BENCH_MODES:
-        raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MT_BENCH_MODES)}; omit it for arena-hard)")
+    if mode not in JUDGING_MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(JUDGING_MODES)}; omit it for arena-hard)")
     return mode
 
 
@@ -335,7 +344,7 @@ class JudgeConfig(YamlModel):
     def _defaults_of_the_mode(cls, data: Any) -> Any:
         data = as_mapping(data)
         mode = data.get("mode")
-        if mode is not None and mode not in MT_BENCH_MODES:
+        if mode is not None and mode not in JUDGING_MODES:
             return data  # the mode's own check says what is wrong
         if mode is not None:
             data.setdefault("prompt_template", [])

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Self
 from arenajudge.config.models import JudgeConfig, ModelEntry
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints.client import ModelClient
-from arenajudge.endpoints.engine import RunReport
 from arenajudge.judge.judge_run import require_answers
+from arenajudge.judge.kinds import OneFileKind, register_kind
 from arenajudge.judge.mtbench import (
     JudgePrompt,
     PairItem,
@@ -34,7 +34,6 @@ from arenajudge.judge.mtbench import (
     needs_reference,
     record_key,
 )
-from arenajudge.records import locks
 from arenajudge.records.provenance import (
     REASONS,
     Basis,
@@ -46,8 +45,7 @@ from arenajudge.records.provenance import (
     rerun_hint,
     texts_fingerprint,
 )
-from arenajudge.records.stale import move_aside, split_stale, take_back_latest
-from arenajudge.records.storage import BenchPaths, load_questions, read_jsonl, repair_tail, write_jsonl_atomic
+from arenajudge.records.storage import BenchPaths, load_questions, read_jsonl, write_jsonl_atomic
 from arenajudge.records.turns import answer_turns
 
 if TYPE_CHECKING:
@@ -71,8 +69,8 @@ def _answers(paths: BenchPaths, config: JudgeConfig, model: str, questions: list
 
 
 @dataclass
-class MTBenchJudging:
-    """What MT-Bench's modes share: inputs, the one judgment file per judge and mode, resume and sort."""
+class MTBenchJudging(OneFileKind[Any]):
+    """What MT-Bench's modes share: inputs, the one judgment file per judge and mode (FastChat's names), sort."""
 
     config: JudgeConfig
     judge_entry: ModelEntry  # the judge model's api config entry
@@ -111,19 +109,9 @@ class MTBenchJudging:
         return cls(config, judge, paths, questions, prompts, answers, refs, basis)
 
     # ------------------------------------------------------------ where the records live
-    @property
-    def out(self) -> Path:
-        assert self.config.mode is not None
-        return judgment_file(self.paths, self.config.judge_model, self.config.mode)
-
-    def lock_file(self) -> Path:
-        return locks.mtbench_lock(self.paths, self.out)
-
-    def record_file(self, item: Any) -> Path:
-        return self.out
-
     def record_files(self) -> list[Path]:
-        return [self.out]
+        assert self.config.mode is not None
+        return [judgment_file(self.paths, self.config.judge_model, self.config.mode)]
 
     def sort_records(self, path: Path, order: list[Any]) -> None:
         """One record per key, ordered by model(s), question order and turn."""
@@ -144,41 +132,14 @@ class MTBenchJudging:
             return record["score"] is None
         return record.get("g1_winner") is None or record.get("g2_winner") is None
 
-    def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
-        """Keys of the stored records that count; those made from something else are moved aside first."""
-        out = self.out
-        repair_tail(out)
-        wanted = {str(q["question_id"]) for q in self.questions}
-        keep, stale = split_stale(read_jsonl(out, allow_torn_tail=True) if out.exists() else [],
-                                  lambda r: mtbench_mismatch(r, self.basis) if str(r["question_id"]) in wanted else None)
-        if stale:
-            move_aside(out, self.paths.replaced_file(out), keep, stale)
+    def record_key(self, record: dict[str, Any]) -> Hashable:
+        return record_key(record)
 
-        def counts(record: dict[str, Any]) -> bool:  # with --rejudge-missing, a missing verdict is not done
-            return not (rejudge_missing and self.is_missing(record))
+    def mismatch(self, record: dict[str, Any]) -> str | None:
+        return mtbench_mismatch(record, self.basis)
 
-        done = {record_key(r) for r in keep if counts(r)}
-        # archived records this run would otherwise redo, made from what is on disk now: taken back
-        wanted = {key for q in self.questions for _, key in self._candidates(q, self._reference(q))} - done
-        back = take_back_latest(out, self.paths.replaced_file(out), lambda path: read_jsonl(path, allow_torn_tail=True),
-                                wanted, record_key, lambda r: counts(r) and mtbench_mismatch(r, self.basis) is None)
-        done |= {record_key(r) for r in back}
-        report.restored += len(back)
-        if stale or back:
-            report.stale_where = str(self.paths.replaced_root)
-        report.stale += len({record_key(r) for r, _ in stale} - done)
-        return done
-
-    def items(self, done: set[Hashable], report: RunReport) -> list[Any]:
-        """Every item not in `done`, question-major (those in it are counted as skipped)."""
-        items: list[Any] = []
-        for q in self.questions:
-            for item, key in self._candidates(q, self._reference(q)):
-                if key in done:
-                    report.skipped += 1
-                else:
-                    items.append(item)
-        return items
+    def candidates(self, question: dict[str, Any]) -> list[tuple[Any, Hashable]]:
+        return self._candidates(question, self._reference(question))
 
     def _candidates(self, q: dict[str, Any], ref: list[str] | None) -> list[tuple[Any, Hashable]]:
         raise NotImplementedError
@@ -197,9 +158,6 @@ class MTBenchJudging:
         return made
 
     # ------------------------------------------------------------ the run
-    def unread_verdicts(self, record: dict[str, Any]) -> int:
-        return int(self.is_missing(record))
-
     def announce(self, count: int) -> str:
         return f"{count} MT-Bench items ({self.config.mode}) with {self.config.judge_model}"
 
@@ -240,8 +198,11 @@ class MTBenchJudging:
                       + rerun_hint(left_out))
 
 
+@register_kind
 class MTBenchSingle(MTBenchJudging):
     """mode single: the judge rates each model's answer 1-10, turn by turn (records in <judge>_single.jsonl)."""
+
+    mode = "single"
 
     def _candidates(self, q: dict[str, Any], ref: list[str] | None) -> list[tuple[Any, Hashable]]:
         qid = q["question_id"]
@@ -305,13 +266,13 @@ class MTBenchPairwise(MTBenchJudging):
 
     def _candidates(self, q: dict[str, Any], ref: list[str] | None) -> list[tuple[Any, Hashable]]:
         qid = q["question_id"]
-        if self.config.mode == "pairwise-baseline":
-            pairs = [(m, self.config.baseline_model) for m in self.config.model_list if m != self.config.baseline_model]
-        else:
-            pairs = list(itertools.combinations(self.config.model_list, 2))
         return [(PairItem(q, m1, m2, self.answers[m1][qid], self.answers[m2][qid], t, ref,
                           self._provenance(q, ref, answer_1=m1, answer_2=m2)), (m1, m2, str(qid), t))
-                for m1, m2 in pairs for t in range(1, len(q["turns"]) + 1)]
+                for m1, m2 in self.pairs() for t in range(1, len(q["turns"]) + 1)]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The pairs of models judged, (model_1, model_2)."""
+        raise NotImplementedError
 
     async def judge(self, client: ModelClient, item: PairItem, budget: ContextBudget | None) -> dict[str, Any]:
         """One pair record (both games). MT-Bench prompts are sent whole: `budget` is not used."""
@@ -339,3 +300,24 @@ class MTBenchPairwise(MTBenchJudging):
                 rows.append((r["question_id"], r["model_1"], r["model_2"], winner))
         return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"]), missing
 
+
+@register_kind
+class MTBenchPairwiseBaseline(MTBenchPairwise):
+    """mode pairwise-baseline: each model of model_list against baseline_model."""
+
+    mode = "pairwise-baseline"
+
+    def pairs(self) -> list[tuple[str, str]]:
+        baseline = self.config.baseline_model
+        assert baseline is not None
+        return [(m, baseline) for m in self.config.model_list if m != baseline]
+
+
+@register_kind
+class MTBenchPairwiseAll(MTBenchPairwise):
+    """mode pairwise-all: every pair of models in model_list."""
+
+    mode = "pairwise-all"
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(itertools.combinations(self.config.model_list, 2))

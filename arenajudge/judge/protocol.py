@@ -1,22 +1,23 @@
-"""The judging-protocol seam: what gen_judgment.py needs of a way of judging, and the one place that picks it.
+"""The built-in judging kinds, and the one place gen_judgment.py asks which kind a judge config runs.
 
-A protocol (Arena-Hard pairwise, MT-Bench single, MT-Bench pairwise) says which items there are to
-judge, how one item is judged against a ModelClient, which stored records already count (stale
-ones moved aside, matching archived ones taken back, missing verdicts under --rejudge-missing),
-where its records live and how they are sorted, and what its run prints and logs. gen_judgment.py
-runs any of them through one path: lock, resume, items, the lane under the server session, sort,
-log. How stored records become battles or tables is the protocol's too:
-MTBenchSingle.tables, MTBenchPairwise.battles, and for Arena-Hard battles.battles_from_judgments.
+Arena-Hard pairwise is defined here (each model against the baseline, two games, one file per
+model); MT-Bench single and pairwise live in mtbench_protocol.py. A kind says which items there are
+to judge, how one is judged, which stored records count, where records live and what its run prints
+(judge/kinds.py has the interface and its defaults). How stored records become battles or tables is
+the kind's too: MTBenchSingle.tables, MTBenchPairwise.battles, and for Arena-Hard
+battles.battles_from_judgments.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from arenajudge.config.models import JudgeConfig, ModelEntry
+from arenajudge.core.templates import ARENA_FIELDS
 from arenajudge.endpoints.client import ModelClient
 from arenajudge.endpoints.engine import RunReport
 from arenajudge.judge.arena_hard import JudgeItem, check_fillable, judge_item
@@ -28,7 +29,8 @@ from arenajudge.judge.judge_run import (
     require_baseline,
     resume,
 )
-from arenajudge.judge.mtbench_protocol import MTBenchPairwise, MTBenchSingle
+from arenajudge.judge.kinds import JudgingKind, kind_for, register_kind
+from arenajudge.judge.mtbench_protocol import MTBenchPairwiseAll, MTBenchPairwiseBaseline, MTBenchSingle
 from arenajudge.records import locks
 from arenajudge.records.provenance import Basis
 from arenajudge.records.storage import BenchPaths, sort_by_question
@@ -36,67 +38,17 @@ from arenajudge.records.storage import BenchPaths, sort_by_question
 if TYPE_CHECKING:
     from arenajudge.endpoints.context_budget import ContextBudget
 
-Item = TypeVar("Item")
 Answers = dict[Any, dict[str, Any]]  # question id -> answer record
 
 
-class JudgingProtocol(Protocol[Item]):
-    """One way of judging, its inputs read and checked (each implementation's `load`)."""
-
-    def lock_file(self) -> Path:
-        """The lock that makes this run the only writer of its records."""
-        ...
-
-    def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
-        """Record keys of the stored records that count; records made from something else are moved aside
-        first (counted in report.stale); with `rejudge_missing` a record with a missing verdict does not count."""
-        ...
-
-    def items(self, done: set[Hashable], report: RunReport) -> list[Item]:
-        """The items left to judge, question-major; those already `done` are counted in report.skipped."""
-        ...
-
-    async def judge(self, client: ModelClient, item: Item, budget: ContextBudget | None) -> dict[str, Any]:
-        """The record of one item, asked of the judge behind `client` (`budget`: the judge's context, if counted)."""
-        ...
-
-    def record_file(self, item: Item) -> Path:
-        """The file the record of `item` is appended to."""
-        ...
-
-    def record_files(self) -> list[Path]:
-        """Every file this run may write, sorted at its end."""
-        ...
-
-    def sort_records(self, path: Path, order: list[Any]) -> None:
-        """Rewrite `path` with one record per key, in the questions' `order`."""
-        ...
-
-    def describe(self, item: Item) -> str:
-        """How a failed item is named in the summary."""
-        ...
-
-    def in_flight(self, capacity: int) -> int:
-        """Items judged at once by a judge that takes `capacity` requests at once."""
-        ...
-
-    def unread_verdicts(self, record: dict[str, Any]) -> int:
-        """Verdicts missing from `record` that the engine does not count itself (it counts the `games` of a record)."""
-        ...
-
-    def announce(self, count: int) -> str:
-        """What the run's first line says is judged: `count` items, by whom (and against what)."""
-        ...
-
-    def log_fields(self, sample: int | None) -> dict[str, Any]:
-        """What runs.jsonl records of this run besides its counts."""
-        ...
-
-
+@register_kind
 @dataclass
-class ArenaHardPairwise:
+class ArenaHardPairwise(JudgingKind[JudgeItem]):
     """Arena-Hard: each model's answer against the baseline's, two games with positions swapped
-    (judging.py); one record per question in model_judgment/<judge>/<model>.jsonl."""
+    (arena_hard.py); one record per question in model_judgment/<judge>/<model>.jsonl."""
+
+    mode: ClassVar[str | None] = None
+    placeholders: ClassVar[re.Pattern[str]] = ARENA_FIELDS  # checked when the judge config loads
 
     config: JudgeConfig
     judge_entry: ModelEntry  # the judge model's api config entry
@@ -120,8 +72,8 @@ class ArenaHardPairwise:
         basis = judgment_basis(config, all_questions, baseline, answers, references)
         return cls(config, judge, paths, questions, baseline, answers, references, basis)
 
-    def lock_file(self) -> Path:
-        return locks.judgment_lock(self.paths, self.config.judge_model)
+    def lock_files(self) -> list[Path]:
+        return [locks.judgment_lock(self.paths, self.config.judge_model)]
 
     def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
         return {(model, qid) for model in self.config.model_list
@@ -170,8 +122,10 @@ class ArenaHardPairwise:
                 "models": self.config.model_list, "bench": self.config.bench_name, "sample": sample}
 
 
-def protocol_for(mode: str | None) -> type[ArenaHardPairwise] | type[MTBenchSingle] | type[MTBenchPairwise]:
-    """The protocol of a judge config's `mode:` (None: Arena-Hard pairwise against a baseline)."""
-    if mode is None:
-        return ArenaHardPairwise
-    return MTBenchSingle if mode == "single" else MTBenchPairwise
+# Every judging kind, registered by its module on import: a new kind's module is imported here too.
+BUILT_IN_KINDS = (ArenaHardPairwise, MTBenchSingle, MTBenchPairwiseBaseline, MTBenchPairwiseAll)
+
+
+def protocol_for(config: JudgeConfig) -> type[JudgingKind[Any]]:
+    """The judging kind of a judge config (its `mode:`; none is Arena-Hard pairwise against a baseline)."""
+    return kind_for(config)

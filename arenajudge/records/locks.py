@@ -42,8 +42,8 @@ def judgment_lock(paths: BenchPaths, judge: str) -> Path:
     return paths.bench_dir / LOCK_DIR / f"model_judgment.{paths.judgment_dir(judge).name}.lock"
 
 
-def mtbench_lock(paths: BenchPaths, judgment_file: Path) -> Path:
-    """gen_judgment.py (MT-Bench modes): one lock per judgment file (<judge>_single / _pair)."""
+def record_lock(paths: BenchPaths, judgment_file: Path) -> Path:
+    """gen_judgment.py (MT-Bench modes and other judging kinds): one lock per judgment file (<judge>_single / _pair)."""
     return paths.bench_dir / LOCK_DIR / f"model_judgment.{judgment_file.name}.lock"
 
 
