@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .compare import CompareSpec, PairResult, biggest_differences
+from .compare import CompareSpec, PairResult, biggest_differences, format_p
 from .diagnostics import ConsistencyRow
 from .plots import ci_chart
 from .report import BoardRow, deep_link
@@ -142,9 +142,11 @@ def _board(data: ReportData, rows: list[BoardRow], section_id: str) -> str:
 def _comparisons(data: ReportData) -> str:
     out = [f'<p class="sub">{_e(data.compare_interval)}</p>']
     rows = [[_e(f"{r.model_b} vs {r.model_a}"), f"{r.diff:+.1f}", f"{r.lower:+.1f} to {r.upper:+.1f}",
-             f"{r.p_value:.3g}", f"{r.p_holm:.3g}",
+             _e(format_p(r.p_value, r.rounds)), _e(format_p(r.p_holm, r.rounds)),
              '<span class="sig">yes</span>' if r.significant else "no"] for r in data.pairs]
-    out.append(_table(["comparison", "difference (points)", "95% CI", "p", "Holm p", "significant"], rows))
+    out.append(_table(["comparison", "difference (points)", "95% CI", "p", "Holm-adjusted p", "significant"], rows))
+    out.append('<p class="sub">significant: the 95% CI excludes 0, the same as p &lt; 0.05 (both unadjusted, from the '
+               "same bootstrap rounds); the Holm-adjusted p allows for the number of pairs compared.</p>")
     if len(data.compared) > 2:
         cell = {}
         for r in data.pairs:
@@ -154,7 +156,7 @@ def _comparisons(data: ReportData) -> str:
         matrix = [[_e(row), *(_e(cell.get((row, col), "-")) for col in data.compared)] for row in data.compared]
         out.append('<h3>matrix</h3><div id="matrix">'
                    + _table(["row minus column", *(_e(m) for m in data.compared)], matrix)
-                   + '</div><p class="sub">points of win rate; * = significant after Holm correction (p &lt; 0.05)</p>')
+                   + '</div><p class="sub">points of win rate; * = significant (95% CI excludes 0, p &lt; 0.05)</p>')
     for pair, diffs in data.differences:
         out.append(f"<h3>questions where {_e(pair.model_b)} and {_e(pair.model_a)} differ most</h3>")
         rows = [[f'<a href="{_e(d.link)}">{_e(d.question_id)}</a>', f"{d.diff:+.2f}",
