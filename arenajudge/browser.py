@@ -45,7 +45,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from .battles import battles_from_judgments, clean_label, outcome
+from .battles import battles_from_judgments, clean_label, outcome, outcome_words
 from .errors import UserError
 from .leaderboard import BoardSpec, LoadedBench, NoBattlesForBaseline, build_board
 from .names import from_file_name
@@ -454,17 +454,16 @@ def markdown_css() -> str:
 
 # ---- how verdicts read -----------------------------------------------------------------
 
-_DIRECTION_WORDS = {MODEL_WINS: "model better", TIE: "tie", BASELINE_WINS: "baseline better"}
+_WINNER = {direction: winner for winner, direction in _DIRECTION.items()}
 
 
 def verdict_words(game: GameVerdict | None) -> str:
-    """Short text for a game in tables: 'model much better', 'tie', 'no verdict', ..."""
+    """Short text for a game in tables: 'model much better', 'tie', 'no verdict', ... (the report's words)."""
     if game is None:
         return "—"
     if game.direction is None:
         return "no verdict"
-    words = _DIRECTION_WORDS[game.direction]
-    return words.replace(" better", " much better") if game.strong else words
+    return outcome_words(_WINNER[game.direction], game.strong)
 
 
 def game_sides(game_index: int, baseline: str, model: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from .battles import game_words
 from .compare import CompareSpec, PairResult, biggest_differences, format_p
 from .diagnostics import ConsistencyRow
 from .plots import ci_chart
@@ -27,8 +28,8 @@ class QuestionDiff:
     question_id: str
     diff: float  # mean battle outcome of model_b minus model_a
     excerpt: str
-    verdicts_a: list[str | None]  # model_a's games, as stored (game 1 shows the baseline as A)
-    verdicts_b: list[str | None]
+    verdicts_a: list[str]  # model_a's games against the baseline, in its frame ('model better', ...)
+    verdicts_b: list[str]
     link: str
 
 
@@ -39,11 +40,11 @@ def question_differences(spec: CompareSpec, battles: pd.DataFrame, questions: di
     verdicts by `spec.judge` (`judgments`: that judge's records) and a link into qa_browser.py."""
     if not results:
         return []
-    verdicts: dict[tuple[str, str], list[str | None]] = {}
+    verdicts: dict[tuple[str, str], list[str]] = {}
     for file_model, records in judgments.items():
         for record in records:
             verdicts[(record.get("model") or file_model, str(record["question_id"]))] = [
-                g.get("score") if isinstance(g, dict) else None for g in record["games"]]
+                game_words(g.get("score") if isinstance(g, dict) else None, i) for i, g in enumerate(record["games"][:2])]
     out = []
     for r in results:
         rows = []
@@ -161,12 +162,13 @@ def _comparisons(data: ReportData) -> str:
         out.append(f"<h3>questions where {_e(pair.model_b)} and {_e(pair.model_a)} differ most</h3>")
         rows = [[f'<a href="{_e(d.link)}">{_e(d.question_id)}</a>', f"{d.diff:+.2f}",
                  f'<span class="excerpt">{_e(d.excerpt)}</span>',
-                 _e(" / ".join(v or "no verdict" for v in d.verdicts_b) or "not judged"),
-                 _e(" / ".join(v or "no verdict" for v in d.verdicts_a) or "not judged")] for d in diffs]
-        out.append(_table(["question", "difference", "prompt", f"{_e(pair.model_b)}: game 1 / game 2",
-                           f"{_e(pair.model_a)}: game 1 / game 2"], rows, left=5))
+                 _e(" / ".join(d.verdicts_b) or "not judged"),
+                 _e(" / ".join(d.verdicts_a) or "not judged")] for d in diffs]
+        out.append(_table(["question", "difference", "prompt", f"{_e(pair.model_b)} vs the baseline: game 1 / game 2",
+                           f"{_e(pair.model_a)} vs the baseline: game 1 / game 2"], rows, left=5))
     out.append('<p class="sub">difference: mean battle outcome per question (win 1, tie 0.5, loss 0) of the first '
-               "model minus the second; verdicts as the judge wrote them, game 1 showing the baseline as A.</p>")
+               "model minus the second; each game's verdict read for that model against the baseline, whichever "
+               "was shown first (game 1 shows the baseline first, game 2 the model), as qa_browser.py shows it.</p>")
     return "\n".join(out)
 
 
