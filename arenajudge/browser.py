@@ -52,7 +52,16 @@ from .names import from_file_name
 from .plots import ci_chart
 from .provenance import board_basis, judgment_reasons, select_judgments
 from .rating import BootstrapUnit, FeatureRatingResult
-from .report import BoardRow, coefficient_lines, deep_link, format_line, matrix_lines, pair_line, unjudged_note
+from .report import (
+    BoardRow,
+    board_numbers,
+    coefficient_lines,
+    deep_link,
+    format_line,
+    matrix_lines,
+    pair_line,
+    unjudged_note,
+)
 from .storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
 
 FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "left_out",
@@ -556,6 +565,7 @@ class Board:
     baseline: str = ""
     extra: list[str] = field(default_factory=list)  # sections after the board (style coefficients)
     style: list[str] = field(default_factory=list)  # style features the scores are controlled for
+    decimal: int = 1  # places of the printed board (show_result.py's default)
 
     def ci_svg(self) -> str:
         """The chart people expect: one row per model, best first, a point and its interval bar,
@@ -564,14 +574,22 @@ class Board:
             return ""
         base = next((r.score for r in self.rows if r.model == self.baseline), None)
         what = f"Win rate at equal style ({', '.join(self.style)})" if self.style else "Win rate"
-        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base)
+        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base,
+                        decimal=self.decimal)
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"model": r.model, "score": r.score, "95% CI low": r.lower, "95% CI high": r.upper,
-             "avg #tokens": r.avg_tokens, "battles": r.battles, "games": r.games, "no verdict": r.missing}
-            for r in self.rows
-        ])
+        """The board as a table, its numbers rounded as show_result.py prints them (report.board_numbers)."""
+        rows = []
+        for r in self.rows:
+            score, offsets = board_numbers(r, self.decimal)
+            rows.append({"model": r.model, "score": score, "95% CI": str(offsets), "avg #tokens": r.avg_tokens,
+                         "battles": r.battles, "games": r.games, "no verdict": r.missing})
+        return pd.DataFrame(rows, columns=["model", "score", "95% CI", "avg #tokens", "battles", "games", "no verdict"])
+
+    def styled_table(self) -> Any:
+        """table() for display: each score written as the printed board writes it (50.0, not 50), still a number
+        for sorting."""
+        return self.table().style.format({"score": str})
 
     def ci_points(self) -> pd.DataFrame:
         """Long format for a scatter chart: three points per model (CI low, score, CI high)."""
@@ -623,7 +641,8 @@ def compute_board(
     notes = board.left_out_notes + board.battle_notes
     if unjudged := sorted(set(data.answers) - set(board.rating.models)):
         notes.append(unjudged_note(unjudged, judge))
-    return Board(header=board.header, rows=board.rows, lines=[format_line(r, 1) for r in board.rows], notes=notes,
+    decimal = 1  # show_result.py's default --decimal
+    return Board(header=board.header, rows=board.rows, lines=[format_line(r, decimal) for r in board.rows], notes=notes,
                  interval=board.interval, baseline=baseline, extra=extra, style=board.features)
 
 

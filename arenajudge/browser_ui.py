@@ -45,6 +45,9 @@ from .errors import UserError
 from .names import name_problem
 
 NO_MODEL = ""  # the "none" choice of the second-model menu and "all" of the category menu
+# show_result.py's lines in a <pre>: long ones (the header, notes, pair lines) wrap inside the column instead of
+# running off its right edge; inline, so it holds whatever CSS the app is launched with
+FIT_COLUMN = "white-space: pre-wrap; overflow-wrap: anywhere; max-width: 100%;"
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,9 @@ class BrowserApp:
         data = self.cache.get(bench)
         # show_result.py's output as it prints it: header, one line per model, notes, then the extra sections
         printed = "\n".join([board.header, *board.lines, *board.notes, *board.extra]) if board.lines else ""
-        lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
-        return [html.escape(board.header.lstrip("# ")), lines, board.table(), board.ci_svg(), verdict_counts(data, judge, baseline)]
+        lines = f'<pre class="aj-board-lines" style="{FIT_COLUMN}">{html.escape(printed)}</pre>' if printed else ""
+        return [html.escape(board.header.lstrip("# ")), lines, board.styled_table(), board.ci_svg(),
+                verdict_counts(data, judge, baseline)]
 
     def comparison_html(self, bench: str, judge: str | None, baseline: str, models: list[str]) -> str:
         """show_result.py --compare's lines and, per pair, the questions that differ most with links into the battles."""
@@ -167,7 +171,7 @@ class BrowserApp:
             lines, sections = compare_section(data, judge, baseline, models)
         except UserError as exc:
             return f'<p class="aj-compare-error">{html.escape(str(exc))}</p>'
-        parts = [f'<pre class="aj-compare-lines">{html.escape(chr(10).join(lines))}</pre>']
+        parts = [f'<pre class="aj-compare-lines" style="{FIT_COLUMN}">{html.escape(chr(10).join(lines))}</pre>']
         for title, rows in sections:
             items = "".join(f'<li><a class="aj-battle-link" href="{html.escape(link)}" target="_self">'
                             f"{html.escape(qid)}</a> {diff:+.2f} · {html.escape(prompt)}</li>"

@@ -223,7 +223,7 @@ def render(data: ReportData) -> str:
         "</section>",
         '<section id="chart"><h2>Scores with their intervals</h2>',
         ci_chart(data.rows, data.axis_label, f"{data.ci_level:g}% CI ({data.interval.split(': ', 1)[-1]})",
-                 data.reference),
+                 data.reference, decimal=data.decimal),
         "</section>",
     ]
     if data.categories:

@@ -99,12 +99,18 @@ def leaderboard(
     return rows
 
 
+def board_numbers(row: BoardRow, decimal: int) -> tuple[float, tuple[float, float]]:
+    """The score and its CI offsets exactly as the printed board shows them (`decimal` places, whole numbers at 0):
+    every readout of a board (show_result, the browser's table and chart) rounds through here."""
+    if decimal == 0:
+        return int(round(row.score, 0)), (int(row.lower - row.score), int(row.upper - row.score))
+    return round(row.score, decimal), (round(row.lower - row.score, decimal), round(row.upper - row.score, decimal))
+
+
 def format_line(row: BoardRow, decimal: int, ci_level: float = 95.0) -> str:
     """The seed's exact line, so scripts that grep it keep working (the label follows --ci-level)."""
-    score = round(row.score, decimal)
-    interval = str((round(row.lower - row.score, decimal), round(row.upper - row.score, decimal)))
-    if decimal == 0:
-        score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
+    score, offsets = board_numbers(row, decimal)
+    interval = str(offsets)
     return f"{row.model : <50} | score: {score : ^5} | {ci_level:g}% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
 
 

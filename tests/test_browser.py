@@ -430,3 +430,49 @@ def test_a_left_out_judgment_says_so_above_its_games(page: Any, served: Served) 
     page.locator("#aj-model-answer", has_text=f"answer of model-1 to {fresh}").wait_for()
     assert "not on the leaderboard" not in page.locator("#aj-notes").inner_text()
     assert "not on the leaderboard" not in page.locator("#aj-game1").inner_text()
+
+
+# ---------------------------------------------------------------- issue 23: one reading everywhere
+
+# the rows of a Gradio dataframe as its reader sees them (it draws cells as ARIA grid cells)
+_CELLS_JS = """sel => Array.from(document.querySelectorAll(sel + ' [role=row]'))
+    .map(row => Array.from(row.querySelectorAll('[role=gridcell]')).map(cell => cell.innerText.trim()))
+    .filter(cells => cells.length > 1)"""
+
+_FITS_JS = """sel => { const e = document.querySelector(sel); const box = e.getBoundingClientRect();
+    const column = document.querySelector('#aj-board-lines').getBoundingClientRect();
+    return {scroll: e.scrollWidth, client: e.clientWidth, right: box.right, columnRight: column.right}; }"""
+
+
+def test_the_browsers_board_fits_its_column_and_rounds_as_show_result_prints(browser: Any, served: Served,
+                                                                             tmp_path: Path) -> None:
+    """On a narrow window the board's lines wrap inside their column (the header line alone is over 200 characters)
+    and the chart shrinks; the table's score and CI read as show_result.py's lines print them (52.4, not 52.44)."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(served.url)
+        page.locator("#aj-game1 .aj-game").wait_for()
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.locator("#aj-board-lines pre", has_text="| score: ").wait_for()
+        page.locator("#aj-board-chart svg.ci-chart").wait_for()
+        lines = page.locator("#aj-board-lines pre").inner_text()
+        assert max(len(line) for line in lines.splitlines()) > 120  # wider than the column holds on one line
+        for selector in ("#aj-board-lines pre", "#aj-board-lines", "#aj-board-chart svg.ci-chart"):
+            fit = page.evaluate(_FITS_JS, selector)
+            assert fit["scroll"] <= fit["client"] and fit["right"] <= fit["columnRight"] + 0.5, (selector, fit)
+        page.screenshot(path=str(tmp_path / "narrow-board.png"), full_page=True)
+        printed = {}
+        for line in lines.splitlines():
+            found = re.match(r"(\S+)\s+\| score: (\S+)\s+\| 95% CI:\s+(\(.*?\))\s+\|", line)
+            if found:
+                printed[found.group(1)] = (found.group(2), found.group(3))
+        assert set(printed) == {*served.bench.models, served.bench.baseline}
+        page.wait_for_function(f"() => ({_CELLS_JS})('#aj-board').length === {len(printed)}")
+        shown = {cells[0]: (cells[1], cells[2]) for cells in page.evaluate(_CELLS_JS, "#aj-board")}
+        assert shown == printed
+        exact = {model: score for model, score in _board_scores(served)}
+        assert any(round(score, 1) != round(score, 2) for score in exact.values())  # rounding is visible here
+    finally:
+        context.close()
