@@ -116,8 +116,8 @@ class MTBenchJudging:
         assert self.config.mode is not None
         return judgment_file(self.paths, self.config.judge_model, self.config.mode)
 
-    def lock_file(self) -> Path:
-        return locks.mtbench_lock(self.paths, self.out)
+    def lock_files(self) -> list[locks.OutputLock]:
+        return [locks.mtbench_lock(self.paths, self.out), *locks.server_locks(self.paths, [self.judge_entry])]
 
     def record_file(self, item: Any) -> Path:
         return self.out

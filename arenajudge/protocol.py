@@ -43,8 +43,8 @@ Answers = dict[Any, dict[str, Any]]  # question id -> answer record
 class JudgingProtocol(Protocol[Item]):
     """One way of judging, its inputs read and checked (each implementation's `load`)."""
 
-    def lock_file(self) -> Path:
-        """The lock that makes this run the only writer of its records."""
+    def lock_files(self) -> list[locks.OutputLock]:
+        """The locks that make this run the only writer of its record files (and of the judge's managed server)."""
         ...
 
     def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
@@ -120,8 +120,10 @@ class ArenaHardPairwise:
         basis = judgment_basis(config, all_questions, baseline, answers, references)
         return cls(config, judge, paths, questions, baseline, answers, references, basis)
 
-    def lock_file(self) -> Path:
-        return locks.judgment_lock(self.paths, self.config.judge_model)
+    def lock_files(self) -> list[locks.OutputLock]:
+        # one per model's judgment file: a run for other models under this judge goes on beside this one
+        return [*locks.judgment_locks(self.paths, self.config.judge_model, self.config.model_list),
+                *locks.server_locks(self.paths, [self.judge_entry])]
 
     def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
         return {(model, qid) for model in self.config.model_list
