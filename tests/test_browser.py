@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from arenajudge.present.browser.data import deep_link
+from arenajudge.present.browser.data import LEFT_OUT_COLUMN, SHOW_LEFT_OUT, deep_link
 from arenajudge.present.browser.ui import THEME_CSS, BrowserApp, Defaults
 from arenajudge.rating.battles import clean_label, outcome
-from arenajudge.records.provenance import answer_fingerprint, question_fingerprint
+from arenajudge.records.provenance import REASONS, answer_fingerprint, question_fingerprint
 from arenajudge.records.storage import read_jsonl
 from arenajudge_testkit.synth import SynthBench, make_bench, write_jsonl
 
@@ -33,6 +33,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 JUDGE, OTHER_JUDGE = "judge-a", "judge-b"
 WAIT_MS = 15_000
 STALE = "q0020"  # judge-a's judgment of model-1 here was made from an answer regenerated since
+OTHER_BASELINE = "q0030"  # judge-a's judgment of model-1 here names another baseline
+REMOVED = "q9000"  # judge-a judged model-1 on this question, since removed from question.jsonl
 
 
 RICH_ANSWER = ("answer of model-1 to q0007, in C++:\n\n```cpp\n#include <iostream>\nint main() { std::cout << 1; }\n```\n\n"
@@ -79,6 +81,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             record["choices"][0]["turns"][0]["content"] = TUNE_ANSWER
     write_jsonl(answer_file, records)
     _make_stale(root / "data" / sb.bench, sb.baseline)
+    judgment_file = root / "data" / sb.bench / "model_judgment" / JUDGE / "model-1.jsonl"
+    judgments = read_jsonl(judgment_file)
+    for record in judgments:
+        if record["question_id"] == OTHER_BASELINE:
+            record["baseline"] = "other-base"
+    write_jsonl(judgment_file, [*judgments, {**judgments[0], "question_id": REMOVED}])
     app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
     demo = app.build()
     port = _free_port()
@@ -422,11 +430,118 @@ def test_a_left_out_judgment_says_so_above_its_games(page: Any, served: Served) 
     assert ("This judgment of model-1 by judge-a is not on the leaderboard: it was made from another answer of model-1 "
             "or of the baseline (regenerated since)") in notes, notes
     assert "Rerun gen_judgment.py to judge it again." in notes
-    for game in ("#aj-game1", "#aj-game2"):  # the games stay readable, each marked
-        assert "not on the leaderboard (stale)" in page.locator(game).inner_text()
+    for game in ("#aj-game1", "#aj-game2"):  # the games stay readable, each marked with the board's reason
+        assert "not on the leaderboard: on answers that changed since (regenerated)" in page.locator(game).inner_text()
+    # a link to it lists the judgments the board leaves out, so the list holds the question it opened
+    assert page.locator("#aj-show-left-out input").is_checked()
+    assert STALE in page.locator("#aj-count .aj-ids").text_content().split()
     fresh = "q0021"
     page.goto(deep_link(served.url, bench=served.bench.bench, judge=JUDGE, model="model-1", question=fresh))
     _wait_for_question(page, fresh)
     page.locator("#aj-model-answer", has_text=f"answer of model-1 to {fresh}").wait_for()
     assert "not on the leaderboard" not in page.locator("#aj-notes").inner_text()
     assert "not on the leaderboard" not in page.locator("#aj-game1").inner_text()
+
+
+# ---------------------------------------------------------------- issue 23: one reading everywhere
+
+# the rows of a Gradio dataframe as its reader sees them (it draws cells as ARIA grid cells)
+_CELLS_JS = """sel => Array.from(document.querySelectorAll(sel + ' [role=row]'))
+    .map(row => Array.from(row.querySelectorAll('[role=gridcell]')).map(cell => cell.innerText.trim()))
+    .filter(cells => cells.length > 1)"""
+
+_FITS_JS = """sel => { const e = document.querySelector(sel); const box = e.getBoundingClientRect();
+    const column = document.querySelector('#aj-board-lines').getBoundingClientRect();
+    return {scroll: e.scrollWidth, client: e.clientWidth, right: box.right, columnRight: column.right}; }"""
+
+
+def test_the_browsers_board_fits_its_column_and_rounds_as_show_result_prints(browser: Any, served: Served,
+                                                                             tmp_path: Path) -> None:
+    """On a narrow window the board's lines wrap inside their column (the header line alone is over 200 characters)
+    and the chart shrinks; the table's score and CI read as show_result.py's lines print them (52.4, not 52.44)."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(served.url)
+        page.locator("#aj-game1 .aj-game").wait_for()
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.locator("#aj-board-lines pre", has_text="| score: ").wait_for()
+        page.locator("#aj-board-chart svg.ci-chart").wait_for()
+        lines = page.locator("#aj-board-lines pre").inner_text()
+        assert max(len(line) for line in lines.splitlines()) > 120  # wider than the column holds on one line
+        for selector in ("#aj-board-lines pre", "#aj-board-lines", "#aj-board-chart svg.ci-chart"):
+            fit = page.evaluate(_FITS_JS, selector)
+            assert fit["scroll"] <= fit["client"] and fit["right"] <= fit["columnRight"] + 0.5, (selector, fit)
+        page.screenshot(path=str(tmp_path / "narrow-board.png"), full_page=True)
+        printed = {}
+        for line in lines.splitlines():
+            found = re.match(r"(\S+)\s+\| score: (\S+)\s+\| 95% CI:\s+(\(.*?\))\s+\|", line)
+            if found:
+                printed[found.group(1)] = (found.group(2), found.group(3))
+        assert set(printed) == {*served.bench.models, served.bench.baseline}
+        page.wait_for_function(f"() => ({_CELLS_JS})('#aj-board').length === {len(printed)}")
+        shown = {cells[0]: (cells[1], cells[2]) for cells in page.evaluate(_CELLS_JS, "#aj-board")}
+        assert shown == printed
+        exact = {model: score for model, score in _board_scores(served)}
+        assert any(round(score, 1) != round(score, 2) for score in exact.values())  # rounding is visible here
+    finally:
+        context.close()
+
+
+def _left_out_rows(page: Any) -> list[tuple[str, str]]:
+    """(question, reason) of the question table's rows, when it has the column of judgments the board leaves out."""
+    header = page.evaluate("""() => Array.from(document.querySelectorAll('#aj-questions [role=columnheader]'))
+        .map(cell => cell.innerText.trim())""")
+    column = header.index(LEFT_OUT_COLUMN)
+    return [(cells[0], cells[column]) for cells in page.evaluate(_CELLS_JS, "#aj-questions")]
+
+
+def test_battles_show_what_the_board_counts_and_the_rest_behind_a_switch(page: Any, served: Served,
+                                                                         tmp_path: Path) -> None:
+    """model-1 has three judgments by judge-a that the board leaves out: one of an answer regenerated since, one
+    against another baseline, one of a question no longer in question.jsonl. By default its list holds the 58
+    battles the board counts and says how many are left out and why, in the words of the board's note; the
+    switch lists the two that have a question, each with its reason."""
+    page.goto(f"{served.url}?model=model-1&judge={JUDGE}")
+    counted = [q for q in served.bench.question_ids if q not in (STALE, OTHER_BASELINE)]
+    page.locator(f"#aj-count .aj-count[data-count='{len(counted)}']").wait_for()
+    switch = page.locator("#aj-show-left-out input")
+    assert switch.is_visible() and not switch.is_checked()
+    assert page.locator("#aj-count .aj-ids").text_content().split() == counted
+    line = page.locator("#aj-count .aj-left-out-count")
+    assert line.get_attribute("data-left-out") == "3" and line.get_attribute("data-shown") == "false"
+    reasons = (f"1 {REASONS['question_removed']}, 1 {REASONS['baseline']} (other-base), "
+               f"1 {REASONS['answer_changed']}")
+    assert line.inner_text() == (f"3 judgments of model-1 by {JUDGE} left out of the board: {reasons}; the 1 on "
+                                 f"removed questions cannot be listed (not listed; tick “{SHOW_LEFT_OUT}” to list "
+                                 "them)")
+    # the board's own note names the same reasons in the same words
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.locator("#aj-board-lines pre", has_text="note: left out").wait_for()
+    assert f"left out 3 judgments by {JUDGE} that do not match what is on disk now: {reasons}" in \
+        page.locator("#aj-board-lines pre").inner_text()
+    page.get_by_role("tab", name="Battles").click()
+
+    switch.check()
+    page.locator(f"#aj-count .aj-count[data-count='{len(served.bench.question_ids)}']").wait_for()
+    page.wait_for_function("() => location.search.includes('left_out=1')")  # a copied link keeps the switch
+    assert line.get_attribute("data-shown") == "true"
+    assert page.locator("#aj-count .aj-ids").text_content().split() == served.bench.question_ids
+    _type(page, page.get_by_label("Search"), "explain item 30.")
+    page.locator("#aj-count .aj-count[data-count='1']").wait_for()
+    page.wait_for_function(f"() => ({_CELLS_JS})('#aj-questions').length === 1")
+    assert _left_out_rows(page) == [(OTHER_BASELINE, REASONS["baseline"])]
+    _type(page, page.get_by_label("Search"), "explain item 2")  # q0002 and q0020..q0029
+    page.locator("#aj-count .aj-count[data-count='11']").wait_for()
+    page.wait_for_function(f"() => ({_CELLS_JS})('#aj-questions').length === 11")
+    rows = dict(_left_out_rows(page))
+    assert rows.pop(STALE) == REASONS["answer_changed"] and set(rows.values()) == {""}
+    page.screenshot(path=str(tmp_path / "left-out-listed.png"), full_page=True)
+
+    switch.uncheck()
+    page.locator("#aj-count .aj-count[data-count='10']").wait_for()
+    assert STALE not in page.locator("#aj-count .aj-ids").text_content().split()
+    header = page.evaluate("() => Array.from(document.querySelectorAll('#aj-questions [role=columnheader]'))"
+                           ".map(cell => cell.innerText.trim())")
+    assert LEFT_OUT_COLUMN not in header

@@ -321,9 +321,11 @@ def test_question_view_marks_a_left_out_judgment_and_keeps_its_games(project: Pr
     view = app.view_updates(selection, data, notes)
     assert "This judgment of m1 by judge is not on the leaderboard" in view[2]
     assert "This judgment of m2" not in view[2]  # unverified: kept by the board, as show_result keeps it
-    assert "m1: the leaderboard leaves out 1 of judge&#x27;s judgments, as stale" in view[2]
-    for badge in (view[11], view[13]):  # both games still shown, each marked
-        assert "data-left-out" in badge and "not on the leaderboard (stale)" in badge
+    assert ("1 judgments of m1 by judge left out of the board: 1 on answers that changed since (regenerated) "
+            "(switch: show judgments the board leaves out)") in view[2]
+    for badge in (view[11], view[13]):  # both games still shown, each marked with the board's reason
+        assert "data-left-out" in badge
+        assert "not on the leaderboard: on answers that changed since (regenerated)" in badge
     assert "The answers differ in detail." in view[12]  # the judge's text is there to read
     assert all("data-left-out" not in badge for badge in (view[17], view[19]))
     selection, data, notes = app.resolve(bench=project.bench, judge="judge", model="m1", vs=None, question="q001")

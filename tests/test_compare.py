@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_script
 
 from arenajudge.rating.bradley_terry import group_battles, resample
 from arenajudge.rating.compare import (
@@ -12,10 +15,13 @@ from arenajudge.rating.compare import (
     bootstrap_p,
     combined_score,
     compare_models,
+    format_p,
     holm,
+    percentile_interval,
     projected_half_width,
 )
 from arenajudge_testkit import seed_way
+from arenajudge_testkit.synth import make_bench
 
 COLUMNS = ["question_id", "model_a", "model_b", "winner"]
 
@@ -57,7 +63,10 @@ def test_paired_bootstrap_equals_brute_force():
         assert result.diff == pytest.approx(expected_diff, abs=0.05)
         assert result.lower == pytest.approx(np.percentile(diffs, 2.5), abs=0.05)
         assert result.upper == pytest.approx(np.percentile(diffs, 97.5), abs=0.05)
-        assert result.p_value == pytest.approx(bootstrap_p(diffs.round(3).to_numpy()))  # sklearn's tolerance
+        # p is the level whose percentile interval of these differences ends at 0 (sklearn's tolerance)
+        if 0 < result.p_value < 1:
+            ends = [np.percentile(diffs, 50 * result.p_value), np.percentile(diffs, 100 - 50 * result.p_value)]
+            assert min(abs(end) for end in ends) == pytest.approx(0, abs=0.05)
 
 
 def test_identical_judgments_differ_by_nothing():
@@ -74,7 +83,7 @@ def test_a_model_that_wins_where_the_other_loses_is_significant():
     b = ["model_b"] * 20 + ["model_b"] * 20
     [result], point = compare_models(_battles({"A": a, "B": b}), ["A", "B"], "base", rounds=1000)
     assert result.diff > 40 and result.lower > 20
-    assert result.p_value < 0.002 and result.significant
+    assert result.p_value == 0 and result.significant  # every round has B ahead
     assert point["B"] > point["A"]
 
 
@@ -90,9 +99,77 @@ def test_holm_marks_only_the_strong_pair():
     near = [w if i % 15 else "model_b" for i, w in enumerate(base_line)]  # a hair better
     far = ["model_b"] * 60
     results, _ = compare_models(_battles({"A": base_line, "B": near, "C": far}), ["A", "B", "C"], "base", rounds=1000)
-    marks = {(r.model_a, r.model_b): r.significant for r in results}
+    marks = {(r.model_a, r.model_b): r.significant_after_holm for r in results}
     assert marks[("A", "C")] and marks[("B", "C")] and not marks[("A", "B")]
     assert all(r.p_holm >= r.p_value for r in results)
+
+
+def test_bootstrap_p_is_below_005_exactly_when_the_95_interval_excludes_0():
+    # the issue's readout: 25 of 1,000 rounds at or above 0, the interval ending at -0.1. A share count with
+    # the +1 correction gave p = 2 * 26 / 1001 = 0.0519 beside it.
+    diffs = np.concatenate([np.linspace(-20, -0.2, 975), np.linspace(3.8, 9, 25)])
+    lower, upper = percentile_interval(diffs)
+    assert round(upper, 1) == -0.1 and bootstrap_p(diffs) < 0.05
+    for p in (bootstrap_p(diffs), 0.049951, 0.0499999999):  # rounding never carries p across the edge
+        assert float(format_p(p)) < 0.05
+    assert format_p(0.049951) == "0.04995" and format_p(0.05) == "0.05" and format_p(0.0, 1000) == "< 0.001"
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(3000):
+        n = int(rng.integers(20, 400))
+        shift = rng.normal(0, 1.5)
+        draws = rng.normal(shift, 1, n) if rng.random() < 0.8 else rng.integers(-3, 4, n).astype(float) + shift // 1
+        lower, upper = percentile_interval(draws)
+        p = bootstrap_p(draws)
+        assert (p < 0.05) == (lower > 0 or upper < 0), (lower, upper, p)
+        if 0 < p < 1:  # the (100 - 100p)% interval has 0 at one end
+            low_end, high_end = percentile_interval(draws, 100 * (1 - p))
+            assert min(abs(low_end), abs(high_end)) < 1e-9
+            checked += 1
+    assert checked > 1000
+
+
+def _pair_lines(out: str) -> list[tuple[str, float, str, str, str, str]]:
+    """(pair, difference, lower, upper, p, call) of each printed pair line, as printed."""
+    found = re.findall(r"^(\S+ - \S+): ([+-]\d+\.\d) points, 95% CI \(([+-]\d+\.\d), ([+-]\d+\.\d)\), "
+                       r"p ((?:= |< )[^:]+): (.+)$", out, flags=re.MULTILINE)
+    return [(pair, float(diff), low, high, p.removeprefix("= "), call) for pair, diff, low, high, p, call in found]
+
+
+@pytest.mark.parametrize(("seed", "upper", "call"), [(67, "-0.1", "model-1 is better"),
+                                                     (168, "+0.1", "no significant difference")])
+def test_compare_readout_at_the_edge_of_significance(tmp_path, seed, upper, call):
+    """A bench where model-1 leads model-0 by 17 points at p about 0.05: bootstrap seed 67 ends the interval
+    just below 0, seed 168 just above. The printed call, interval and p agree."""
+    sb = make_bench(tmp_path / "data", n_questions=60, n_models=2, seed=10)
+    proc = run_script("show_result.py", "--judge-name", "judge-a", "--baseline", sb.baseline,
+                      "--compare", "model-1", "model-0", "--seed", str(seed), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (pair, diff, low, high, p, printed_call), *_per_category = _pair_lines(proc.stdout)
+    assert pair == "model-0 - model-1" and diff < 0
+    assert high == upper and printed_call == call
+    excludes = high.startswith("-") or (low.startswith("+") and float(low) > 0)
+    assert excludes == (float(p) < 0.05) == (call != "no significant difference")
+    assert "Holm" not in proc.stdout.split("## questions")[0]  # one pair: nothing to adjust
+
+
+def test_holm_adjusted_p_is_labelled_and_never_changes_the_call(tmp_path):
+    sb = make_bench(tmp_path / "data", n_questions=60, n_models=3, seed=10)
+    proc = run_script("show_result.py", "--judge-name", "judge-a", "--baseline", sb.baseline, "--compare",
+                      *sb.models, "--markdown", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = _pair_lines(proc.stdout)
+    assert len(lines) >= 3
+    assert any(call.endswith(", not significant after the adjustment)") for *_, call in lines)  # category writing
+    for _pair, _diff, low, high, p, call in lines:
+        excludes = high.startswith("-") or (low.startswith("+") and float(low) > 0)
+        p_value = float(p.removeprefix("< "))  # "< 0.001": below 1/rounds
+        assert excludes == (p_value < 0.05) == (not call.startswith("no significant difference"))
+        holm_p = re.search(r"\(Holm-adjusted p (?:= |< )([^ ]+) over 3 pairs", call)
+        assert holm_p is not None, call
+        if excludes and float(holm_p.group(1)) >= 0.05:
+            assert call.endswith(", not significant after the adjustment)")
+    assert "| comparison | difference | 95% CI | p | Holm-adjusted p | significant |" in proc.stdout
 
 
 def test_biggest_differences_rank_questions():

@@ -79,8 +79,8 @@ def test_report_is_self_contained_and_holds_every_section(report):
         assert difference_tables.count() == 3
         first_row = difference_tables.first.locator("tbody tr").first.locator("td").all_inner_texts()
         assert re.match(r"q\d{4}", first_row[0]) and first_row[2].startswith("Вопрос")
-        assert all(re.fullmatch(r"((A>>B|A>B|A=B|B>A|B>>A|no verdict) / )(A>>B|A>B|A=B|B>A|B>>A|no verdict)", cell)
-                   for cell in first_row[3:5]), first_row
+        words = r"(model (much )?better|baseline (much )?better|tie|no verdict)"
+        assert all(re.fullmatch(f"{words} / {words}", cell) for cell in first_row[3:5]), first_row
         diagnosed = page.locator("#diagnostics tbody tr td:first-child").all_inner_texts()
         assert sorted(diagnosed) == sorted([*printed, "overall"]) and diagnosed[-1] == "overall"
         assert "2 runs: 1260 requests" in page.locator("#cost").inner_text()
@@ -93,6 +93,48 @@ def test_report_is_self_contained_and_holds_every_section(report):
         browser.close()
     assert path.with_suffix(".png").stat().st_size > 20_000
     assert all(url.startswith("file://") for url in requests), requests
+
+
+def _set_games(path: Path, games: dict[str, tuple[str, str]]) -> None:
+    """Give the judgments of these questions in this judgment file the given two labels (game 1, game 2)."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        if record["question_id"] in games:
+            record["games"] = [{"user_prompt": "p", "judgment": f"[[{label}]]", "score": label}
+                               for label in games[record["question_id"]]]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+def test_report_reads_every_verdict_in_the_models_frame(tmp_path):
+    """Game 2 shows the model first, so the judge's 'A>B' there prefers the model: the report says 'model
+    better' for both games of a judgment that preferred the model twice, as the browser does."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    sb = make_bench(tmp_path / "data", n_questions=30, n_models=3, seed=4)
+    judged = tmp_path / "data" / sb.bench / "model_judgment" / "judge-a"
+    swapped = {f"q{i:04d}": None for i in range(4)}  # these four differ most: model-2 always wins, model-1 always loses
+    _set_games(judged / "model-2.jsonl", dict.fromkeys(swapped, ("B>A", "A>B")))
+    _set_games(judged / "model-1.jsonl", dict.fromkeys(swapped, ("A>>B", "B>>A")))
+    out = tmp_path / "board.html"
+    proc = run_script("show_result.py", "--judge-name", "judge-a", "--baseline", sb.baseline, "--compare",
+                      "model-1", "model-2", "--top-questions", "4", "--report", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(out.as_uri())
+        table = page.locator("#compare h3:has-text('differ most') + table")
+        header = table.locator("thead th").all_inner_texts()
+        assert header[3:] == ["model-2 vs the baseline: game 1 / game 2", "model-1 vs the baseline: game 1 / game 2"]
+        rows = [row.locator("td").all_inner_texts() for row in table.locator("tbody tr").all()]
+        browser.close()
+    assert sorted(row[0] for row in rows) == sorted(swapped)
+    for row in rows:
+        assert row[3] == "model better / model better", row
+        assert row[4] == "baseline much better / baseline much better", row
+    assert not re.search(r"[AB]>>?[AB]", out.read_text(encoding="utf-8").split('id="compare"')[1].split("</section>")[0])
 
 
 def test_report_needs_an_html_name(tmp_path):

@@ -42,7 +42,7 @@ def test_compare_prints_pairs_matrix_categories_and_links(bench):
     assert len(links) == 3 * 5
     query = parse_qs(urlparse(links[0]).query)
     assert query["bench"] == [sb.bench] and query["judge"] == ["judge-a"] and "vs" in query and "question" in query
-    assert "| comparison | difference | 95% CI | p | Holm p | significant |" in out
+    assert "| comparison | difference | 95% CI | p | Holm-adjusted p | significant |" in out
     [comparison] = (cwd / "out").glob("arena_hard_comparison_*.json")
     records = json.loads(comparison.read_text())
     assert len(records) == 12 and {"diff", "lower", "upper", "p_value", "p_holm", "significant", "category"} <= set(records[0])

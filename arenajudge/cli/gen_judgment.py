@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return until_decided.run(args, config, judge, paths, questions, order, all_questions, inputs)  # takes the lock
 
     protocol = protocol_for(config).load(config, judge, paths, questions, all_questions)  # bad input writes nothing
-    # one writer per output, from reading what is done to the final sort
+    # one writer per output file, from reading what is done to the final sort
     with locks.hold(protocol.lock_files(), wait=args.wait):
         return run_judging(args, policy, protocol, judge, paths, order)
 

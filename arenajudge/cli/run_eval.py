@@ -210,8 +210,9 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     follower = FollowingJudge(judge_config, judge, args.data_dir,  # gen_judgment.py's defaults
                               RequestPolicy(client_processes=args.client_processes),
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
-    # the judge thread writes the judge's files: held here, as gen_judgment.py holds it, until the thread has ended
-    with locks.hold([locks.judgment_lock(plan.paths, plan.judge)], wait=args.wait):
+    # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
+    with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
+                    wait=args.wait):
         thread = threading.Thread(target=follower.run, name="judge", daemon=True)
         thread.start()
         try:

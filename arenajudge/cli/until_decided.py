@@ -127,8 +127,9 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     pairs = list(itertools.combinations(models, 2))
     alpha_pair = args.alpha / len(pairs)  # Bonferroni: all pairs right together with chance >= 1 - alpha
 
-    # one writer per bench and judge (as gen_judgment.py), taken after the checks above: bad flags write nothing
-    with locks.hold([locks.judgment_lock(paths, config.judge_model)], wait=args.wait):
+    # one writer per judgment file (as gen_judgment.py), taken after the checks above: bad flags write nothing
+    with locks.hold([*locks.judgment_locks(paths, config.judge_model, models), *locks.server_locks(paths, [judge])],
+                    wait=args.wait):
         report = RunReport()
         # Stale judgments (another baseline, changed answers or settings) are moved aside first, exactly as a
         # full run does; what stays is every model's judgments by question, read once, then kept up to date

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from tqdm import tqdm
 
 from arenajudge.endpoints.client import FatalEndpointError, ModelClient, RequestFailed, Usage
+from arenajudge.records import locks
 from arenajudge.records.storage import JsonlAppender, WriteFailed
 
 STATUS_SECONDS = 5.0  # how often the progress line refreshes its in-flight / retries / last-error part
@@ -261,11 +262,12 @@ def log_run(runs_file: Path, command: str, report: RunReport, extra: dict[str, A
     if interrupted or report.interrupted:
         record["interrupted"] = True
     try:
-        appender = JsonlAppender(runs_file)
-        try:
-            appender.write(record)
-        finally:
-            appender.close()
+        with locks.briefly(runs_file):  # every run of the bench appends here, also runs for other files
+            appender = JsonlAppender(runs_file)
+            try:
+                appender.write(record)
+            finally:
+                appender.close()
     except WriteFailed as exc:  # the run's own records matter more than its log line
         report.stop_on_write_error(exc)
 

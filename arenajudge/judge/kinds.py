@@ -3,7 +3,7 @@
 A kind is one module with one subclass of `JudgingKind` (or of `OneFileKind`, which keeps every
 record of a judge in one file and does resume, stale records and sorting for it) and one
 `register_kind` line. It owns, with defaults here:
-- its lock (one per record file it writes: another kind, judge or mode runs beside it);
+- its locks (one per record file it writes: another kind, judge or mode runs beside it);
 - its fingerprint rule (`settings_fingerprint`: the judge settings a record was made with);
 - its placeholders (`placeholders`: the prompt template names it fills, checked before any request);
 - its display (`announce`, `describe`: what the run prints of the items it judges).
@@ -88,9 +88,11 @@ class JudgingKind(ABC, Generic[Item]):
         """The file the record of `item` is appended to."""
         return self.record_files()[0]
 
-    def lock_files(self) -> list[Path]:
-        """The locks that make this run the only writer of its records: one per record file."""
-        return [locks.record_lock(self.paths, path) for path in self.record_files()]
+    def lock_files(self) -> list[locks.OutputLock]:
+        """The locks that make this run the only writer of its records (one per record file) and the one user of
+        the judge's managed server that stops it."""
+        return [*(locks.record_lock(self.paths, path) for path in self.record_files()),
+                *locks.server_locks(self.paths, [self.judge_entry])]
 
     def sort_records(self, path: Path, order: list[Any]) -> None:
         """Rewrite `path` with its records in the questions' `order` (stable within a question)."""

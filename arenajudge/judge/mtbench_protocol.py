@@ -34,6 +34,7 @@ from arenajudge.judge.mtbench import (
     needs_reference,
     record_key,
 )
+from arenajudge.records import locks
 from arenajudge.records.provenance import (
     REASONS,
     Basis,
@@ -109,6 +110,9 @@ class MTBenchJudging(OneFileKind[Any]):
         return cls(config, judge, paths, questions, prompts, answers, refs, basis)
 
     # ------------------------------------------------------------ where the records live
+    def lock_files(self) -> list[locks.OutputLock]:
+        return [locks.mtbench_lock(self.paths, self.out), *locks.server_locks(self.paths, [self.judge_entry])]
+
     def record_files(self) -> list[Path]:
         assert self.config.mode is not None
         return [judgment_file(self.paths, self.config.judge_model, self.config.mode)]

@@ -72,8 +72,10 @@ class ArenaHardPairwise(JudgingKind[JudgeItem]):
         basis = judgment_basis(config, all_questions, baseline, answers, references)
         return cls(config, judge, paths, questions, baseline, answers, references, basis)
 
-    def lock_files(self) -> list[Path]:
-        return [locks.judgment_lock(self.paths, self.config.judge_model)]
+    def lock_files(self) -> list[locks.OutputLock]:
+        # one per model's judgment file: a run for other models under this judge goes on beside this one
+        return [*locks.judgment_locks(self.paths, self.config.judge_model, self.config.model_list),
+                *locks.server_locks(self.paths, [self.judge_entry])]
 
     def done(self, rejudge_missing: bool, report: RunReport) -> set[Hashable]:
         return {(model, qid) for model in self.config.model_list

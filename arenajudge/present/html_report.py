@@ -15,7 +15,8 @@ import pandas as pd
 
 from arenajudge.present.plots import ci_chart
 from arenajudge.present.report import BoardRow, deep_link
-from arenajudge.rating.compare import CompareSpec, PairResult, biggest_differences
+from arenajudge.rating.battles import game_words
+from arenajudge.rating.compare import CompareSpec, PairResult, biggest_differences, format_p
 from arenajudge.rating.diagnostics import ConsistencyRow
 from arenajudge.records.storage import BenchPaths, replace_atomically, turn_text
 
@@ -27,8 +28,8 @@ class QuestionDiff:
     question_id: str
     diff: float  # mean battle outcome of model_b minus model_a
     excerpt: str
-    verdicts_a: list[str | None]  # model_a's games, as stored (game 1 shows the baseline as A)
-    verdicts_b: list[str | None]
+    verdicts_a: list[str]  # model_a's games against the baseline, in its frame ('model better', ...)
+    verdicts_b: list[str]
     link: str
 
 
@@ -39,11 +40,11 @@ def question_differences(spec: CompareSpec, battles: pd.DataFrame, questions: di
     verdicts by `spec.judge` (`judgments`: that judge's records) and a link into qa_browser.py."""
     if not results:
         return []
-    verdicts: dict[tuple[str, str], list[str | None]] = {}
+    verdicts: dict[tuple[str, str], list[str]] = {}
     for file_model, records in judgments.items():
         for record in records:
             verdicts[(record.get("model") or file_model, str(record["question_id"]))] = [
-                g.get("score") if isinstance(g, dict) else None for g in record["games"]]
+                game_words(g.get("score") if isinstance(g, dict) else None, i) for i, g in enumerate(record["games"][:2])]
     out = []
     for r in results:
         rows = []
@@ -142,9 +143,11 @@ def _board(data: ReportData, rows: list[BoardRow], section_id: str) -> str:
 def _comparisons(data: ReportData) -> str:
     out = [f'<p class="sub">{_e(data.compare_interval)}</p>']
     rows = [[_e(f"{r.model_b} vs {r.model_a}"), f"{r.diff:+.1f}", f"{r.lower:+.1f} to {r.upper:+.1f}",
-             f"{r.p_value:.3g}", f"{r.p_holm:.3g}",
+             _e(format_p(r.p_value, r.rounds)), _e(format_p(r.p_holm, r.rounds)),
              '<span class="sig">yes</span>' if r.significant else "no"] for r in data.pairs]
-    out.append(_table(["comparison", "difference (points)", "95% CI", "p", "Holm p", "significant"], rows))
+    out.append(_table(["comparison", "difference (points)", "95% CI", "p", "Holm-adjusted p", "significant"], rows))
+    out.append('<p class="sub">significant: the 95% CI excludes 0, the same as p &lt; 0.05 (both unadjusted, from the '
+               "same bootstrap rounds); the Holm-adjusted p allows for the number of pairs compared.</p>")
     if len(data.compared) > 2:
         cell = {}
         for r in data.pairs:
@@ -154,17 +157,18 @@ def _comparisons(data: ReportData) -> str:
         matrix = [[_e(row), *(_e(cell.get((row, col), "-")) for col in data.compared)] for row in data.compared]
         out.append('<h3>matrix</h3><div id="matrix">'
                    + _table(["row minus column", *(_e(m) for m in data.compared)], matrix)
-                   + '</div><p class="sub">points of win rate; * = significant after Holm correction (p &lt; 0.05)</p>')
+                   + '</div><p class="sub">points of win rate; * = significant (95% CI excludes 0, p &lt; 0.05)</p>')
     for pair, diffs in data.differences:
         out.append(f"<h3>questions where {_e(pair.model_b)} and {_e(pair.model_a)} differ most</h3>")
         rows = [[f'<a href="{_e(d.link)}">{_e(d.question_id)}</a>', f"{d.diff:+.2f}",
                  f'<span class="excerpt">{_e(d.excerpt)}</span>',
-                 _e(" / ".join(v or "no verdict" for v in d.verdicts_b) or "not judged"),
-                 _e(" / ".join(v or "no verdict" for v in d.verdicts_a) or "not judged")] for d in diffs]
-        out.append(_table(["question", "difference", "prompt", f"{_e(pair.model_b)}: game 1 / game 2",
-                           f"{_e(pair.model_a)}: game 1 / game 2"], rows, left=5))
+                 _e(" / ".join(d.verdicts_b) or "not judged"),
+                 _e(" / ".join(d.verdicts_a) or "not judged")] for d in diffs]
+        out.append(_table(["question", "difference", "prompt", f"{_e(pair.model_b)} vs the baseline: game 1 / game 2",
+                           f"{_e(pair.model_a)} vs the baseline: game 1 / game 2"], rows, left=5))
     out.append('<p class="sub">difference: mean battle outcome per question (win 1, tie 0.5, loss 0) of the first '
-               "model minus the second; verdicts as the judge wrote them, game 1 showing the baseline as A.</p>")
+               "model minus the second; each game's verdict read for that model against the baseline, whichever "
+               "was shown first (game 1 shows the baseline first, game 2 the model), as qa_browser.py shows it.</p>")
     return "\n".join(out)
 
 
@@ -219,7 +223,7 @@ def render(data: ReportData) -> str:
         "</section>",
         '<section id="chart"><h2>Scores with their intervals</h2>',
         ci_chart(data.rows, data.axis_label, f"{data.ci_level:g}% CI ({data.interval.split(': ', 1)[-1]})",
-                 data.reference),
+                 data.reference, decimal=data.decimal),
         "</section>",
     ]
     if data.categories:

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from arenajudge.core.errors import UserError
-from arenajudge.present.report import BoardRow
+from arenajudge.present.report import BoardRow, board_numbers
 from arenajudge.records.storage import replace_atomically
 
 Panel = tuple[str, list[BoardRow]]
@@ -64,9 +64,9 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     return [round(first + k * step, 10) for k in range(count + 1)]
 
 
-def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float | None) -> str:
+def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float | None, decimal: int = 1) -> str:
     """One row per model, best first: a point at the score, a bar over the interval, and the
-    baseline's score as a dashed line."""
+    baseline's score as a dashed line; each point's tooltip gives the numbers as the board prints them."""
     label_w, plot_w, row_h, top, bottom = 280, 460, 24, 34, 40
     height = top + row_h * len(rows) + bottom
     values = [v for r in rows for v in (r.lower, r.upper, r.score)] + ([reference] if reference is not None else [])
@@ -76,8 +76,11 @@ def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float
     def x(v: float) -> float:
         return label_w + (v - lo) / (hi - lo) * plot_w
 
-    parts = [f'<svg class="ci-chart" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 30}" '
-             f'height="{height}" font-family="sans-serif" font-size="12" role="img">',
+    width = label_w + plot_w + 30
+    # the viewBox lets a narrow column shrink the chart rather than cut off its right edge
+    parts = [f'<svg class="ci-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" style="max-width:100%;height:auto" font-family="sans-serif" '
+             'font-size="12" role="img">',
              f'<text x="4" y="18" font-weight="bold">{html.escape(title)}</text>']
     axis_y = top + row_h * len(rows) + 4
     for v in ticks:
@@ -88,7 +91,8 @@ def ci_chart(rows: list[BoardRow], axis_label: str, title: str, reference: float
                      f'y2="{axis_y}" stroke="#c0392b" stroke-dasharray="4 3"/>')
     for i, r in enumerate(rows):
         cy = top + row_h * i + row_h / 2
-        tip = f"{r.model}: {r.score} ({r.lower} to {r.upper})"
+        score, offsets = board_numbers(r, decimal)
+        tip = f"{r.model}: {score} {offsets}"
         parts += [f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(r.model)}</text>',
                   f'<line class="interval" x1="{x(r.lower):.1f}" x2="{x(r.upper):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
                   'stroke="#7aa6d6" stroke-width="3"/>',

@@ -20,6 +20,7 @@ from arenajudge.rating.compare import (
     biggest_differences,
     compare_models,
     compare_per_category,
+    format_p,
     projected_half_width,
 )
 from arenajudge.records.storage import BenchPaths, load_questions, read_jsonl, replace_atomically, turn_text
@@ -96,12 +97,18 @@ def leaderboard(
     return rows
 
 
+def board_numbers(row: BoardRow, decimal: int) -> tuple[float, tuple[float, float]]:
+    """The score and its CI offsets exactly as the printed board shows them (`decimal` places, whole numbers at 0):
+    every readout of a board (show_result, the browser's table and chart) rounds through here."""
+    if decimal == 0:
+        return int(round(row.score, 0)), (int(row.lower - row.score), int(row.upper - row.score))
+    return round(row.score, decimal), (round(row.lower - row.score, decimal), round(row.upper - row.score, decimal))
+
+
 def format_line(row: BoardRow, decimal: int, ci_level: float = 95.0) -> str:
     """The seed's exact line, so scripts that grep it keep working (the label follows --ci-level)."""
-    score = round(row.score, decimal)
-    interval = str((round(row.lower - row.score, decimal), round(row.upper - row.score, decimal)))
-    if decimal == 0:
-        score, interval = int(score), str((int(row.lower - row.score), int(row.upper - row.score)))
+    score, offsets = board_numbers(row, decimal)
+    interval = str(offsets)
     return f"{row.model : <50} | score: {score : ^5} | {ci_level:g}% CI: {interval : ^15} | average #tokens: {row.avg_tokens}"
 
 
@@ -189,15 +196,33 @@ def _signed(value: float) -> str:
     return f"{value:+.1f}"
 
 
-def pair_line(r: PairResult) -> str:
+def stated_p(name: str, p_value: float, rounds: int) -> str:
+    """'p = 0.03', or 'p < 0.001' when no bootstrap round crossed 0."""
+    text = format_p(p_value, rounds)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def pair_verdict(r: PairResult) -> str:
+    """The call, from the unadjusted 95% CI (the same as p < 0.05)."""
     better = r.model_b if r.diff > 0 else r.model_a
-    verdict = f"{better} is better" if r.significant else "no significant difference"
+    return f"{better} is better" if r.significant else "no significant difference"
+
+
+def holm_note(r: PairResult) -> str:
+    """The Holm-adjusted p when several pairs were compared together, and whether the call survives it."""
+    if r.pairs < 2:
+        return ""
+    survives = "" if r.significant_after_holm or not r.significant else ", not significant after the adjustment"
+    return f" ({stated_p('Holm-adjusted p', r.p_holm, r.rounds)} over {r.pairs} pairs{survives})"
+
+
+def pair_line(r: PairResult) -> str:
     return (f"{r.model_b} - {r.model_a}: {_signed(r.diff)} points, 95% CI ({_signed(r.lower)}, {_signed(r.upper)}), "
-            f"p = {r.p_value:.3g}, Holm p = {r.p_holm:.3g}: {verdict}")
+            f"{stated_p('p', r.p_value, r.rounds)}: {pair_verdict(r)}{holm_note(r)}")
 
 
 def matrix_lines(results: list[PairResult], models: list[str]) -> list[str]:
-    """Row minus column, '*' where the Holm-corrected p < 0.05."""
+    """Row minus column, '*' where the 95% CI excludes 0 (unadjusted p < 0.05)."""
     cell = {}
     for r in results:
         mark = "*" if r.significant else " "
@@ -207,15 +232,17 @@ def matrix_lines(results: list[PairResult], models: list[str]) -> list[str]:
     lines = [" " * width + "".join(f"{m[:width - 1]:>{width}}" for m in models)]
     for row in models:
         lines.append(f"{row:<{width}}" + "".join(f"{cell.get((row, col), '-'):>{width}}" for col in models))
-    lines.append("(row minus column, points of win rate; * = significant after Holm correction, p < 0.05)")
+    lines.append("(row minus column, points of win rate; * = significant: 95% CI excludes 0, unadjusted p < 0.05; "
+                 "the Holm-adjusted p is on each pair's line)")
     return lines
 
 
 def pair_markdown(results: list[PairResult]) -> str:
-    lines = ["| comparison | difference | 95% CI | p | Holm p | significant |", "|---|---:|---|---:|---:|:---:|"]
+    lines = ["| comparison | difference | 95% CI | p | Holm-adjusted p | significant |", "|---|---:|---|---:|---:|:---:|"]
     for r in results:
         lines.append(f"| {r.model_b} vs {r.model_a} | {_signed(r.diff)} | ({_signed(r.lower)}, {_signed(r.upper)}) | "
-                     f"{r.p_value:.3g} | {r.p_holm:.3g} | {'yes' if r.significant else 'no'} |")
+                     f"{format_p(r.p_value, r.rounds)} | {format_p(r.p_holm, r.rounds)} | "
+                     f"{'yes' if r.significant else 'no'} |")
     return "\n".join(lines)
 
 

@@ -34,6 +34,23 @@ def outcome(label: str, game_index: int) -> tuple[str, bool]:
     return (winner if game_index == 0 else _FLIP[winner]), strong
 
 
+# A game's verdict in words of the judged model against the baseline, whichever position each had: every
+# readout (report, browser) shows these rather than the judge's A/B label, which game 2 reverses.
+_OUTCOME_WORDS = {"model_b": "model better", "tie": "tie", "model_a": "baseline better"}
+
+
+def outcome_words(winner: str, strong: bool) -> str:
+    """'model better', 'model much better', 'tie', 'baseline better' or 'baseline much better'."""
+    words = _OUTCOME_WORDS[winner]
+    return words.replace(" better", " much better") if strong else words
+
+
+def game_words(score: Any, game_index: int) -> str:
+    """A stored game score (game_index 0: baseline shown first) in the model's frame; 'no verdict' if unreadable."""
+    label = clean_label(score)
+    return "no verdict" if label is None else outcome_words(*outcome(label, game_index))
+
+
 @dataclass
 class BattleSet:
     """Battles plus the bookkeeping users need to trust them."""

@@ -3,8 +3,9 @@
 Paired comparison (--compare). All compared models answered the same questions and were judged
 against the same baseline, so their scores are compared paired: every bootstrap round resamples
 question ids once and recomputes every model's score from that same resample (all battles of a question move
-together). The differences' percentiles give a 95% CI, their signs a two-sided p-value, and
-Holm's step-down method corrects the p-values for the number of pairs compared. A pair that an
+together). The differences' percentiles give a 95% CI and, from the same percentile curve, a two-sided
+p-value: the pair is significant exactly when that interval excludes 0 (p < 0.05). Holm's step-down method
+adjusts the p-values for the number of pairs compared; the adjusted p is shown beside, labelled as such. A pair that an
 `--until-decided` run judged also gets that run's anytime-valid interval, recomputed from the records.
 The combined score weighs per-category scores; the projection says how wide an interval would be on
 every question of the bench.
@@ -46,16 +47,23 @@ class PairResult:
     diff: float  # score of B minus score of A, in points of win rate against the baseline
     lower: float
     upper: float
-    p_value: float
-    p_holm: float = 1.0
+    p_value: float  # unadjusted, from the same bootstrap differences as lower and upper (bootstrap_p)
+    p_holm: float = 1.0  # Holm-adjusted over the `pairs` pairs compared together
     category: str = "all"
+    pairs: int = 1
+    rounds: int = 0  # bootstrap rounds: a p of 0 means below 1/rounds
 
     @property
     def significant(self) -> bool:
-        return self.p_holm < 0.05
+        """The 95% CI excludes 0, which is the same as the unadjusted p < 0.05 (bootstrap_p)."""
+        return self.lower > 0 or self.upper < 0
+
+    @property
+    def significant_after_holm(self) -> bool:
+        return self.significant and self.p_holm < 0.05
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"significant": self.significant}
+        return asdict(self) | {"significant": self.significant, "significant_after_holm": self.significant_after_holm}
 
 
 def scores_from_counts(kinds: BattleKinds, counts: np.ndarray, baseline: str) -> np.ndarray:
@@ -74,16 +82,58 @@ def scores_with_question_bootstrap(kinds: BattleKinds, baseline: str, rounds: in
     return point, pd.DataFrame(scores_from_counts(kinds, counts, baseline), columns=kinds.models)
 
 
-def bootstrap_p(diffs: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of 'no difference' (with the +1 correction, so never 0).
+def without_solver_noise(diffs: np.ndarray) -> np.ndarray:
+    """Differences under a millionth of a point are solver noise: they count as zero."""
+    return np.where(np.abs(diffs) < 1e-6, 0.0, diffs)
 
-    Differences under a millionth of a point are solver noise and count as zero.
+
+def percentile_interval(diffs: np.ndarray, level: float = 95.0) -> tuple[float, float]:
+    """The equal-tailed percentile interval of the bootstrap differences (numpy's linear interpolation)."""
+    diffs = without_solver_noise(diffs)
+    tail = (100.0 - level) / 2
+    return float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100.0 - tail))
+
+
+def bootstrap_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'no difference', read off the same percentile curve as
+    percentile_interval: the smallest p whose (100 - 100p)% interval still reaches 0. So p < 0.05
+    exactly when the 95% interval excludes 0 (a share-count p with a +1 correction could print
+    p = 0.052 beside an interval ending at -0.1). It is about 2 * min(share <= 0, share >= 0); 0 when every
+    difference has the same sign.
     """
-    diffs = np.where(np.abs(diffs) < 1e-6, 0.0, diffs)
-    rounds = len(diffs)
-    below = (np.count_nonzero(diffs <= 0) + 1) / (rounds + 1)
-    above = (np.count_nonzero(diffs >= 0) + 1) / (rounds + 1)
-    return float(min(1.0, 2 * min(below, above)))
+    d = np.sort(without_solver_noise(np.asarray(diffs, dtype=float)))
+    last = len(d) - 1
+    if last < 1:
+        return 1.0
+    # numpy's percentile q sits at position q/100 * last of the sorted differences, linear in between;
+    # find where that curve first reaches 0 (rise) and last leaves it (fall)
+    nonnegative = np.flatnonzero(d >= 0)
+    if len(nonnegative) == 0:
+        share_from_zero_up = 0.0
+    else:
+        i = int(nonnegative[0])
+        rise = 0.0 if i == 0 else (i - 1) + -d[i - 1] / (d[i] - d[i - 1])
+        share_from_zero_up = 1.0 - rise / last
+    nonpositive = np.flatnonzero(d <= 0)
+    if len(nonpositive) == 0:
+        share_up_to_zero = 0.0
+    else:
+        j = int(nonpositive[-1])
+        fall = float(last) if j == last else j + -d[j] / (d[j + 1] - d[j])
+        share_up_to_zero = fall / last
+    return float(min(1.0, 2 * min(share_up_to_zero, share_from_zero_up)))
+
+
+def format_p(p_value: float, rounds: int = 0) -> str:
+    """p as printed: 3 significant digits, more where rounding would carry it across 0.05 (0.04995 must not
+    read 0.05 beside an interval that excludes 0); a p of 0 is shown as below 1/rounds."""
+    if p_value == 0 and rounds > 0:
+        return f"< {1 / rounds:.3g}"
+    for digits in range(3, 18):
+        text = f"{p_value:.{digits}g}"
+        if (float(text) < 0.05) == (p_value < 0.05):
+            return text
+    return "< 0.05" if p_value < 0.05 else f"{p_value:.3g}"
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -107,10 +157,15 @@ def compare_models(battles: pd.DataFrame, models: list[str], baseline: str, *, r
             raise UserError(f"--compare: {model!r} has no battles" + (f" in category {category!r}" if category != "all" else ""))
     point, samples = scores_with_question_bootstrap(kinds, baseline, rounds, seed)
     results = []
-    for a, b in itertools.combinations(models, 2):
+    pairs = list(itertools.combinations(models, 2))
+    for a, b in pairs:
         diffs = (samples[b] - samples[a]).to_numpy()
-        results.append(PairResult(a, b, float(point[b] - point[a]), float(np.percentile(diffs, 2.5)),
-                                  float(np.percentile(diffs, 97.5)), bootstrap_p(diffs), category=category))
+        lower, upper = percentile_interval(diffs)
+        p_value = bootstrap_p(diffs)
+        # the two agree by construction; this only settles float rounding at the exact edge
+        p_value = min(p_value, float(np.nextafter(0.05, 0))) if lower > 0 or upper < 0 else max(p_value, 0.05)
+        results.append(PairResult(a, b, float(point[b] - point[a]), lower, upper, p_value,
+                                  category=category, pairs=len(pairs), rounds=rounds))
     for result, adjusted in zip(results, holm([r.p_value for r in results]), strict=True):
         result.p_holm = adjusted
     return results, point

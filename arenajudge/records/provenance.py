@@ -199,13 +199,19 @@ class Selection:
         total = sum(self.left_out.values())
         if not total:
             return None
-        parts = []
-        for key, words in REASONS.items():
-            if n := self.left_out.get(key):
-                extra = f" ({', '.join(sorted(self.other_baselines))})" if key == "baseline" else ""
-                parts.append(f"{n} {words}{extra}")
         return (f"note: left out {total} judgments by {judge} that do not match what is on disk now: "
-                f"{', '.join(parts)}" + rerun_hint(self.left_out))
+                f"{reasons_words(self.left_out, self.other_baselines)}" + rerun_hint(self.left_out))
+
+
+def reasons_words(left_out: Counter[str], other_baselines: Iterable[str] = ()) -> str:
+    """'10 on answers that changed since (regenerated), 2 against another baseline (gpt-4)': the board's note
+    words for a tally of REASONS keys (the browser says its left-out judgments with them too)."""
+    parts = []
+    for key, words in REASONS.items():
+        if n := left_out.get(key):
+            extra = f" ({', '.join(sorted(other_baselines))})" if key == "baseline" and other_baselines else ""
+            parts.append(f"{n} {words}{extra}")
+    return ", ".join(parts)
 
 
 def rerun_hint(left_out: Counter[str]) -> str:

@@ -49,10 +49,19 @@ from arenajudge.core.errors import UserError
 from arenajudge.core.names import from_file_name
 from arenajudge.present.leaderboard import BoardSpec, LoadedBench, NoBattlesForBaseline, build_board
 from arenajudge.present.plots import ci_chart
-from arenajudge.present.report import BoardRow, coefficient_lines, deep_link, format_line, matrix_lines, pair_line, unjudged_note
-from arenajudge.rating.battles import battles_from_judgments, clean_label, outcome
+from arenajudge.present.report import (
+    BoardRow,
+    board_numbers,
+    coefficient_lines,
+    deep_link,
+    format_line,
+    matrix_lines,
+    pair_line,
+    unjudged_note,
+)
+from arenajudge.rating.battles import battles_from_judgments, clean_label, outcome, outcome_words
 from arenajudge.rating.bradley_terry import BootstrapUnit, FeatureRatingResult
-from arenajudge.records.provenance import board_basis, judgment_reasons, select_judgments
+from arenajudge.records.provenance import REASONS, board_basis, judgment_reasons, reasons_words, select_judgments
 from arenajudge.records.storage import BenchPaths, list_judges, load_answers, load_judgments, load_questions, turn_text
 
 FilterName = Literal["all", "positions_disagree", "strong_loss", "strong_win", "no_verdict", "not_judged", "left_out",
@@ -66,9 +75,12 @@ FILTERS: dict[FilterName, str] = {
     "strong_win": "strong win (a game says the model is much better)",
     "no_verdict": "no verdict (a game's score could not be read)",
     "not_judged": "not judged (no judgment on the leaderboard for this model)",
-    "left_out": "left out of the board (the judgment on disk is stale)",
+    "left_out": "left out of the board (judgments on disk the board does not count: stale, other baseline)",
     "judges_disagree": "judges disagree (judges' calls on the question differ)",
 }
+
+# The switch that lists, beside the battles the board counts, the judgments it leaves out
+SHOW_LEFT_OUT = "show judgments the board leaves out"
 
 BASELINE_WINS, TIE, MODEL_WINS = -1, 0, 1
 _DIRECTION = {"model_a": BASELINE_WINS, "tie": TIE, "model_b": MODEL_WINS}
@@ -302,9 +314,8 @@ def missing_notes(data: BenchData, *, judge: str | None, baseline: str, models: 
             continue
         if (absent := sum(1 for qid in data.question_by_id if qid not in judged)) > 0:
             notes.append(f"{model}: {judge} judged {n_questions - absent} of {n_questions} questions.")
-        if stale := sum(1 for qid in data.left_out(judge, baseline).get(model, {}) if qid in data.question_by_id):
-            notes.append(f"{model}: the leaderboard leaves out {stale} of {judge}'s judgments, as stale "
-                         "(filter: left out of the board).")
+        if summary := left_out_summary(data, judge, baseline, model):
+            notes.append(f"{summary[1]} (switch: {SHOW_LEFT_OUT}).")
     return notes
 
 
@@ -383,15 +394,37 @@ def filter_questions(
     category: str | None = None,
     search: str = "",
     verdict_filter: FilterName = "all",
+    include_left_out: bool = True,
 ) -> list[str]:
-    """Question ids in file order that pass the category, the free-text search and the verdict filter."""
+    """Question ids in file order that pass the category, the free-text search and the verdict filter; without
+    `include_left_out`, none whose judgment the board leaves out (the filter 'left out of the board' lists them)."""
     needle = search.strip().casefold()
+    hidden = {} if include_left_out or verdict_filter == "left_out" or judge is None else \
+        data.left_out(judge, baseline).get(model, {})
     return [
         qid for qid, question in data.question_by_id.items()
-        if _matches_category(question, category)
+        if qid not in hidden
+        and _matches_category(question, category)
         and _matches_search(qid, question, needle)
         and passes_filter(data, judge, baseline, model, qid, verdict_filter)
     ]
+
+
+def left_out_summary(data: BenchData, judge: str | None, baseline: str, model: str | None) -> tuple[int, str] | None:
+    """(how many, one sentence) on the judgments of `model` by `judge` that the board leaves out, with the reasons
+    in the board's words; None when it counts them all."""
+    if judge is None or model is None:
+        return None
+    reasons = data.left_out(judge, baseline).get(model, {})
+    if not reasons:
+        return None
+    tally = Counter(reasons.values())
+    others = {str(r["baseline"]) for file_model, records in data.raw_judgments.get(judge, {}).items() for r in records
+              if (r.get("model") or file_model) == model and r.get("baseline") and r["baseline"] != baseline}
+    removed = tally.get("question_removed", 0)
+    unlisted = f"; the {removed} on removed questions cannot be listed" if removed else ""
+    return len(reasons), (f"{len(reasons)} judgments of {model} by {judge} left out of the board: "
+                          f"{reasons_words(tally, others)}{unlisted}")
 
 
 def neighbour(question_ids: list[str], current: str, step: int) -> str | None:
@@ -454,17 +487,16 @@ def markdown_css() -> str:
 
 # ---- how verdicts read -----------------------------------------------------------------
 
-_DIRECTION_WORDS = {MODEL_WINS: "model better", TIE: "tie", BASELINE_WINS: "baseline better"}
+_WINNER = {direction: winner for winner, direction in _DIRECTION.items()}
 
 
 def verdict_words(game: GameVerdict | None) -> str:
-    """Short text for a game in tables: 'model much better', 'tie', 'no verdict', ..."""
+    """Short text for a game in tables: 'model much better', 'tie', 'no verdict', ... (the report's words)."""
     if game is None:
         return "—"
     if game.direction is None:
         return "no verdict"
-    words = _DIRECTION_WORDS[game.direction]
-    return words.replace(" better", " much better") if game.strong else words
+    return outcome_words(_WINNER[game.direction], game.strong)
 
 
 def game_sides(game_index: int, baseline: str, model: str) -> tuple[str, str]:
@@ -476,7 +508,7 @@ _BADGE_COLOURS = {MODEL_WINS: "#1a7f37", TIE: "#6e7781", BASELINE_WINS: "#cf222e
 
 
 def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: str, model: str, judge: str | None,
-                       left_out: bool = False) -> str:
+                       left_out: str | None = None) -> str:
     """The badge above a game's text: which side was A and B, the label, and who won (and, for a
     judgment the leaderboard leaves out, that it does not count)."""
     side_a, side_b = game_sides(game_index, baseline, model)
@@ -487,8 +519,9 @@ def verdict_badge_html(game: GameVerdict | None, game_index: int, *, baseline: s
     else:
         verdict, colour = verdict_words(game), _BADGE_COLOURS[game.direction]
         label = game.label or f"unreadable score: {game.raw_score!r}"
-    stale = (' <span class="aj-left-out" style="color:#9a6700;font-weight:600">not on the leaderboard (stale)</span>'
-             if left_out else "")
+    # `left_out`: the REASONS key of a judgment the board leaves out, said in the board's words
+    stale = (' <span class="aj-left-out" style="color:#9a6700;font-weight:600">not on the leaderboard: '
+             f'{html.escape(REASONS.get(left_out, "stale"))}</span>' if left_out else "")
     return (
         f'<div class="aj-game" data-game="{game_index + 1}" data-verdict="{html.escape(verdict)}"'
         f'{" data-left-out" if left_out else ""}>'
@@ -524,14 +557,16 @@ def left_out_note(data: BenchData, judge: str | None, baseline: str, model: str,
 
 def question_rows(data: BenchData, question_ids: Iterable[str], *, judge: str | None, baseline: str,
                   model: str) -> pd.DataFrame:
-    """The question list as a table: id, category, both games' verdicts and the prompt's start."""
+    """The question list as a table: id, category, both games' verdicts and the prompt's start; when a listed
+    judgment is one the board leaves out, a column says why (the board's words)."""
     rows = []
     for qid in question_ids:
         question = data.question_by_id[qid]
         judgment = data.judgment(judge, model, qid) if judge else None
         games = judgment.games if judgment else ()
         # a verdict the board does not score must not read like one it does
-        stale = " (left out)" if data.left_out_reason(judge, baseline, model, qid) else ""
+        reason = data.left_out_reason(judge, baseline, model, qid)
+        stale = " (left out)" if reason else ""
         prompt = " ".join(turn_text(question["turns"][0]).split())
         rows.append((
             qid,
@@ -539,8 +574,13 @@ def question_rows(data: BenchData, question_ids: Iterable[str], *, judge: str | 
             verdict_words(games[0]) + stale if len(games) > 0 else "—",
             verdict_words(games[1]) + stale if len(games) > 1 else "—",
             prompt[:90] + ("…" if len(prompt) > 90 else ""),
+            REASONS[reason] if reason else "",
         ))
-    return pd.DataFrame(rows, columns=["question", "category", "game 1", "game 2", "prompt"])
+    frame = pd.DataFrame(rows, columns=["question", "category", "game 1", "game 2", "prompt", LEFT_OUT_COLUMN])
+    return frame if frame[LEFT_OUT_COLUMN].any() else frame.drop(columns=LEFT_OUT_COLUMN)
+
+
+LEFT_OUT_COLUMN = "left out of the board"
 
 
 # ---- leaderboard (the numbers of show_result.py, from the same functions) ---------------
@@ -557,6 +597,7 @@ class Board:
     baseline: str = ""
     extra: list[str] = field(default_factory=list)  # sections after the board (style coefficients)
     style: list[str] = field(default_factory=list)  # style features the scores are controlled for
+    decimal: int = 1  # places of the printed board (show_result.py's default)
 
     def ci_svg(self) -> str:
         """The chart people expect: one row per model, best first, a point and its interval bar,
@@ -565,14 +606,22 @@ class Board:
             return ""
         base = next((r.score for r in self.rows if r.model == self.baseline), None)
         what = f"Win rate at equal style ({', '.join(self.style)})" if self.style else "Win rate"
-        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base)
+        return ci_chart(self.rows, f"win rate vs {self.baseline} (%)", f"{what} with {self.interval}", base,
+                        decimal=self.decimal)
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"model": r.model, "score": r.score, "95% CI low": r.lower, "95% CI high": r.upper,
-             "avg #tokens": r.avg_tokens, "battles": r.battles, "games": r.games, "no verdict": r.missing}
-            for r in self.rows
-        ])
+        """The board as a table, its numbers rounded as show_result.py prints them (report.board_numbers)."""
+        rows = []
+        for r in self.rows:
+            score, offsets = board_numbers(r, self.decimal)
+            rows.append({"model": r.model, "score": score, "95% CI": str(offsets), "avg #tokens": r.avg_tokens,
+                         "battles": r.battles, "games": r.games, "no verdict": r.missing})
+        return pd.DataFrame(rows, columns=["model", "score", "95% CI", "avg #tokens", "battles", "games", "no verdict"])
+
+    def styled_table(self) -> Any:
+        """table() for display: each score written as the printed board writes it (50.0, not 50), still a number
+        for sorting."""
+        return self.table().style.format({"score": str})
 
     def ci_points(self) -> pd.DataFrame:
         """Long format for a scatter chart: three points per model (CI low, score, CI high)."""
@@ -624,7 +673,8 @@ def compute_board(
     notes = board.left_out_notes + board.battle_notes
     if unjudged := sorted(set(data.answers) - set(board.rating.models)):
         notes.append(unjudged_note(unjudged, judge))
-    return Board(header=board.header, rows=board.rows, lines=[format_line(r, 1) for r in board.rows], notes=notes,
+    decimal = 1  # show_result.py's default --decimal
+    return Board(header=board.header, rows=board.rows, lines=[format_line(r, decimal) for r in board.rows], notes=notes,
                  interval=board.interval, baseline=baseline, extra=extra, style=board.features)
 
 

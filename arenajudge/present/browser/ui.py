@@ -22,6 +22,8 @@ from arenajudge.core.errors import UserError
 from arenajudge.core.names import name_problem
 from arenajudge.present.browser.data import (
     FILTERS,
+    LEFT_OUT_COLUMN,
+    SHOW_LEFT_OUT,
     BenchCache,
     BenchData,
     Board,
@@ -34,6 +36,7 @@ from arenajudge.present.browser.data import (
     game_sides,
     judges_calls,
     left_out_note,
+    left_out_summary,
     markdown_css,
     missing_notes,
     neighbour,
@@ -45,6 +48,9 @@ from arenajudge.present.browser.data import (
 )
 
 NO_MODEL = ""  # the "none" choice of the second-model menu and "all" of the category menu
+# show_result.py's lines in a <pre>: long ones (the header, notes, pair lines) wrap inside the column instead of
+# running off its right edge; inline, so it holds whatever CSS the app is launched with
+FIT_COLUMN = "white-space: pre-wrap; overflow-wrap: anywhere; max-width: 100%;"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Selection:
     search: str
     verdict_filter: FilterName
     question: str | None
+    show_left_out: bool = False  # list also the judgments the board leaves out (SHOW_LEFT_OUT)
 
 
 class BrowserApp:
@@ -84,8 +91,12 @@ class BrowserApp:
 
     def resolve(self, *, bench: str | None, judge: str | None, model: str | None,
                 vs: str | None, category: str | None = None, search: str = "", verdict_filter: str = "all",
-                question: str | None = None) -> tuple[Selection, BenchData, list[str]]:
-        """Turn requested values into a valid Selection; notes say what was asked for but not found."""
+                question: str | None = None, show_left_out: bool = False,
+                from_link: bool = False) -> tuple[Selection, BenchData, list[str]]:
+        """Turn requested values into a valid Selection; notes say what was asked for but not found.
+
+        Judgments the board leaves out are listed when the switch asks for them, or when a link (`from_link`)
+        opens a question whose judgment is one of them: a link always lands on its question."""
         notes: list[str] = []
         bench_name = bench or self.defaults.bench
         if bench_name != self.defaults.bench and not self.cache.exists(bench_name):
@@ -126,8 +137,11 @@ class BrowserApp:
         chosen_question = question if question in data.question_by_id else None
         if question and chosen_question is None:
             notes.append(f"No question {question!r} in bench {data.bench}.")
+        asked_for_left_out = from_link and chosen_question is not None and chosen_model is not None and (
+            data.left_out_reason(chosen_judge, chosen_baseline, chosen_model, chosen_question) is not None)
         selection = Selection(data.bench, chosen_judge, chosen_baseline, chosen_model, chosen_vs,
-                              chosen_category, search or "", chosen_filter, chosen_question)
+                              chosen_category, search or "", chosen_filter, chosen_question,
+                              bool(show_left_out) or asked_for_left_out)
         return selection, data, notes
 
     def matches(self, selection: Selection, data: BenchData) -> list[str]:
@@ -135,7 +149,7 @@ class BrowserApp:
             return list(data.question_by_id)
         return filter_questions(data, judge=selection.judge, baseline=selection.baseline, model=selection.model,
                                 category=selection.category, search=selection.search,
-                                verdict_filter=selection.verdict_filter)
+                                verdict_filter=selection.verdict_filter, include_left_out=selection.show_left_out)
 
     def board(self, bench: str, judge: str | None, baseline: str, unit: str, style: list[str] | None = None) -> Board:
         data = self.cache.get(bench)
@@ -154,8 +168,9 @@ class BrowserApp:
         data = self.cache.get(bench)
         # show_result.py's output as it prints it: header, one line per model, notes, then the extra sections
         printed = "\n".join([board.header, *board.lines, *board.notes, *board.extra]) if board.lines else ""
-        lines = f'<pre class="aj-board-lines">{html.escape(printed)}</pre>' if printed else ""
-        return [html.escape(board.header.lstrip("# ")), lines, board.table(), board.ci_svg(), verdict_counts(data, judge, baseline)]
+        lines = f'<pre class="aj-board-lines" style="{FIT_COLUMN}">{html.escape(printed)}</pre>' if printed else ""
+        return [html.escape(board.header.lstrip("# ")), lines, board.styled_table(), board.ci_svg(),
+                verdict_counts(data, judge, baseline)]
 
     def comparison_html(self, bench: str, judge: str | None, baseline: str, models: list[str]) -> str:
         """show_result.py --compare's lines and, per pair, the questions that differ most with links into the battles."""
@@ -167,7 +182,7 @@ class BrowserApp:
             lines, sections = compare_section(data, judge, baseline, models)
         except UserError as exc:
             return f'<p class="aj-compare-error">{html.escape(str(exc))}</p>'
-        parts = [f'<pre class="aj-compare-lines">{html.escape(chr(10).join(lines))}</pre>']
+        parts = [f'<pre class="aj-compare-lines" style="{FIT_COLUMN}">{html.escape(chr(10).join(lines))}</pre>']
         for title, rows in sections:
             items = "".join(f'<li><a class="aj-battle-link" href="{html.escape(link)}" target="_self">'
                             f"{html.escape(qid)}</a> {diff:+.2f} · {html.escape(prompt)}</li>"
@@ -177,7 +192,9 @@ class BrowserApp:
 
     # ---- rendering ---------------------------------------------------------------------
 
-    def control_updates(self, selection: Selection, data: BenchData) -> list[Any]:
+    def control_updates(self, selection: Selection, data: BenchData, *, set_switch: bool = False) -> list[Any]:
+        """The controls for a selection; the switch is written only when a link set it (`set_switch`): a reply to
+        an earlier event must not undo a click on it made since."""
         candidates = data.candidates(selection.baseline)
         return [
             gr.update(choices=self.benches(), value=selection.bench),
@@ -189,6 +206,7 @@ class BrowserApp:
             gr.update(choices=[("all", NO_MODEL), *[(c, c) for c in data.categories()]], value=selection.category or NO_MODEL),
             gr.skip(),  # never write the search box: a late reply would overwrite what the user typed since
             gr.update(value=selection.verdict_filter),
+            gr.update(value=selection.show_left_out) if set_switch else gr.skip(),
         ]
 
     def benches(self) -> list[str]:
@@ -202,12 +220,23 @@ class BrowserApp:
             caveat = " — needs judgments by two judges or more; this bench has " + (", ".join(data.judges) or "none")
         # The ids also go in a collapsed list: the table only renders the rows in view, and a list is easy to copy.
         count = (f'<div class="aj-count" data-count="{len(matched)}"><b>{len(matched)} of {total} questions</b> match '
-                 f"({html.escape(what)}){html.escape(caveat)}</div>"
+                 f"({html.escape(what)}){html.escape(caveat)}</div>{self.left_out_line(selection, data)}"
                  f'<details><summary>ids of the matching questions</summary><code class="aj-ids">'
                  f"{html.escape(' '.join(matched))}</code></details>")
         table = question_rows(data, matched, judge=selection.judge, baseline=selection.baseline, model=selection.model) \
             if selection.model else question_rows(data, matched, judge=None, baseline=selection.baseline, model="")
-        return [count, table, matched]
+        return [count, table, matched, selection.search]
+
+    def left_out_line(self, selection: Selection, data: BenchData) -> str:
+        """How many of the model's judgments the board leaves out and why, and whether the list shows them."""
+        summary = left_out_summary(data, selection.judge, selection.baseline, selection.model)
+        if summary is None:
+            return ""
+        count, sentence = summary
+        state = (f"listed, marked in the column “{LEFT_OUT_COLUMN}”" if selection.show_left_out
+                 else f"not listed; tick “{SHOW_LEFT_OUT}” to list them")
+        return (f'<div class="aj-left-out-count" data-left-out="{count}" '
+                f'data-shown="{str(selection.show_left_out).lower()}">{html.escape(sentence)} ({html.escape(state)})</div>')
 
     def view_updates(self, selection: Selection, data: BenchData, notes: list[str]) -> list[Any]:
         """The question view: prompt, answers, games of the model (and of the second model)."""
@@ -245,7 +274,7 @@ class BrowserApp:
             if m is None:
                 return ["", "", "", ""]
             judgment = data.judgment(judge, m, qid) if judge else None
-            left_out = data.left_out_reason(judge, baseline, m, qid) is not None
+            left_out = data.left_out_reason(judge, baseline, m, qid)
             out = []
             for index in range(2):
                 game = judgment.games[index] if judgment and index < len(judgment.games) else None
@@ -301,10 +330,14 @@ class BrowserApp:
                     category_dd = gr.Dropdown(choices_of(controls0[5]), value=value_of(controls0[5]), label="Category")
                     search_box = gr.Textbox(value="", label="Search", placeholder="words in the prompt, id or cluster")
                     filter_dd = gr.Dropdown([(label, key) for key, label in FILTERS.items()], value="all", label="Filter")
+                    # off: only the battles the board counts are listed, as on the board
+                    left_out_box = gr.Checkbox(value=initial.show_left_out, label=SHOW_LEFT_OUT,
+                                               elem_id="aj-show-left-out")
                 count_md = gr.HTML(list0[0], elem_id="aj-count")
                 table = gr.Dataframe(list0[1], interactive=False, max_height=260, elem_id="aj-questions",
                                      wrap=False, show_label=False)
                 matches_state = gr.State(list0[2])
+                searched_state = gr.State(list0[3])  # the search text the list was made with
                 with gr.Row():
                     prev_btn = gr.Button("← previous", elem_id="aj-prev", size="sm")
                     qid_box = gr.Textbox(value=value_of(view0[0]), label="Question id (Enter to jump)", elem_id="aj-qid")
@@ -349,24 +382,35 @@ class BrowserApp:
                     compare_btn = gr.Button("Compare", size="sm", elem_id="aj-compare-btn")
                 compare_html = gr.HTML("", elem_id="aj-compare")
 
-            controls = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, search_box, filter_dd]
-            lists = [count_md, table, matches_state]
+            controls = [bench_dd, judge_dd, baseline_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, left_out_box]
+            lists = [count_md, table, matches_state, searched_state]
             view = [qid_box, header_md, notes_md, prompt_md, base_title, base_answer, model_title, model_answer,
                     vs_col, vs_title, vs_answer, g1_badge, g1_text, g2_badge, g2_text,
                     vs_games, vs_g1_badge, vs_g1_text, vs_g2_badge, vs_g2_text]
-            url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd, category_dd, filter_dd, search_box]
+            url_inputs = [bench_dd, judge_dd, model_dd, qid_box, vs_dd, category_dd, filter_dd, search_box, left_out_box]
 
             def refresh(bench: str, judge: str, model: str, vs: str, category: str, search: str,
-                        verdict_filter: str, question: str) -> list[Any]:
+                        verdict_filter: str, question: str, show_left_out: bool = False,
+                        from_link: bool = False) -> list[Any]:
                 """A control changed: re-resolve, re-filter, keep the question if it still matches."""
                 selection, data, notes = self.resolve(bench=bench, judge=judge, model=model,
                                                       vs=vs or None, category=category or None, search=search,
-                                                      verdict_filter=verdict_filter, question=question or None)
+                                                      verdict_filter=verdict_filter, question=question or None,
+                                                      show_left_out=bool(show_left_out), from_link=from_link)
                 matched = self.matches(selection, data)
                 if selection.question not in matched:
                     selection = replace(selection, question=matched[0] if matched else None)
-                return [*self.control_updates(selection, data), *self.list_updates(selection, data, matched),
+                return [*self.control_updates(selection, data, set_switch=from_link),
+                        *self.list_updates(selection, data, matched),
                         *self.view_updates(selection, data, notes)]
+
+            def refresh_if_searched(bench: str, judge: str, model: str, vs: str, category: str, search: str,
+                                    verdict_filter: str, question: str, show_left_out: bool, searched: str) -> list[Any]:
+                """Leaving the search box: refresh only if its text is not the one the list was made with. A
+                needless refresh would carry the controls as they were before the click that moved the focus."""
+                if (search or "") == (searched or ""):
+                    return [gr.skip()] * len(everything)
+                return refresh(bench, judge, model, vs, category, search, verdict_filter, question, show_left_out)
 
             def show(bench: str, judge: str, model: str, vs: str, question: str) -> list[Any]:
                 selection, data, notes = self.resolve(bench=bench, judge=judge, model=model,
@@ -388,7 +432,8 @@ class BrowserApp:
                     return [gr.skip()] * (len(controls) + len(lists) + len(view))
                 return refresh(params.get("bench", ""), params.get("judge", ""),
                                params.get("model", ""), params.get("vs", ""), params.get("category", ""),
-                               params.get("search", ""), params.get("filter", "") or "all", params.get("question", ""))
+                               params.get("search", ""), params.get("filter", "") or "all", params.get("question", ""),
+                               params.get("left_out", "") == "1", from_link=True)
 
             def on_board(bench: str, judge: str, baseline: str, unit: str, style: list[str]) -> list[Any]:
                 return self.board_updates(bench, judge or None, baseline, unit, style)
@@ -398,20 +443,24 @@ class BrowserApp:
 
             everything = controls + lists + view
             view_inputs = [bench_dd, judge_dd, model_dd, vs_dd]
-            control_inputs = [bench_dd, judge_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, qid_box]
+            control_inputs = [bench_dd, judge_dd, model_dd, vs_dd, category_dd, search_box, filter_dd, qid_box, left_out_box]
             # Moving between questions takes ~6 ms on the server: skip the queue and the progress overlay,
             # so the new question replaces the old one without a flash.
             instant: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
             for control in (bench_dd, judge_dd, model_dd, vs_dd, category_dd, filter_dd):
                 control.input(refresh, control_inputs, everything, **instant).then(None, url_inputs, None, js=URL_JS)
+            # The switch and the search box go through one queue, one at a time (clicking the switch right after
+            # typing also sends the box's blur, which refreshes only if the text changed).
+            in_order: dict[str, Any] = {"concurrency_id": "aj-list", "concurrency_limit": 1, "show_progress": "hidden"}
+            left_out_box.input(refresh, control_inputs, everything, **in_order).then(None, url_inputs, None, js=URL_JS)
             # Typing filters as you go; Enter and leaving the box apply it too (Gradio sends no input event
             # when a selection is deleted, e.g. Ctrl+A then Backspace).
-            search_box.input(refresh, control_inputs, everything, trigger_mode="always_last").then(
+            search_box.input(refresh, control_inputs, everything, trigger_mode="always_last", **in_order).then(
                 None, url_inputs, None, js=URL_JS)
-            search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last").then(
+            search_box.submit(refresh, control_inputs, everything, trigger_mode="always_last", **in_order).then(
                 None, url_inputs, None, js=URL_JS)
-            search_box.blur(refresh, control_inputs, everything, trigger_mode="always_last").then(
-                None, url_inputs, None, js=URL_JS)
+            search_box.blur(refresh_if_searched, [*control_inputs, searched_state], everything,
+                            trigger_mode="always_last", **in_order).then(None, url_inputs, None, js=URL_JS)
             qid_box.submit(show, [*view_inputs, qid_box], view, **instant).then(None, url_inputs, None, js=URL_JS)
             table.select(on_select, view_inputs, view, **instant).then(None, url_inputs, None, js=URL_JS)
             prev_btn.click(lambda *a: step(*a, -1), [*view_inputs, qid_box, matches_state], view, **instant).then(
@@ -445,15 +494,16 @@ def _games_row(values: list[Any], id_prefix: str) -> tuple[gr.HTML, gr.HTML, gr.
     return components[0], components[1], components[2], components[3]
 
 
-DEEP_LINK_PARAMS = ("bench", "judge", "model", "question", "vs", "category", "filter", "search")
+DEEP_LINK_PARAMS = ("bench", "judge", "model", "question", "vs", "category", "filter", "search", "left_out")
 
 # Keeps the address bar on the current view, filter included, so a copied URL is a deep link
 # (history.replaceState: no reload).
 URL_JS = """
-(bench, judge, model, question, vs, category, filter, search) => {
+(bench, judge, model, question, vs, category, filter, search, leftOut) => {
   const params = new URLSearchParams();
   const pairs = [["bench", bench], ["judge", judge], ["model", model], ["question", question], ["vs", vs],
-                 ["category", category], ["filter", filter === "all" ? "" : filter], ["search", search]];
+                 ["category", category], ["filter", filter === "all" ? "" : filter], ["search", search],
+                 ["left_out", leftOut ? "1" : ""]];
   for (const [key, value] of pairs) {
     if (value) params.set(key, value);
   }
