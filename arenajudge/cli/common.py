@@ -1,15 +1,21 @@
-"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders."""
+"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders.
+
+The commands that send no requests (show_result.py, qa_browser.py, ...) import this module too:
+the HTTP client (`..client`) is imported where a request policy is made, not here.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import RequestPolicy
 from ..config import ModelEntry
 from ..errors import UserError
 from ..storage import JsonlAppender
+
+if TYPE_CHECKING:
+    from ..client import RequestPolicy
 
 
 def command_parser(prog: str, description: str, setting_file: str, what: str) -> argparse.ArgumentParser:
@@ -39,6 +45,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def request_policy(args: argparse.Namespace) -> RequestPolicy:
+    from ..client import RequestPolicy  # here: importing the client takes the HTTP library along
+
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     if args.timeout is not None and args.timeout <= 0:
