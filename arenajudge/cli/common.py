@@ -36,7 +36,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="seconds per request, for every model (default: the api config entry's `timeout`, else 600)")
     parser.add_argument("--client-processes", type=int, default=1, metavar="N",
                         help="send the requests from N processes, each with a share of every endpoint's `parallel`: "
-                             "for many replicas behind one entry, where one process (about 800 requests/s) "
+                             "for many replicas behind one entry, where one process (about 1,800 requests/s of CPU) "
                              "cannot keep them busy (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--wait", action="store_true",
