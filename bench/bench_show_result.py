@@ -4,13 +4,17 @@ Generates 9 judged models (the baseline included, as arena-hard-local's configs 
 x 500 questions x 2 games; runs the seed's way (battles built row by row, a logistic
 regression refitted per bootstrap round) in-process and our whole command as a
 subprocess (interpreter start-up and file loading included), both at the same rounds.
+Our command runs --repeat times (the median counts: other work on the machine shows as a
+spread), and the time its imports take alone is printed beside it.
 
-    python bench/bench_show_result.py [--rounds 100] [--questions 500] [--models 9]
+    python bench/bench_show_result.py [--rounds 100] [--questions 500] [--models 9] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--models", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of our command (default: %(default)s)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -57,11 +62,25 @@ def main() -> None:
 
         cmd = [sys.executable, str(ROOT / "show_result.py"), "--judge-name", "judge-a",
                "--baseline", sb.baseline, "--num-rounds", str(args.rounds)]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        ours_seconds = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        runs, import_runs, start_runs = [], [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+            runs.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr)
+            # what the command's imports cost, measured inside a fresh interpreter (start-up not counted) ...
+            probe = ("import time; t = time.perf_counter(); import arenajudge.cli.show_result; "
+                     "print(time.perf_counter() - t)")
+            import_runs.append(float(subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True,
+                                                    text=True, env=env, check=True).stdout))
+            # ... and the interpreter's own start-up, for scale
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            start_runs.append(time.perf_counter() - t0)
+        ours_seconds = statistics.median(runs)
+        import_seconds = statistics.median(import_runs)
 
         ours_battles = battles_from_judgments(judgments, sb.baseline, "judge-a").battles
         t0 = time.perf_counter()
@@ -71,9 +90,12 @@ def main() -> None:
     n_judgments = sum(len(r) for r in judgments.values())
     print(f"{n_judgments} judgments, {len(battles)} battles, {args.rounds} bootstrap rounds")
     print(f"seed way (in-process, no start-up): {seed_seconds:.2f} s")
-    print(f"show_result.py (whole command):     {ours_seconds:.2f} s")
+    print(f"show_result.py (whole command):     {ours_seconds:.2f} s  (median of {', '.join(f'{r:.2f}' for r in runs)})")
+    print(f"  of which its imports:             {import_seconds:.2f} s  (median of "
+          f"{', '.join(f'{r:.2f}' for r in import_runs)}; the bare interpreter starts in {statistics.median(start_runs):.2f} s)")
     print(f"speed-up: {seed_seconds / ours_seconds:.1f}x  (goal: >= 10x)")
     print(f"rating compute at 1000 rounds: {compute_1000:.3f} s  (goal: < 2 s)")
+    print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def test_errors_are_retried_then_reported():
         garbage = b"NOT HTTP AT ALL\r\n\r\n"
         async with RawServer(lambda n, body: (garbage, "close")) as server:
             client = ModelClient(server.entry(), RequestPolicy(attempts=2, first_wait=0.01))
-            with pytest.raises(RequestFailed, match="APIConnectionError"):
+            with pytest.raises(RequestFailed, match="RemoteProtocolError: malformed status line"):
                 await _ask(client, 1)
             assert len(server.requests) == 2 and client.usage.retries == 1
             await client.close()
@@ -159,8 +159,12 @@ def test_errors_are_retried_then_reported():
     asyncio.run(main())
 
 
-def test_each_request_goes_to_its_own_path_with_the_key():
-    # request URLs are merged with api_base and parsed once per client, then reused
+def test_each_request_goes_to_its_own_path_with_the_key(monkeypatch):
+    # request URLs are merged with api_base and parsed once per client, then reused; the organisation and
+    # project named in the environment go along, as the openai client sends them
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-test")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-test")
+
     async def main() -> None:
         async with RawServer(lambda n, body: (_framed("length", f"ответ {n}"), "keep")) as server:
             client = ModelClient(server.entry(api_key="sk-test-key"))
@@ -173,6 +177,52 @@ def test_each_request_goes_to_its_own_path_with_the_key():
             for head in lines:
                 lowered = [line.lower() for line in head]
                 assert b"authorization: bearer sk-test-key" in lowered and b"host: 127.0.0.1:%d" % server.port in lowered
+                assert b"openai-organization: org-test" in lowered and b"openai-project: proj-test" in lowered
+            assert b"content-type: application/json" in [line.lower() for line in lines[0]]
+            await client.close()
+
+    asyncio.run(main())
+
+
+def _status(code: int, content_type: str, body: bytes, extra: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 %d X\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (code, content_type.encode(), len(body))
+            + extra + b"\r\n" + body)
+
+
+def test_http_errors_are_statuses_with_the_servers_words_and_no_reply_is_a_connection_error():
+    async def main() -> None:
+        page = b"<html><head><title>502 Bad Gateway</title></head>\n<body>  nginx  </body></html>"
+        replies = {1: _status(502, "text/html", page),  # a proxy's page: retried, its text shown
+                   2: _status(503, "application/json", json.dumps({"error": {"message": "busy, try later"}}).encode(),
+                              b"retry-after: 0\r\n"),
+                   3: _status(400, "application/json", json.dumps({"object": "error", "message": "bad field"}).encode())}
+        async with RawServer(lambda n, body: (replies[n], "keep")) as server:
+            client = ModelClient(server.entry(), RequestPolicy(attempts=3, first_wait=0.01))
+            with pytest.raises(RequestFailed) as failed:
+                await _ask(client, 1)
+            # 502 and 503 retried (Retry-After: 0 honoured), the 400 is not: a rerun cannot fix it
+            assert failed.value.permanent and str(failed.value).endswith("/v1: HTTP 400: bad field")
+            assert client.usage.retries == 2 and len(server.requests) == 3
+            assert client.last_error == "HTTP 400: bad field"
+            await client.close()
+        async with RawServer(lambda n, body: (replies[1], "keep")) as server:
+            client = ModelClient(server.entry(), RequestPolicy(attempts=1))
+            with pytest.raises(RequestFailed, match=r"HTTP 502: <html><head><title>502 Bad Gateway</title></head> <body> nginx"):
+                await _ask(client, 1)
+            await client.close()
+        # nothing listens: a connection error naming the cause, not a status
+        async with RawServer(lambda n, body: (b"", "close")) as server:
+            entry = server.entry()
+        client = ModelClient(entry, RequestPolicy(attempts=1))
+        with pytest.raises(RequestFailed, match="ConnectError") as failed:
+            await _ask(client, 1)
+        assert not failed.value.permanent
+        await client.close()
+        # no reply within the timeout
+        async with RawServer(lambda n, body: (b"", "hang")) as server:
+            client = ModelClient(server.entry(), RequestPolicy(attempts=1, timeout=0.2))
+            with pytest.raises(RequestFailed, match="ReadTimeout: timed out waiting for the reply"):
+                await _ask(client, 1)
             await client.close()
 
     asyncio.run(main())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
 
 from arenajudge_testkit.synth import make_bench
 
@@ -178,3 +181,20 @@ def test_seed_data_with_brackets_loads(bench, shared):
     proc = _show(cwd, sb)
     assert proc.returncode == 0, proc.stderr
     assert "aya-23-8B has answers but no battles" in proc.stdout
+
+
+def test_a_board_imports_no_http_client_and_no_gradio(bench):
+    """A board reads files and computes: the openai client (about 0.7 s to import), its HTTP library and
+    Gradio would be most of show_result.py's time. A fresh interpreter builds two boards, then lists them."""
+    cwd, sb = bench
+    boards = [["--judge-name", "judge-a", "--baseline", sb.baseline],
+              ["--judge-name", "judge-a", "--baseline", sb.baseline, "--style-control", "length", "markdown",
+               "--diagnostics", "--markdown", "--output"]]
+    code = ("import sys\nfrom arenajudge.cli.show_result import main\n"
+            f"codes = [main(argv) for argv in {boards!r}]\n"
+            "print(codes, sorted(m for m in ('openai', 'httpx2', 'httpx', 'gradio') if m in sys.modules), file=sys.stderr)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "score:" in proc.stdout and "## " in proc.stdout  # both boards were built, the second with its sections
+    assert proc.stderr.strip().splitlines()[-1] == "[0, 0] []"

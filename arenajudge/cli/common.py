@@ -1,15 +1,21 @@
-"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders."""
+"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders.
+
+The commands that send no requests (show_result.py, qa_browser.py, ...) import this module too:
+the HTTP client (`..client`) is imported where a request policy is made, not here.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arenajudge.config.models import ModelEntry
 from arenajudge.core.errors import UserError
-from arenajudge.endpoints.client import RequestPolicy
 from arenajudge.records.storage import JsonlAppender
+
+if TYPE_CHECKING:
+    from arenajudge.endpoints.client import RequestPolicy
 
 
 def command_parser(prog: str, description: str, setting_file: str, what: str) -> argparse.ArgumentParser:
@@ -30,7 +36,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="seconds per request, for every model (default: the api config entry's `timeout`, else 600)")
     parser.add_argument("--client-processes", type=int, default=1, metavar="N",
                         help="send the requests from N processes, each with a share of every endpoint's `parallel`: "
-                             "for many replicas behind one entry, where one process (about 800 requests/s) "
+                             "for many replicas behind one entry, where one process (about 1,800 requests/s of CPU) "
                              "cannot keep them busy (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--wait", action="store_true",
@@ -39,6 +45,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def request_policy(args: argparse.Namespace) -> RequestPolicy:
+    from arenajudge.endpoints.client import RequestPolicy  # here: importing the client takes the HTTP library along
+
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     if args.timeout is not None and args.timeout <= 0:

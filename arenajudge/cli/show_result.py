@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(runs_table(BenchPaths(args.bench_name, args.data_dir)))
         return 0
     if shown_mt_bench_mode(args.bench_name, args.mode) is not None:
-        from arenajudge.cli import show_mtbench  # imported here: it brings the openai client, which boards never need
+        from arenajudge.cli import show_mtbench  # imported here: it brings the HTTP client (httpx2), which boards never need
 
         if args.report is not None:
             raise UserError("--report is written for Arena-Hard boards; MT-Bench judgments print their tables only")

@@ -1,32 +1,31 @@
-"""One attempt at one chat request through the official openai client, and what came back.
+"""One attempt at one chat request, sent through httpx2's public client, and what came back.
 
-The attempt's outcome is plain data (a tuple of bytes, ints and strings) rather than the client's
-exceptions, so the same attempt can run in this process or in a client process
-(`client_processes`) and reach the retry logic of `client.ModelClient` unchanged.
+The attempt's outcome is plain data (a tuple of bytes, ints and strings) rather than exceptions,
+so the same attempt can run in this process or in a client process (`client_processes`) and
+reach the retry logic of `client.ModelClient` unchanged.
 
-Why the client's lower-level `request` with options built once per endpoint and the reply read as
-bytes: it skips the typed-parameter transform (about 0.8 ms of CPU per request) and the
-per-request options model of `post`, and keeps fields such as `reasoning` as sent.
+Why httpx2 (the HTTP library the openai client is built on) directly rather than the openai
+client: the body goes out as bytes serialised once, to a URL parsed once, and the reply is read
+as bytes (keeping fields such as `reasoning` as sent). The openai client's documented calls
+transform every message (`chat.completions.create`: about 2 ms of CPU a request) or build
+request options and merge the URL each time (`post(..., content=...)`: about twice the CPU of
+this route); only its private parts skipped that, at the price of a pin below the next major
+release. Requests carry what the openai client sends that a server reads (the key as a Bearer
+token, JSON content type, OPENAI_ORG_ID / OPENAI_PROJECT_ID from the environment), and its
+error split is kept: no reply is a connection error, any non-2xx reply an HTTP status.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import os
 import time
 from typing import Any
 
 import httpx2
-import openai
-from openai._models import FinalRequestOptions  # the type of `request`'s options (not re-exported)
 
 from arenajudge.endpoints.http_transport import keep_alive_http_client
-
-# The client's platform headers (X-Stainless-OS, -Arch, -Runtime, ...) mean nothing to vLLM, and each
-# request copies and normalises every header several times: without them it costs ~50 us less CPU.
-_NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
-    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
-    "X-Stainless-Runtime-Version", "X-Stainless-Async")}
 
 # What one attempt got back:
 #   ("reply", is_json, body): an HTTP 2xx reply (is_json: its content type says JSON);
@@ -36,58 +35,55 @@ _NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
 Outcome = tuple[Any, ...]
 
 
-class _OpenAI(openai.AsyncOpenAI):
-    """The official client, merging each request URL with base_url once: every request merged and
-    parsed it again (~40 us of CPU). URLs are immutable, so the parsed one is reused."""
+def api_base_url(api_base: str | None) -> str:
+    """The endpoint's base URL. There is no default: never $OPENAI_BASE_URL or OpenAI's own API unless written
+    (ModelEntry.require_address refuses an entry without one before any request, naming the fix)."""
+    if not api_base:
+        raise ValueError("an endpoint without api_base (ModelEntry.require_address refuses it earlier)")
+    return api_base
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._merged_urls: dict[str, httpx2.URL] = {}
 
-    def _prepare_url(self, url: str) -> httpx2.URL:
-        merged = self._merged_urls.get(url)
-        if merged is None:
-            if len(self._merged_urls) >= 64:  # a handful in practice (chat, /tokenize): never grows unbounded
-                self._merged_urls.clear()
-            merged = self._merged_urls[url] = super()._prepare_url(url)
-        return merged
+def request_headers(api_key: str | None) -> dict[str, str]:
+    """The headers of every request to an endpoint: its key, JSON both ways, and the OpenAI
+    organisation and project when the environment names them (as the openai client does)."""
+    headers = {"Authorization": f"Bearer {api_key or 'EMPTY'}", "Content-Type": "application/json",
+               "Accept": "application/json"}
+    for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+        if os.environ.get(variable):
+            headers[header] = os.environ[variable]
+    return headers
 
 
 class ChatEndpoint:
-    """One endpoint's client and its chat request options, built once."""
+    """One endpoint's HTTP client and its chat URL, built once."""
 
     def __init__(self, api_base: str | None, api_key: str | None, timeout: float) -> None:
-        if not api_base:  # given None, the client would send to $OPENAI_BASE_URL or OpenAI's own API
-            raise ValueError("an endpoint without api_base (ModelEntry.require_address refuses it earlier)")
-        # our keep-alive transport (http_transport): the default one cost half the CPU per request
-        self.client = _OpenAI(base_url=api_base, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout,
-                              http_client=keep_alive_http_client(), default_headers=_NO_PLATFORM_HEADERS)
-        self._chat = FinalRequestOptions.construct(method="post", url="/chat/completions")
+        # our keep-alive transport (http_transport): httpx2's default one cost about twice the CPU per request
+        self.client = keep_alive_http_client(timeout=timeout, headers=request_headers(api_key))
+        base = httpx2.URL(api_base_url(api_base))
+        self.url = base.copy_with(path=base.path.rstrip("/") + "/chat/completions")  # parsed once, reused
 
     async def send(self, body: dict[str, Any]) -> Outcome:
         """POST `body` as JSON to <api_base>/chat/completions once; never raises for what the server or network did."""
-        # serialised here, once: given as `json_data`, the client would deep-copy and transform the messages;
-        # no per-request headers (the client's default ones already say application/json)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        options = self._chat.model_copy(update={"content": payload})
         try:
-            response = await self.client.request(httpx2.Response, options)  # errors raised as by `post`
-        except openai.APIStatusError as exc:
-            return ("status", exc.status_code, error_text(exc), retry_after_seconds(exc))
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            return ("connection", error_text(exc))
+            response = await self.client.post(self.url, content=payload)
+        except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:  # no reply: refused, reset, timed out, cut short
+            return ("connection", f"{type(exc).__name__}: {exc}")
+        if not response.is_success:
+            return ("status", response.status_code, status_text(response), retry_after_seconds(response))
         is_json = response.headers.get("content-type", "*").split(";")[0].endswith("json")
         return ("reply", is_json, response.content)
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.client.aclose()
 
 
-def retry_after_seconds(exc: Exception) -> float | None:
+def retry_after_seconds(response: httpx2.Response) -> float | None:
     """The wait a 429 or 503 asks for in its Retry-After header (seconds or an HTTP date), if any."""
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (429, 503):
+    if response.status_code not in (429, 503):
         return None
-    value = exc.response.headers.get("retry-after")
+    value = response.headers.get("retry-after")
     if not value:
         return None
     try:
@@ -101,9 +97,17 @@ def retry_after_seconds(exc: Exception) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        return f"HTTP {exc.status_code}: {message or exc.message}"
-    return f"{type(exc).__name__}: {exc}"
+def status_text(response: httpx2.Response) -> str:
+    """"HTTP <code>: <the server's message>": the `message` of an OpenAI-style error body (vLLM's too),
+    else the start of the body, else the code alone."""
+    status = response.status_code
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        data = None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return f"HTTP {status}: {message}"
+    text = " ".join(response.content[:400].decode("utf-8", "replace").split())[:120]  # e.g. a proxy's HTML page
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"

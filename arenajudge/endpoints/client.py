@@ -16,12 +16,16 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arenajudge.config.models import ModelEntry
 from arenajudge.core.urls import endpoint_secrets, hide
-from arenajudge.endpoints.chat_request import ChatEndpoint, Outcome
+from arenajudge.endpoints.chat_request import ChatEndpoint, Outcome, api_base_url
 from arenajudge.endpoints.client_processes import ClientProcesses
+from arenajudge.endpoints.http_transport import keep_alive_http_client
+
+if TYPE_CHECKING:
+    import openai
 
 # vLLM's two wordings of "the prompt does not fit the context"
 _OVERFLOW = re.compile(r"maximum context length|max_tokens must be at least 1|context length", re.I)
@@ -130,7 +134,8 @@ class ModelClient:
         self.timeout = self.policy.timeout or self.entry.timeout or DEFAULT_TIMEOUT
         n = self.policy.client_processes
         specs = [(ep.api_base, ep.api_key) for ep in self.entry.endpoints]
-        self._endpoints: list[ChatEndpoint] = []  # clients in this process (server_request uses the first)
+        self._endpoints: list[ChatEndpoint] = []  # chat clients in this process
+        self._server_client: openai.AsyncOpenAI | None = None  # for server_request, made on its first use
         if n <= 1:
             self._processes = None
             self._endpoints = [ChatEndpoint(ep.api_base, ep.api_key, self.timeout) for ep in self.entry.endpoints]
@@ -266,20 +271,25 @@ class ModelClient:
     async def server_request(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """GET (or POST `body`) `path` on the first endpoint's server root, e.g. vLLM's /tokenize; no retries.
 
-        Raises openai's APIStatusError / APIConnectionError as they come (the caller decides).
+        Through the official openai client's documented calls for paths it has no method for (`get`,
+        `post`), on our transport: it raises APIStatusError / APIConnectionError as they come (the caller decides).
         """
-        if not self._endpoints:  # requests go from client processes: this one needs a client for this only
+        if self._server_client is None:
+            import openai  # here: the chat requests do not need it (a client process never imports it)
+
             first = self.entry.endpoints[0]
-            self._endpoints = [ChatEndpoint(first.api_base, first.api_key, self.timeout)]
-        client = self._endpoints[0].client
-        root = str(client.base_url).rstrip("/")
+            self._server_client = openai.AsyncOpenAI(base_url=api_base_url(first.api_base), api_key=first.api_key or "EMPTY",
+                                                     max_retries=0, timeout=self.timeout, http_client=keep_alive_http_client())
+        root = str(self._server_client.base_url).rstrip("/")
         root = root[: -len("/v1")] if root.endswith("/v1") else root
         if body is None:
-            return await client.get(root + path, cast_to=object)
-        return await client.post(root + path, body=body, cast_to=object)
+            return await self._server_client.get(root + path, cast_to=object)
+        return await self._server_client.post(root + path, body=body, cast_to=object)
 
     async def close(self) -> None:
         for endpoint in self._endpoints:
             await endpoint.close()
+        if self._server_client is not None:
+            await self._server_client.close()
         if self._processes is not None:
             self.usage.client_processes_cpu += await self._processes.close()

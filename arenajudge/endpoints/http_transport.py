@@ -1,15 +1,15 @@
-"""HTTP/1.1 keep-alive transport for the openai client's httpx2 client, on plain asyncio streams.
+"""HTTP/1.1 keep-alive transport for httpx2's client (the openai client's HTTP library), on plain asyncio streams.
 
 Why: per judge request the default transport (httpcore2 over anyio) cost about 0.7 ms of CPU in
 pool bookkeeping, per-call timeout scopes and stream wrappers, half the client's whole cost on
 real prompts (bench/bench_judgment.py). This one keeps what a chat client needs: one write per
 request, Content-Length or chunked replies, idle connections reused last-in first-out,
-per-phase timeouts, TLS. The openai client above it is unchanged (request building, errors,
-headers such as Retry-After); httpx2's proxy mounts from the environment still use their own
-transports.
+per-phase timeouts, TLS. It plugs in through httpx2's public transport interface, under the chat
+requests' client (`chat_request`) and the openai client's (`probe`, `client.server_request`);
+httpx2's proxy mounts from the environment still use their own transports.
 
-Errors are raised as httpx2's exceptions, which the openai client maps to APIConnectionError /
-APITimeoutError. A reused connection that the server closed while idle (keep-alive timeout)
+Errors are raised as httpx2's exceptions (the openai client maps them to APIConnectionError /
+APITimeoutError). A reused connection that the server closed while idle (keep-alive timeout)
 fails before any reply byte; that request is sent once more on a new connection.
 """
 
@@ -21,7 +21,6 @@ from collections import deque
 from typing import Any
 
 import httpx2
-import openai
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 _MAX_HEAD = 1 << 16  # bytes of status line and headers
@@ -179,29 +178,8 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-_URLS_KEPT = 64  # a client asks a handful of URLs (chat, /tokenize, /models): more means something else
-
-
-class _ParsedOnceClient(openai.DefaultAsyncHttpxClient):
-    """The openai client passes each request's URL as a string, which httpx2 parses again every time
-    (~40 us of CPU): a URL seen before is passed on already parsed (URLs are immutable)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._parsed: dict[str, httpx2.URL] = {}
-
-    def build_request(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
-        if isinstance(url, str):
-            parsed = self._parsed.get(url)
-            if parsed is None:
-                if len(self._parsed) >= _URLS_KEPT:
-                    self._parsed.clear()
-                parsed = self._parsed[url] = httpx2.URL(url)
-            url = parsed
-        return super().build_request(method, url, **kwargs)
-
-
 def keep_alive_http_client(tls: ssl.SSLContext | None = None, **kwargs: Any) -> httpx2.AsyncClient:
-    """The openai client's default httpx2 client (its timeouts, limits, redirects) on our transport;
-    without `tls`, the default context is made at the first https connection."""
-    return _ParsedOnceClient(transport=KeepAliveTransport(tls), **kwargs)
+    """An httpx2 client on our transport that follows redirects (as the openai client's default one does);
+    `kwargs` go to httpx2.AsyncClient (timeout, headers). Without `tls`, the default context is made at
+    the first https connection."""
+    return httpx2.AsyncClient(transport=KeepAliveTransport(tls), follow_redirects=True, **kwargs)

@@ -1,7 +1,7 @@
 """A look at every endpoint before a run: a dead or wrong api_base stops the run in one line.
 
-GET <api_base>/models with a short timeout, through the same client the run uses (same key,
-TLS and proxy settings). What stops the run: nothing listening, no answer within the timeout,
+GET <api_base>/models with a short timeout, through the official openai client on the run's
+transport (same key, TLS and proxy settings). What stops the run: nothing listening, no answer within the timeout,
 a 404 (no OpenAI-compatible API at that path: often a missing /v1), a 5xx, or a reply that is
 not the JSON model list. What does not: 401/403 (the chat request then fails with a message
 naming the endpoint and the key problem, as before) and a model list without this model
