@@ -20,6 +20,14 @@ import httpx2
 import openai
 from openai._models import FinalRequestOptions  # the type of `request`'s options (not re-exported)
 
+from .endpoint_health import (
+    BROKEN_REPLY,
+    CONNECT_TIMED_OUT,
+    CONNECTION_FAILED,
+    CONNECTION_LOST,
+    CONNECTION_REFUSED,
+    TIMED_OUT,
+)
 from .http_transport import keep_alive_http_client
 
 # The client's platform headers (X-Stainless-OS, -Arch, -Runtime, ...) mean nothing to vLLM, and each
@@ -32,7 +40,8 @@ _NO_PLATFORM_HEADERS = {name: openai.Omit() for name in (
 #   ("reply", is_json, body): an HTTP 2xx reply (is_json: its content type says JSON);
 #   ("status", code, text, retry_after): an HTTP error, `text` as shown to the user (not yet redacted),
 #       retry_after the seconds a 429/503 asked to wait (None: it did not say);
-#   ("connection", text): no reply (connection failed, timed out, or the client process is gone).
+#   ("connection", text, what): no reply; `what` says what happened (endpoint_health: refused, lost, timed
+#       out, ...), or is None when it was our own client process that went away (nothing about the endpoint).
 Outcome = tuple[Any, ...]
 
 
@@ -73,7 +82,7 @@ class ChatEndpoint:
         except openai.APIStatusError as exc:
             return ("status", exc.status_code, error_text(exc), retry_after_seconds(exc))
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            return ("connection", error_text(exc))
+            return ("connection", error_text(exc), connection_failure(exc))
         is_json = response.headers.get("content-type", "*").split(";")[0].endswith("json")
         return ("reply", is_json, response.content)
 
@@ -97,6 +106,23 @@ def retry_after_seconds(exc: Exception) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def connection_failure(exc: Exception) -> str:
+    """What a request without a reply met, from the transport's exception under the client's."""
+    cause = exc.__cause__
+    if isinstance(cause, httpx2.ConnectTimeout):
+        return CONNECT_TIMED_OUT
+    if isinstance(cause, httpx2.TimeoutException) or (cause is None and isinstance(exc, openai.APITimeoutError)):
+        return TIMED_OUT
+    if isinstance(cause, httpx2.ConnectError):
+        text = str(cause).lower()
+        return CONNECTION_REFUSED if "refused" in text or "errno 111" in text else CONNECTION_FAILED
+    if isinstance(cause, httpx2.RemoteProtocolError) and "without sending a response" not in str(cause).lower():
+        return BROKEN_REPLY  # bytes came, but not a whole HTTP reply: a live server answering badly
+    if isinstance(cause, httpx2.TransportError):  # reset, or closed before a byte of reply: the server went away
+        return CONNECTION_LOST
+    return CONNECTION_FAILED
 
 
 def error_text(exc: Exception) -> str:

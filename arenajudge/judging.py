@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .asking import FOLLOW_UPS, MIN_REPLY_TOKENS, answer_turns, ask_until, fill_template, follow_up_reserve
 from .client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from .config import JudgeConfig
+from .endpoint_health import EndpointsGone
 from .errors import UserError
 from .storage import turn_text
 from .templates import placeholders
@@ -223,7 +224,8 @@ async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem,
                                    return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
-        raise next((e for e in errors if isinstance(e, FatalEndpointError)), errors[0])
+        # a model that cannot be asked any more says more than the other game's error
+        raise next((e for e in errors if isinstance(e, FatalEndpointError | EndpointsGone)), errors[0])
     return {
         "question_id": item.question_id,
         "model": item.model,
