@@ -180,10 +180,10 @@ class ModelClient:
         if self.started:
             parts[0] += f" (oldest {time.monotonic() - min(self.started.values()):.0f} s)"
         parts.append(f"{self.usage.retries} retries")
-        now = time.monotonic()
-        failing = [f"{h.shown} failing for {now - h.failing_since:.0f} s" for h in self._health
-                   if h.failing and h.failing_since is not None]
-        parts += failing
+        # counted, not named: the line is redrawn every few seconds, an endpoint is named once when dropped
+        since = [h.failing_since for h in self._health if h.failing and h.failing_since is not None]
+        if since:
+            parts.append(f"{len(since)} endpoint(s) not answering for {time.monotonic() - min(since):.0f} s")
         if self.dropped:
             parts.append(f"{len(self.dropped)} of {len(self._health)} endpoints dropped")
         if self.last_error:

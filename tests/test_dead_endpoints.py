@@ -10,16 +10,18 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_script
 
+from arenajudge.cli import run_eval
 from arenajudge.client import ModelClient, RequestPolicy
 from arenajudge.config import load_api_config
 from arenajudge.endpoint_health import EndpointsGone
-from arenajudge.errors import EXIT_ENDPOINT_GONE
+from arenajudge.errors import EXIT_ENDPOINT_GONE, run_cli
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
@@ -124,6 +126,17 @@ def test_a_dead_endpoint_of_two_is_dropped_once_and_the_run_completes(project, k
     assert [d["endpoint"] for d in run["dead_endpoints"]] == [dying.base_url]
 
 
+def test_an_endpoint_whose_requests_all_time_out_is_dropped_too(project):
+    with FakeServer(Script(hang_on=("",), hang_seconds=60)) as hanging, FakeServer(Script(delay=0.1)) as living:
+        questions = judge_with(project, [hanging.base_url, living.base_url], 40, parallel=2)  # about 4 s
+        proc = run_script("gen_judgment.py", "--quiet", "--timeout", "1", "--dead-after", "2", cwd=project.root)
+    no_traceback(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if hanging.base_url in line]
+    assert re.search(r"stopped answering \(no success for [23] s: timed out\)", warning), warning
+    assert sorted(stored_ids(project)) == [q["question_id"] for q in questions] and "failed:" not in proc.stderr
+
+
 # ---------------------------------------------------------------- the only endpoint dies
 
 def test_the_only_endpoint_dies_the_run_stops_in_one_line_and_the_rerun_does_the_rest(project, killable):
@@ -199,6 +212,41 @@ def test_answers_and_until_decided_stop_the_same_way(project, killable):
     assert "stopped answering" in error and error.endswith("left; rerun to resume")
     [run] = decided.records("runs.jsonl")
     assert run["status"] == "endpoint_dead" and run["until_decided"]["pairs"] == []
+
+
+def test_run_eval_judging_as_the_answers_come_stops_its_judge_and_finishes_the_answers(project, killable, monkeypatch,
+                                                                                     capsys):
+    monkeypatch.chdir(project.root)
+    project.simple_questions(60)
+    dying = killable(0.05)
+    with FakeServer(Script(delay=0.05)) as answering:  # no `server` blocks: the judge follows the answers
+        project.write_api({"ckpt-a": entry(answering.base_url, "a", parallel=2),
+                           "base": entry(answering.base_url, "b", parallel=2),
+                           "judge": entry(dying.base_url, "j", parallel=4)})
+        project.write_judge_config(["unused"], judge="judge", baseline="base")
+        judged = project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl"
+
+        def kill_after_three() -> None:
+            deadline = time.time() + 60
+            while time.time() < deadline and (not judged.exists() or judged.read_text().count("\n") < 3):
+                time.sleep(0.02)
+            dying.kill()
+
+        killer = threading.Thread(target=kill_after_three, daemon=True)
+        killer.start()
+        code = run_cli(run_eval.main, ["--quiet", "--dead-after", "1", "--models", "ckpt-a", "--judge", "judge"])
+        killer.join()
+    err = capsys.readouterr().err
+    no_traceback(err)
+    assert code == EXIT_ENDPOINT_GONE and "as the answers come" in err
+    [error] = [line for line in err.splitlines() if line.startswith("error: ")]
+    stored = len(project.records("model_judgment/judge/ckpt-a.jsonl"))
+    assert re.search(rf"stopped answering \(no success for [12] s: connection refused\); {stored} judgments done, "
+                     r"the rest left; rerun to resume$", error), error
+    assert "the judgment step failed (exit 3); rerun the same command to resume" in err
+    assert len(project.records("model_answer/ckpt-a.jsonl")) == 60  # the answers went on without the judge
+    judging = next(r for r in project.records("runs.jsonl") if r["command"] == "gen_judgment")
+    assert judging["status"] == "endpoint_dead" and judging["done"] == stored
 
 
 # ---------------------------------------------------------------- HTTP errors keep their rules
