@@ -15,6 +15,7 @@ import pytest
 
 from arenajudge.config.models import Endpoint, ModelEntry
 from arenajudge.endpoints.client import ModelClient, RequestFailed, RequestPolicy
+from arenajudge.endpoints.endpoint_health import EndpointsGone
 
 
 def _completion(text: str) -> bytes:
@@ -210,13 +211,14 @@ def test_http_errors_are_statuses_with_the_servers_words_and_no_reply_is_a_conne
             with pytest.raises(RequestFailed, match=r"HTTP 502: <html><head><title>502 Bad Gateway</title></head> <body> nginx"):
                 await _ask(client, 1)
             await client.close()
-        # nothing listens: a connection error naming the cause, not a status
+        # nothing listens: a connection error naming the cause, not a status; the only endpoint is dropped
+        # after dead_after seconds without a reply (endpoint_health), whatever the attempts
         async with RawServer(lambda n, body: (b"", "close")) as server:
             entry = server.entry()
-        client = ModelClient(entry, RequestPolicy(attempts=1))
-        with pytest.raises(RequestFailed, match="ConnectError") as failed:
+        client = ModelClient(entry, RequestPolicy(attempts=1, dead_after=0.5))
+        with pytest.raises(EndpointsGone, match=r"stopped answering \(no success for [01] s: connection refused\)"):
             await _ask(client, 1)
-        assert not failed.value.permanent
+        assert "ConnectError" in (client.last_error or "")
         await client.close()
         # no reply within the timeout
         async with RawServer(lambda n, body: (b"", "hang")) as server:

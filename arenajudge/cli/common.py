@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from arenajudge.config.models import ModelEntry
 from arenajudge.core.errors import UserError
+from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
 from arenajudge.records.storage import JsonlAppender
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="send the requests from N processes, each with a share of every endpoint's `parallel`: "
                              "for many replicas behind one entry, where one process (about 1,800 requests/s of CPU) "
                              "cannot keep them busy (default: %(default)s)")
+    add_dead_after_flag(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing the same files, wait for it to finish (then do what is left) "
@@ -51,7 +53,23 @@ def request_policy(args: argparse.Namespace) -> RequestPolicy:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
-    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=client_processes(args))
+    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=client_processes(args),
+                         dead_after=dead_after(args))
+
+
+def add_dead_after_flag(parser: argparse.ArgumentParser) -> None:
+    """--dead-after, as gen_answer.py, gen_judgment.py and run_eval.py spell it."""
+    parser.add_argument("--dead-after", type=float, default=DEFAULT_DEAD_AFTER, metavar="SECONDS",
+                        help="drop an endpoint that has not answered for SECONDS while its requests fail to connect or "
+                             "time out: its requests go to the model's other endpoints, and a model with none left "
+                             "stops the run (what is stored stays; a rerun resumes) (default: %(default)g)")
+
+
+def dead_after(args: argparse.Namespace) -> float:
+    """--dead-after, checked."""
+    if not args.dead_after > 0:  # also NaN
+        raise UserError(f"--dead-after must be a positive number of seconds, got {args.dead_after:g}")
+    return args.dead_after
 
 
 def client_processes(args: argparse.Namespace) -> int:

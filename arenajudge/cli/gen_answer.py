@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace, policy: RequestPolicy, config: AnswerConfig, 
         log_run(paths.runs_file, "gen_answer", report, {"models": config.model_list, "bench": config.bench_name,
                                                          **session.log_fields()}, interrupted=interrupted)
     print(report.summary("answers"), file=sys.stderr)
-    return 0 if report.ok else 1
+    return report.exit_code
 
 
 def run() -> None:

@@ -123,7 +123,7 @@ def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: Judgi
         log_run(paths.runs_file, "gen_judgment", report, {**protocol.log_fields(args.sample), **session.log_fields()},
                 interrupted=interrupted)
     print(report.summary("judgments"), file=sys.stderr)
-    return 0 if report.ok else 1
+    return report.exit_code
 
 
 def run() -> None:

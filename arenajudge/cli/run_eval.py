@@ -39,6 +39,7 @@ from arenajudge.config.models import (
 )
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.core.names import check_name
+from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
 from arenajudge.judge.judge_run import judgment_basis
 from arenajudge.records.storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
@@ -46,6 +47,8 @@ ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from arenajudge.cli.common import add_dead_after_flag  # here: it brings the openai client, which --help does not need
+
     p = argparse.ArgumentParser(
         prog="run_eval.py",
         description="Answers, judgments and leaderboard in one command, starting and stopping the vLLM servers "
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(by default the judge then starts with the first answers and judges while the rest come)")
     p.add_argument("--client-processes", type=int, default=1, metavar="N",
                    help="send each step's requests from N processes (see gen_judgment.py --help; default: %(default)s)")
+    add_dead_after_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--wait", action="store_true",
                    help="if another run is writing the same answers or judgments, wait for it instead of stopping")
@@ -208,7 +212,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
     judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
     follower = FollowingJudge(judge_config, judge, args.data_dir,  # gen_judgment.py's defaults
-                              RequestPolicy(client_processes=args.client_processes),
+                              RequestPolicy(client_processes=args.client_processes, dead_after=args.dead_after),
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
     # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
     with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
@@ -240,16 +244,18 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 def main(argv: list[str] | None = None) -> int:
     from arenajudge.cli import gen_answer, gen_judgment, show_result
-    from arenajudge.cli.common import client_processes
+    from arenajudge.cli.common import client_processes, dead_after
 
     args = build_parser().parse_args(argv)
     client_processes(args)  # checked before any step starts
+    dead_after(args)
     plan = Plan(args)
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
     common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else []) \
         + (["--wait"] if args.wait else []) \
-        + (["--client-processes", str(args.client_processes)] if args.client_processes > 1 else [])
+        + (["--client-processes", str(args.client_processes)] if args.client_processes > 1 else []) \
+        + (["--dead-after", str(args.dead_after)] if args.dead_after != DEFAULT_DEAD_AFTER else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))

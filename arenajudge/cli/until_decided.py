@@ -153,6 +153,8 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
 
         async def judge_batch(items: list[JudgeItem]) -> RunReport:
             client = ModelClient(judge, policy)
+            for dropped in report.dropped:  # an endpoint dropped in an earlier batch stays dropped
+                client.mark_dead(dropped.index, dropped.reason)
             batch_report = RunReport()
             budget = ContextBudget(client) if wants_budget(judge) else None  # counted before sending
             lane: Lane[JudgeItem] = Lane(
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                      "bench": config.bench_name, "sample": None, "until_decided": record, **session.log_fields()})
         print(report.summary("judgments"), file=sys.stderr)
         if not report.ok:
-            return 1
+            return report.exit_code
         print(f"# until decided: {covered} of {total} questions looked at, judge {config.judge_model}, "
               f"baseline {config.baseline_model}; differences in points of mean outcome against the baseline")
         for pair in pairs:

@@ -11,6 +11,7 @@ class UserError(Exception):
 
 
 EXIT_USAGE = 2
+EXIT_ENDPOINT_GONE = 3  # a model's endpoints stopped answering mid-run: what is stored stays, a rerun resumes
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -25,13 +25,22 @@ from typing import Any
 
 import httpx2
 
+from arenajudge.endpoints.endpoint_health import (
+    BROKEN_REPLY,
+    CONNECT_TIMED_OUT,
+    CONNECTION_FAILED,
+    CONNECTION_LOST,
+    CONNECTION_REFUSED,
+    TIMED_OUT,
+)
 from arenajudge.endpoints.http_transport import keep_alive_http_client
 
 # What one attempt got back:
 #   ("reply", is_json, body): an HTTP 2xx reply (is_json: its content type says JSON);
 #   ("status", code, text, retry_after): an HTTP error, `text` as shown to the user (not yet redacted),
 #       retry_after the seconds a 429/503 asked to wait (None: it did not say);
-#   ("connection", text): no reply (connection failed, timed out, or the client process is gone).
+#   ("connection", text, what): no reply; `what` says what happened (endpoint_health: refused, lost, timed
+#       out, ...), or is None when it was our own client process that went away (nothing about the endpoint).
 Outcome = tuple[Any, ...]
 
 
@@ -69,7 +78,7 @@ class ChatEndpoint:
         try:
             response = await self.client.post(self.url, content=payload)
         except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:  # no reply: refused, reset, timed out, cut short
-            return ("connection", f"{type(exc).__name__}: {exc}")
+            return ("connection", f"{type(exc).__name__}: {exc}", connection_failure(exc))
         if not response.is_success:
             return ("status", response.status_code, status_text(response), retry_after_seconds(response))
         is_json = response.headers.get("content-type", "*").split(";")[0].endswith("json")
@@ -77,6 +86,22 @@ class ChatEndpoint:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def connection_failure(exc: Exception) -> str:
+    """What a request without a reply met, from the transport's exception (endpoint_health's words)."""
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return CONNECT_TIMED_OUT
+    if isinstance(exc, httpx2.TimeoutException):
+        return TIMED_OUT
+    if isinstance(exc, httpx2.ConnectError):
+        text = str(exc).lower()
+        return CONNECTION_REFUSED if "refused" in text or "errno 111" in text else CONNECTION_FAILED
+    if isinstance(exc, httpx2.RemoteProtocolError) and "without sending a response" not in str(exc).lower():
+        return BROKEN_REPLY  # bytes came, but not a whole HTTP reply: a live server answering badly
+    if isinstance(exc, httpx2.TransportError | OSError):  # reset, or closed before a byte of reply: the server went away
+        return CONNECTION_LOST
+    return CONNECTION_FAILED
 
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:

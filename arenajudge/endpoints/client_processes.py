@@ -12,7 +12,8 @@ are this module, in processes this one started.
 The children start when the client is built, so their start (about 0.1 s of CPU: they import
 httpx2, not the openai client) overlaps the parent's loading. A child ignores Ctrl-C (the parent
 decides what stops) and exits when its stdin closes, also when the parent dies. A child that exits early turns its requests into
-connection errors, which are retried and then reported like any other.
+connection errors, which are retried and then reported like any other (they say nothing about the
+endpoint, so they never count towards dropping it: endpoint_health).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class ClientProcesses:
             self._attached = asyncio.create_task(self._attach())
         await asyncio.shield(self._attached)
         if child.gone is not None:
-            return ("connection", child.gone)
+            return ("connection", child.gone, None)
         assert child.writer is not None
         request_id = next(self._ids)
         reply = child.pending[request_id] = asyncio.get_running_loop().create_future()
@@ -119,7 +120,7 @@ class ClientProcesses:
             return await reply
         except (ConnectionError, OSError):  # its stdin is closed: the child is gone
             child.gone = child.gone or f"client process {child.number} stopped taking requests"
-            return ("connection", child.gone)
+            return ("connection", child.gone, None)
         finally:
             child.pending.pop(request_id, None)
 
@@ -135,7 +136,7 @@ class ClientProcesses:
         child.gone = f"client process {child.number} exited"
         for reply in child.pending.values():
             if not reply.done():
-                reply.set_result(("connection", child.gone))
+                reply.set_result(("connection", child.gone, None))
 
     async def close(self) -> float:
         """Stop the children: the CPU seconds they spent. A run closes them once nothing is in flight;
@@ -175,7 +176,7 @@ async def _serve() -> None:
         try:
             outcome = await endpoints[endpoint].send(body)
         except Exception as exc:  # a surprise in the client: the parent retries it like a lost connection
-            outcome = ("connection", f"{type(exc).__name__}: {exc}")
+            outcome = ("connection", f"{type(exc).__name__}: {exc}", None)
         try:
             writer.write(_frame((request_id, outcome)))
             await writer.drain()

@@ -20,6 +20,7 @@ from arenajudge.core.errors import UserError
 from arenajudge.core.templates import placeholders
 from arenajudge.core.verdicts import parse_own_verdict
 from arenajudge.endpoints.client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
+from arenajudge.endpoints.endpoint_health import EndpointsGone
 from arenajudge.judge.asking import FOLLOW_UPS, MIN_REPLY_TOKENS, ask_until, fill_template, follow_up_reserve
 from arenajudge.records.storage import turn_text
 from arenajudge.records.turns import answer_turns
@@ -224,7 +225,8 @@ async def judge_item(client: ModelClient, config: JudgeConfig, item: JudgeItem,
                                    return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
-        raise next((e for e in errors if isinstance(e, FatalEndpointError)), errors[0])
+        # a model that cannot be asked any more says more than the other game's error
+        raise next((e for e in errors if isinstance(e, FatalEndpointError | EndpointsGone)), errors[0])
     return {
         "question_id": item.question_id,
         "model": item.model,

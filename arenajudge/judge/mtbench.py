@@ -30,6 +30,7 @@ from arenajudge.core.errors import UserError
 from arenajudge.core.names import to_file_name
 from arenajudge.core.templates import MTBENCH_FIELDS, REFERENCE_FIELD, check_names, placeholders
 from arenajudge.endpoints.client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
+from arenajudge.endpoints.endpoint_health import EndpointsGone
 from arenajudge.judge.asking import ask_until, fill_template
 from arenajudge.records.storage import BenchPaths, read_jsonl, turn_text
 
@@ -211,7 +212,8 @@ async def judge_pair(client: ModelClient, config: JudgeConfig, prompts: dict[str
     results = await asyncio.gather(game(1), game(2), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
-        raise next((e for e in errors if isinstance(e, FatalEndpointError)), errors[0])
+        # a model that cannot be asked any more says more than the other game's error
+        raise next((e for e in errors if isinstance(e, FatalEndpointError | EndpointsGone)), errors[0])
     (p1, j1, w1), (p2, j2, w2) = results  # type: ignore[misc]
     name = _prompt_name("pair-v2", "pair-math-v1", item.turn, item.refs is not None)
     return {"question_id": item.question["question_id"], "model_1": item.model_1, "model_2": item.model_2,

@@ -125,7 +125,7 @@ class FollowingJudge:
     def exit_code(self) -> int:
         if isinstance(self.error, UserError):
             return 2
-        return 0 if self.error is None and self.report.ok else 1
+        return 1 if self.error is not None else self.report.exit_code
 
     # ------------------------------------------------------------ the thread
     def run(self) -> None:
