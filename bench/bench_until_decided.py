@@ -218,6 +218,8 @@ def options(args: argparse.Namespace, n: int) -> dict[str, Design]:
                for s in SPENDING_FUNCTIONS}
     designs["cs"] = plan("cs", None, n, args.batch, args.min_questions, args.alpha, 1, None)
     default = "cs" if DEFAULTS["rule"] == "cs" else f"gs {DEFAULTS['spending']}"
+    # for reference, not an option: one t test after all n questions (a design with one look)
+    designs[f"one test at {n} (reference)"] = plan("gs", "pocock", n, n, n, args.alpha, 1, None)
     return {default: designs.pop(default), **designs}
 
 
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.alpha}; simulations: {args.null} null, {args.alt} per shift; naive bootstrap on the first "
           f"{min(args.naive, args.null)} nulls, {args.rounds} rounds per look")
     for name, design in designs.items():
-        if design.rule == "gs":
+        if design.rule == "gs" and len(design.looks) > 1:
             print(f"  {name}: Z boundaries " + " ".join(f"{c:.2f}" for c in design.bounds()))
     results_by: dict[float, dict[str, Outcomes]] = {}
     naive: dict[float, tuple[np.ndarray, ...]] = {}

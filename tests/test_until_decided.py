@@ -273,7 +273,7 @@ def test_simulation_on_the_shared_answers_runs_and_separates_the_rules(shared, c
 
     rows = {cells(line)[0].removesuffix(" (default)").strip("*"): cells(line)[1:] for line in out.splitlines()
             if line.startswith("| ") and "%" in line}
-    assert set(rows) == {"gs hsd", "gs obf", "gs pocock", "cs"}
+    assert set(rows) == {"gs hsd", "gs obf", "gs pocock", "cs", "one test at 500 (reference)"}
     columns = cells(next(line for line in out.splitlines() if line.startswith("| option")))[1:]
     for name, cells in rows.items():
         by = dict(zip(columns, cells, strict=True))
