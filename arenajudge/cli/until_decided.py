@@ -234,7 +234,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                         decisions[pair] = d
                     if not args.quiet:
                         print(f"after {covered} questions: {pair_line(d, total)}", file=sys.stderr)
-                    if first_batch and not d.settled and covered < total:
+                    if first_batch and not d.settled and covered < total and design.looks:
                         diffs = paired_differences(outcomes, *pair, judging_order[:covered])
                         record = pair_forecast(pair, diffs, design, covered, tokens_per_request(report, paths,
                                                                                                  config.judge_model))
@@ -340,7 +340,8 @@ def forecast_lines(record: dict[str, Any]) -> str:
     for i, row in enumerate(record["gaps"]):
         gap = f"{abs(row['gap']):g} points" if i < len(FORECAST_GAPS) else f"{row['gap']:+.1f} points (the gap so far)"
         if row["questions"] is None:
-            lines.append(f"  gap {gap}: no forecast (the differences so far cannot have that mean)")
+            why = "the differences so far do not vary" if record["sd"] == 0 else "the differences so far cannot have that mean"
+            lines.append(f"  gap {gap}: no forecast ({why})")
             continue
         tokens = f"{row['tokens']:,} judge tokens" if row["tokens"] is not None else "judge tokens unknown"
         lines.append(f"  gap {gap}: {row['questions']} questions on average, decided by the last look in "
