@@ -8,35 +8,51 @@ times). From the outcomes of two real models on each question:
 
 - null: both models' outcomes on a question are drawn from the pool of the two models' outcomes
   on it (every question keeps its difficulty), so the true difference is 0;
-- shift +2, +5, +10 points: model B's draw is replaced by a win with the probability that raises
-  its mean outcome by exactly that much over the 500 questions.
+- shift +2, +3, +5, +10 points: model B's draw is replaced by a win with the probability that
+  raises its mean outcome by exactly that much over the 500 questions.
 
 Each simulated comparison judges the 500 questions in a fresh random order, in batches, and
-stops as `gen_judgment.py --until-decided` does (arenajudge.rating.sequential.confidence_sequence, the
-same function). Beside it, in the same run and on the same draws, a naive rule: a fixed-sample
-95% percentile bootstrap of the mean difference, checked after every batch, stopping at the
-first interval that excludes 0. It prints false decisions, coverage of the true difference,
-questions needed and the judge requests saved.
+stops as `gen_judgment.py --until-decided` does, under every option of `--rule` and `--spending`
+(the product's own functions: arenajudge.rating.sequential's plan, group_sequential_intervals,
+confidence_sequence and first_decisions). It prints one table over the options: false decisions
+under the null, settled shares and questions needed per shift, wrong-way decisions. Beside it, on
+the first nulls, a naive rule: a fixed-sample 95% percentile bootstrap of the mean difference,
+checked after every batch. Runs on one core (numpy's BLAS held to one thread).
 
-    python bench/bench_until_decided.py [--null 2000] [--alt 1000] [--batch 50] [--seed 0]
+    python bench/bench_until_decided.py [--null 10000] [--alt 1000] [--batch 50] [--seed 0]
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import math
-import re
-import time
-from pathlib import Path
-from typing import Any
+import os
 
-import numpy as np
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")  # one core: other work shares the machine
 
-from arenajudge.rating.battles import battles_from_judgments
-from arenajudge.rating.compare import compare_models
-from arenajudge.rating.sequential import confidence_sequence, outcome_table
-from arenajudge.records.storage import load_answer_file, load_questions
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from arenajudge.cli.until_decided import DEFAULTS  # noqa: E402
+from arenajudge.rating.battles import battles_from_judgments  # noqa: E402
+from arenajudge.rating.compare import compare_models  # noqa: E402
+from arenajudge.rating.group_sequential import SPENDING_FUNCTIONS  # noqa: E402
+from arenajudge.rating.sequential import (  # noqa: E402
+    Design,
+    confidence_sequence,
+    decision_codes,
+    first_decisions,
+    group_sequential_intervals,
+    outcome_table,
+    plan,
+)
+from arenajudge.records.storage import load_answer_file, load_questions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,40 +141,35 @@ def simulate_differences(outcomes: np.ndarray, shift: float, sims: int, rng: np.
     return b - a
 
 
-def sequential_stops(d: np.ndarray, ends: list[int], alpha: float, min_questions: int, margin: float | None
+def intervals(d: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) at every planned look of `design` (sims x looks, units of d), as the product computes them."""
+    if design.rule == "gs":
+        _, lower, upper = group_sequential_intervals(d, design.looks, design.bounds())
+        return lower, upper
+    lower_x, upper_x = confidence_sequence((d + 1) / 2, design.alpha_pair, at=design.looks, horizon=design.total)
+    return 2 * lower_x - 1, 2 * upper_x - 1
+
+
+def sequential_stops(d: np.ndarray, design: Design, margin: float | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(questions judged, decision code, lower, upper) per simulation, as --until-decided decides.
 
-    Decision code: +1 / -1 = B better / worse, 2 = equivalent within the margin, 0 = not settled.
-    Bounds in units of d.
+    Decision code: +1 / -1 = B better / worse, 2 = equivalent within the margin (units of d), 0 = not
+    settled. Bounds at the stopping look, in units of d.
     """
-    lower_x, upper_x = confidence_sequence((d + 1) / 2, alpha, at=ends, horizon=d.shape[1])
-    lower, upper = 2 * lower_x - 1, 2 * upper_x - 1
-    sims = d.shape[0]
-    stop = np.full(sims, len(ends) - 1)
-    code = np.zeros(sims, dtype=int)
-    open_ = np.ones(sims, dtype=bool)
-    for k, n in enumerate(ends):
-        if n < min_questions:
-            continue
-        lo, hi = lower[:, k], upper[:, k]
-        better = open_ & ((lo > 0) | (hi < 0))
-        equal = open_ & ~better & (margin is not None) & (lo > -(margin or 0)) & (hi < (margin or 0))
-        code[better] = np.where(lo[better] > 0, 1, -1)
-        code[equal] = 2
-        stop[better | equal] = k
-        open_ &= ~(better | equal)
-    rows = np.arange(sims)
-    return np.asarray(ends)[stop], code, lower[rows, stop], upper[rows, stop]
+    lower, upper = intervals(d, design)
+    first, code = first_decisions(decision_codes(lower, upper, margin))
+    rows = np.arange(len(d))
+    return np.asarray(design.looks)[first], code, lower[rows, first], upper[rows, first]
 
 
 def naive_bootstrap_stops(d: np.ndarray, ends: list[int], min_questions: int, rounds: int, rng: np.random.Generator
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rule the sequence protects against: a 95% percentile bootstrap over questions, looked at after every batch.
+    """The rule the sequential rules protect against: a 95% percentile bootstrap over questions, looked at after every batch.
 
     Returns (questions judged, decision code, lower, upper, decided at the last look only, the
-    last look's interval width). The
-    resampling weights of one look are shared by all simulations (each still gets a proper bootstrap).
+    last look's interval width). The resampling weights of one look are shared by all simulations
+    (each still gets a proper bootstrap).
     """
     sims = d.shape[0]
     stop = np.full(sims, len(ends) - 1)
@@ -184,16 +195,50 @@ def naive_bootstrap_stops(d: np.ndarray, ends: list[int], min_questions: int, ro
     return np.asarray(ends)[stop], code, lower, upper, last_only, last_width
 
 
+class Outcomes:
+    """One option's stops over all simulations of one case, gathered chunk by chunk (a plain class: the
+    tests load this file without registering it as a module, which dataclasses need)."""
+
+    NAMES = ("used", "code", "covered", "margin_used", "margin_code")
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in self.NAMES}
+
+    def add(self, *values: np.ndarray) -> None:
+        for name, value in zip(self.NAMES, values, strict=True):
+            self.parts[name].append(value)
+
+    def array(self, name: str) -> np.ndarray:
+        return np.concatenate(self.parts[name])
+
+
+def options(args: argparse.Namespace, n: int) -> dict[str, Design]:
+    """Every rule x spending function, named as on the command line; the default first."""
+    designs = {f"gs {s}": plan("gs", s, n, args.batch, args.min_questions, args.alpha, 1, None)
+               for s in SPENDING_FUNCTIONS}
+    designs["cs"] = plan("cs", None, n, args.batch, args.min_questions, args.alpha, 1, None)
+    default = "cs" if DEFAULTS["rule"] == "cs" else f"gs {DEFAULTS['spending']}"
+    # for reference, not an option: one t test after all n questions (a design with one look)
+    designs[f"one test at {n} (reference)"] = plan("gs", "pocock", n, n, n, args.alpha, 1, None)
+    return {default: designs.pop(default), **designs}
+
+
+def share(x: np.ndarray) -> str:
+    return f"{100 * x.mean():.1f}%"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--null", type=int, default=2000, help="simulated comparisons with no difference")
+    p.add_argument("--null", type=int, default=10_000, help="simulated comparisons with no difference")
     p.add_argument("--alt", type=int, default=1000, help="simulated comparisons per shift")
-    p.add_argument("--shifts", type=float, nargs="+", default=[2, 5, 10], help="shifts of model B, in points")
+    p.add_argument("--shifts", type=float, nargs="+", default=[2, 3, 5, 10], help="shifts of model B, in points")
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--min-questions", type=int, default=50)
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--margin", type=float, default=5.0, help="equivalence margin in points for the second rule")
+    p.add_argument("--margin", type=float, default=5.0, help="equivalence margin in points for the null's second rule")
+    p.add_argument("--naive", type=int, default=2000, help="null simulations the naive bootstrap is run on")
     p.add_argument("--rounds", type=int, default=1000, help="rounds of the naive bootstrap")
+    p.add_argument("--chunk", type=int, default=2000, help="simulations computed at once (memory)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not DATA.is_dir():
@@ -215,46 +260,67 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * (outcomes[:, 1] - outcomes[:, 0]).mean():+.1f} points, --compare's Bradley-Terry difference "
           f"{results[0].diff:+.1f} (95% CI {results[0].lower:+.1f}, {results[0].upper:+.1f})")
     n = len(ids)
-    ends = [min(n, k) for k in range(args.batch, n + args.batch, args.batch)]
-    ends = sorted(set(ends))
+    designs = options(args, n)
+    looks = next(iter(designs.values())).looks
     rng = np.random.default_rng(args.seed)
     margin = args.margin / 100
-    print(f"rule: batches of {args.batch}, nothing decided before {args.min_questions} questions, alpha {args.alpha}; "
-          f"simulations: {args.null} null, {args.alt} per shift; naive bootstrap: {args.rounds} rounds per look")
-    summary = []
+    print(f"looks after every {args.batch} questions from {args.min_questions} on ({len(looks)} looks), alpha "
+          f"{args.alpha}; simulations: {args.null} null, {args.alt} per shift; naive bootstrap on the first "
+          f"{min(args.naive, args.null)} nulls, {args.rounds} rounds per look")
+    for name, design in designs.items():
+        if design.rule == "gs" and len(design.looks) > 1:
+            print(f"  {name}: Z boundaries " + " ".join(f"{c:.2f}" for c in design.bounds()))
+    results_by: dict[float, dict[str, Outcomes]] = {}
+    naive: dict[float, tuple[np.ndarray, ...]] = {}
     for shift in [0.0, *args.shifts]:
         sims = args.null if shift == 0 else args.alt
-        d = simulate_differences(outcomes, shift / 100, sims, rng)
         truth = shift / 100
-        used, code, lo, hi = sequential_stops(d, ends, args.alpha, args.min_questions, None)
-        wrong = (code == -1) if shift > 0 else (code != 0)
-        covered = (lo <= truth) & (truth <= hi)
-        m_used, m_code, _, _ = sequential_stops(d, ends, args.alpha, args.min_questions, margin)
-        b_used, b_code, b_lo, b_hi, b_last, b_width = naive_bootstrap_stops(d, ends, args.min_questions, args.rounds, rng)
-        b_wrong = (b_code == -1) if shift > 0 else (b_code != 0)
-        b_covered = (b_lo <= truth) & (truth <= b_hi)
-        settled = code != 0
-        width_ratio = np.mean((hi - lo)[~settled]) / np.mean(b_width) if (~settled).any() else math.nan
-        label = "null (no difference)" if shift == 0 else f"B shifted by +{shift:g} points"
-        print(f"\n## {label}: {sims} simulated comparisons")
-        print(f"anytime-valid: false decisions {wrong.mean():.4f} (alpha {args.alpha}), final interval covers the "
-              f"truth {covered.mean():.4f}, settled {settled.mean():.3f}; questions needed: median "
-              f"{np.median(used):.0f}, 90th percentile {np.percentile(used, 90):.0f}; judge requests not needed "
-              f"{1 - used.mean() / n:.1%}" + (f"; unsettled intervals at {n} questions are {width_ratio:.2f} x as "
-                                              "wide as the fixed-sample bootstrap's" if shift == 0 else ""))
-        print(f"  with --margin {args.margin:g}: settled {np.mean(m_code != 0):.3f} (equivalent {np.mean(m_code == 2):.3f}, "
-              f"better {np.mean(np.abs(m_code) == 1):.3f}); questions needed: median {np.median(m_used):.0f}, "
-              f"90th percentile {np.percentile(m_used, 90):.0f}; judge requests not needed {1 - m_used.mean() / n:.1%}")
-        print(f"naive bootstrap checked after every batch: false decisions {b_wrong.mean():.4f} "
-              f"({b_wrong.mean() / args.alpha:.1f} x alpha), its final interval covers the truth {b_covered.mean():.4f}; "
-              f"questions needed: median {np.median(b_used):.0f}; the same bootstrap looked at once, at {n} "
-              f"questions: {'false' if shift == 0 else 'true'} decisions {b_last.mean():.4f}")
-        summary.append((shift, wrong.mean(), covered.mean(), np.median(used), np.percentile(used, 90),
-                        1 - used.mean() / n, b_wrong.mean()))
-    null = summary[0]
-    print(f"\nsummary: false decisions {null[1]:.4f} anytime-valid vs {null[6]:.4f} naive "
-          f"({null[6] / max(null[1], 1 / args.null):.1f}x); lowest coverage {min(s[2] for s in summary):.4f}; "
-          f"{time.perf_counter() - started:.0f} s")
+        results_by[shift] = {name: Outcomes() for name in designs}
+        for start in range(0, sims, args.chunk):
+            d = simulate_differences(outcomes, truth, min(args.chunk, sims - start), rng)
+            for name, design in designs.items():
+                lower, upper = intervals(d, design)
+                first, code = first_decisions(decision_codes(lower, upper, None))
+                m_first, m_code = first_decisions(decision_codes(lower, upper, margin))
+                rows = np.arange(len(d))
+                covered = (lower[rows, first] <= truth) & (truth <= upper[rows, first])
+                results_by[shift][name].add(np.asarray(design.looks)[first], code, covered,
+                                            np.asarray(design.looks)[m_first], m_code)
+            if start == 0 and shift == 0 and args.naive:
+                k = min(args.naive, len(d))
+                naive[shift] = naive_bootstrap_stops(d[:k], list(looks), args.min_questions, args.rounds, rng)
+
+    print("\n| option | null: false decisions (2 SE) | null, --margin "
+          f"{args.margin:g}: settled, median questions | covers the truth (lowest) | "
+          + " | ".join(f"+{s:g}: settled by {n}" for s in args.shifts)
+          + " | " + " | ".join(f"+{s:g}: median questions" for s in args.shifts)
+          + " | wrong-way decisions | judge requests not needed, +5 |")
+    print("|" + "---|" * (6 + 2 * len(args.shifts)))
+    summary = {}
+    for name in designs:
+        null = results_by[0.0][name]
+        false = null.array("code") != 0
+        se = math.sqrt(max(false.mean() * (1 - false.mean()), 1e-12) / len(false))
+        m_code, m_used = null.array("margin_code"), null.array("margin_used")
+        coverage = min(results_by[s][name].array("covered").mean() for s in results_by)
+        wrong = np.concatenate([results_by[s][name].array("code") == -1 for s in args.shifts])
+        settled = [share(results_by[s][name].array("code") != 0) for s in args.shifts]
+        medians = [f"{np.median(results_by[s][name].array('used')):.0f}" for s in args.shifts]
+        five = results_by[5.0][name].array("used") if 5.0 in results_by else np.full(1, n)
+        label = f"**{name}** (default)" if name == next(iter(designs)) else name
+        print(f"| {label} | {100 * false.mean():.2f}% ± {200 * se:.2f} | {share(m_code != 0)}, {np.median(m_used):.0f} | "
+              f"{100 * coverage:.1f}% | " + " | ".join(settled) + " | " + " | ".join(medians)
+              + f" | {wrong.sum()} of {len(wrong)} | {1 - five.mean() / n:.1%} |")
+        summary[name] = (false.mean(), se)
+    if naive:
+        _, code, *_rest, last_only, _ = naive[0.0]
+        print(f"\nnaive bootstrap checked after every batch (first {len(code)} nulls): false decisions "
+              f"{np.mean(code != 0):.4f} ({np.mean(code != 0) / args.alpha:.1f} x alpha); the same bootstrap looked "
+              f"at once, at {n} questions: {last_only.mean():.4f}")
+        default = next(iter(designs))
+        print(f"summary: false decisions {summary[default][0]:.4f} {default} (the default), "
+              f"{summary.get('cs', (math.nan,))[0]:.4f} anytime-valid vs {np.mean(code != 0):.4f} naive")
+    print(f"elapsed: {time.perf_counter() - started:.0f} s on one core")
     return 0
 
 

@@ -204,7 +204,7 @@ def test_three_models_split_alpha_and_stop_judging_settled_pairs(project, capsys
         # m1 and m3 both lose every game: that pair never settles; the two pairs with m2 do
         assert judge("--until-decided", "m1", "m2", "m3", "--batch", "10", "--min-questions", "10") == 0
     out = capsys.readouterr().out
-    assert out.count("98.33% anytime-valid interval") == 3  # alpha 0.05 split over 3 pairs
+    assert out.count("98.33% group-sequential interval") == 3  # alpha 0.05 split over 3 pairs
     assert "m3 - m1: +0.0 points" in out and "not settled at 60 questions" in out
     m2_judged = len(project.records("model_judgment/judge/m2.jsonl"))
     assert m2_judged < 60 and len(project.records("model_judgment/judge/m3.jsonl")) == 60
@@ -219,6 +219,10 @@ def test_three_models_split_alpha_and_stop_judging_settled_pairs(project, capsys
     (["--until-decided", "m1", "m2", "--sample", "5"], "cannot be used with --sample"),
     (["--margin", "2"], "--margin only works with --until-decided"),
     (["--min-questions", "20"], "--min-questions only works with --until-decided"),
+    (["--rule", "gs"], "--rule only works with --until-decided"),
+    (["--until-decided", "m1", "m2", "--rule", "sprt"], "--rule must be one of gs, cs, got 'sprt'"),
+    (["--until-decided", "m1", "m2", "--spending", "linear"], "--spending must be one of obf, pocock, hsd, got 'linear'"),
+    (["--until-decided", "m1", "m2", "--rule", "cs", "--spending", "obf"], "--spending only works with --rule gs"),
 ])
 def test_bad_flags_stop_before_any_request(project, capsys, args, message):
     with FakeServer() as server:
@@ -259,13 +263,23 @@ def test_simulation_on_the_shared_answers_runs_and_separates_the_rules(shared, c
     spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--null", "100", "--alt", "50", "--shifts", "10", "--rounds", "200"]) == 0
+    assert bench.main(["--null", "400", "--alt", "100", "--shifts", "5", "10", "--naive", "100", "--rounds", "200"]) == 0
     out = capsys.readouterr().out
-    anytime, naive = (float(x) for x in re.search(r"summary: false decisions ([\d.]+) anytime-valid vs ([\d.]+) naive",
-                                                     out).groups())
-    assert anytime <= 0.1 and naive > anytime  # peeking at a fixed-sample bootstrap decides falsely more often
-    shifted = out.split("## B shifted by +10 points")[1]
-    assert int(re.search(r"questions needed: median (\d+)", shifted).group(1)) < 500
+    default, anytime, naive = (float(x) for x in re.search(
+        r"summary: false decisions ([\d.]+) gs hsd \(the default\), ([\d.]+) anytime-valid vs ([\d.]+) naive", out).groups())
+    assert default <= 0.1 and anytime <= 0.1 and naive > max(default, anytime)  # peeking at a bootstrap decides falsely
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    rows = {cells(line)[0].removesuffix(" (default)").strip("*"): cells(line)[1:] for line in out.splitlines()
+            if line.startswith("| ") and "%" in line}
+    assert set(rows) == {"gs hsd", "gs obf", "gs pocock", "cs", "one test at 500 (reference)"}
+    columns = cells(next(line for line in out.splitlines() if line.startswith("| option")))[1:]
+    for name, cells in rows.items():
+        by = dict(zip(columns, cells, strict=True))
+        assert float(by["+10: settled by 500"].rstrip("%")) > 90, name
+        assert int(by["+10: median questions"]) < 500 or name.endswith("(reference)"), name
+    assert "elapsed:" in out
 
 
 def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, tmp_path, monkeypatch, capsys):
@@ -277,7 +291,7 @@ def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, t
     from conftest import ROOT
 
     from arenajudge.rating.battles import battles_from_judgments
-    from arenajudge.rating.sequential import confidence_sequence, outcome_table
+    from arenajudge.rating.sequential import group_sequential_intervals, outcome_table, plan
 
     spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
     bench = importlib.util.module_from_spec(spec)
@@ -313,15 +327,20 @@ def test_product_on_the_real_answers_agrees_with_the_simulation_inputs(shared, t
     [pair] = run["until_decided"]["pairs"]
     judged = pair["judged"]
     assert len(server.chat_requests()) == judged * 2 * 2 and judged < 500 and pair["decision"] == "better"
-    # the same numbers from the bench's path: its stand-in verdicts, outcomes, the order of seed 0
+    # the same numbers from the bench's path: its stand-in verdicts, outcomes, the order of seed 0, its rule
     table = outcome_table(battles_from_judgments(judgments, bench.BASELINE, "x").battles, [a, b])
-    order = question_order(ids, 0)[:judged]
+    order = question_order(ids, 0)
     d = (table.loc[order, b] - table.loc[order, a]).to_numpy()
-    lower, upper = confidence_sequence((d + 1) / 2, 0.05, horizon=len(ids))
-    assert pair["diff"] == pytest.approx(100 * d.mean())
-    assert pair["lower"] == pytest.approx(100 * (2 * lower[0, -1] - 1))
-    assert pair["upper"] == pytest.approx(100 * (2 * upper[0, -1] - 1))
-    assert f"({pair['lower']:+.1f}, {pair['upper']:+.1f})" in line
+    design = plan("gs", "hsd", len(ids), 50, 50, 0.05, 1, None)
+    assert run["until_decided"]["design"] == design.as_record()
+    used, code, _, _ = bench.sequential_stops(d[None, :], design)
+    assert (used[0], code[0]) == (judged, 1 if pair["diff"] > 0 else -1)
+    k = design.looks.index(judged)
+    mean, lower, upper = group_sequential_intervals(d[:judged], [judged], design.bounds()[[k]])
+    assert pair["diff"] == pytest.approx(100 * mean[0, 0])
+    assert pair["lower"] == pytest.approx(100 * lower[0, 0])
+    assert pair["upper"] == pytest.approx(100 * upper[0, 0])
+    assert f"({pair['lower']:+.1f}, {pair['upper']:+.1f}) at look {k + 1} of 10" in line
 
 
 def test_until_decided_moves_stale_judgments_aside_and_judges_them_again(project, capsys):
@@ -362,3 +381,188 @@ def test_a_batch_report_adds_its_work_to_the_run_report():
         4, ["a", "b"], ["c"], 1, 2, 4)
     assert run.wall_seconds == 1.5 and run.usage == Usage(requests=8, retries=1, prompt_tokens=10)
     assert (run.skipped, run.stale) == (5, 2)  # counted on the run's own report as questions are looked at
+
+
+# ---------------------------------------------------------------- the group-sequential rule end to end
+
+GRADES = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+
+
+def fixed_outcomes(n: int, seed: int) -> dict[tuple[str, str, str], int]:
+    """Per question, model and the model's position (A or B), the model's grade -2 .. +2 against the baseline:
+    fixed outcomes, so a question order alone decides what the run sees. m2 is the stronger model."""
+    rng = np.random.default_rng(seed)
+    grades = {}
+    for i in range(n):
+        for model, p in (("m1", [0.1, 0.25, 0.3, 0.25, 0.1]), ("m2", [0.05, 0.15, 0.3, 0.3, 0.2])):
+            for position in "AB":
+                grades[f"q{i:03d}", model, position] = int(rng.choice([-2, -1, 0, 1, 2], p=p))
+    return grades
+
+
+def fixed_judge(grades: dict[tuple[str, str, str], int]):
+    """The stand-in judge's verdict: the fixed grade of the model named in the prompt, in its position."""
+    def verdict(prompt: str) -> str:
+        model, qid = re.search(r"answer of (m\d) to (q\d+)", prompt).groups()
+        position = "A" if f"answer of {model}" in prompt.split("<|The Start of Assistant B's Answer|>")[0] else "B"
+        grade = grades[qid, model, position]
+        return GRADES[2 - grade] if position == "A" else GRADES[2 + grade]
+    return verdict
+
+
+def load_bench():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_until_decided", ROOT / "bench" / "bench_until_decided.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def recorded_differences(project: Project, ids: list[str]) -> np.ndarray:
+    """d = outcome(m2) - outcome(m1) per question in `ids` order, from the judgment records on disk."""
+    from arenajudge.rating.battles import battles_from_judgments
+    from arenajudge.rating.sequential import outcome_table
+
+    records = {m: project.records(f"model_judgment/judge/{m}.jsonl") for m in ("m1", "m2")}
+    table = outcome_table(battles_from_judgments(records, "base", "judge", weight=3).battles, ["m1", "m2"])
+    return (table.loc[ids, "m2"] - table.loc[ids, "m1"]).to_numpy()
+
+
+def test_the_run_decides_as_the_simulation_over_50_question_orders(project, capsys):
+    """gen_judgment --until-decided (the default rule) against a judge with fixed per-question outcomes, in 50
+    question orders: the decision and the look it comes at are the simulation's rule's, on the same data."""
+    from arenajudge.rating.sequential import plan
+
+    n, orders = 40, 50
+    bench = load_bench()
+    with FakeServer(Script(verdict=fixed_judge(fixed_outcomes(n, 46)))) as server:
+        qs = _setup(project, server, n=n)
+        runs = []
+        for seed in range(orders):
+            assert judge("--until-decided", "m1", "m2", "--batch", "5", "--min-questions", "10",
+                         "--sample-seed", str(seed)) == 0
+            [pair] = project.records("runs.jsonl")[-1]["until_decided"]["pairs"]
+            runs.append((pair["judged"], {"better": 1 if pair["diff"] > 0 else -1, "open": 0}[pair["decision"]]))
+        assert len(server.chat_requests()) <= n * 4  # a judgment on disk is never asked for again
+    ids = [q["question_id"] for q in qs]
+    for model in ("m1", "m2"):  # every order's runs together judged every question at least once
+        assert {r["question_id"] for r in project.records(f"model_judgment/judge/{model}.jsonl")} <= set(ids)
+    d = recorded_differences(project, sorted({r["question_id"] for r in project.records("model_judgment/judge/m1.jsonl")}
+                                             & {r["question_id"] for r in project.records("model_judgment/judge/m2.jsonl")}))
+    assert len(d) == n  # some order reached every question
+    design = plan("gs", "hsd", n, 5, 10, 0.05, 1, None)
+    by_id = dict(zip(sorted(ids), d, strict=True))
+    simulated = []
+    for seed in range(orders):
+        ordered = np.array([by_id[q] for q in question_order(ids, seed)])
+        used, code, _, _ = bench.sequential_stops(ordered[None, :], design)
+        simulated.append((int(used[0]), int(code[0])))
+    assert runs == simulated
+    # the orders make a test worth having: decisions at several looks, and orders that end open
+    assert len({judged for judged, code in runs if code}) >= 4 and any(code == 0 for _, code in runs)
+    truth = np.sign(d.mean())
+    wrong_way = sum(code == -truth for _, code in runs)
+    assert wrong_way / orders <= 0.05
+
+
+def test_the_forecast_after_the_first_batch(project, capsys):
+    from arenajudge.rating.group_sequential import expected_questions
+    from arenajudge.rating.sequential import plan
+
+    n = 40
+    with FakeServer(Script(verdict=fixed_judge(fixed_outcomes(n, 46)))) as server:
+        qs = _setup(project, server, n=n)
+        args = ("--until-decided", "m1", "m2", "--batch", "10", "--min-questions", "10", "--sample-seed", "1")
+        assert judge(*args) == 0
+        err = capsys.readouterr().err
+        [run] = project.records("runs.jsonl")
+        first_requests = len(server.chat_requests())
+        assert judge(*args) == 0  # again, everything on disk: no request, the rate from runs.jsonl
+        again = capsys.readouterr().err
+        assert len(server.chat_requests()) == first_requests
+    ids = [q["question_id"] for q in qs]
+    first = question_order(ids, 1)[:10]
+    d = recorded_differences(project, first)
+    head = re.search(r"forecast for m2 - m1 after 10 questions \(standard deviation of the per-question difference "
+                     r"([\d.]+) points; ([\d,]+) judge tokens per request so far\)", err)
+    assert float(head.group(1)) == pytest.approx(100 * d.std(ddof=1), abs=0.05)
+    # tokens per request of the run so far: its first batch's, close to the whole run's (the prompts differ a little)
+    per_request = float(head.group(2).replace(",", ""))
+    assert per_request == pytest.approx((run["prompt_tokens"] + run["completion_tokens"]) / run["requests"], rel=0.05)
+    design = plan("gs", "hsd", n, 10, 10, 0.05, 1, None)
+    rows = re.findall(r"  gap ([+-]?[\d.]+) points( \(the gap so far\))?: (\d+) questions on average, decided by the "
+                      r"last look in (\d+)% of runs; ([\d,]+) judge requests, ([\d,]+) judge tokens", err)
+    assert [float(r[0]) for r in rows[:3]] == [2, 5, 10] and rows[3][1] and float(rows[3][0]) == pytest.approx(
+        100 * d.mean(), abs=0.06)
+    [recorded] = run["until_decided"]["forecast"]
+    for (gap, _, questions, share, requests, tokens), kept in zip(rows, recorded["gaps"], strict=True):
+        theta = float(gap) / 100 * math.sqrt(n) / d.std(ddof=1)
+        expected, decided = expected_questions(design.fractions(), design.bounds(), design.looks, theta)
+        assert int(questions) == math.ceil(expected) == kept["questions"]
+        assert int(share) == round(100 * decided)
+        assert int(requests.replace(",", "")) == 4 * int(questions)  # two models, two games a question
+        assert int(tokens.replace(",", "")) == kept["tokens"] == pytest.approx(4 * int(questions) * per_request, abs=
+                                                                                 4 * int(questions) * 0.5)
+    assert [float(r[2]) for r in rows[:3]] == sorted((float(r[2]) for r in rows[:3]), reverse=True)  # wider gaps: fewer
+    # the second run made no request: its rate is the earlier runs' in runs.jsonl
+    rate = (run["prompt_tokens"] + run["completion_tokens"]) / run["requests"]
+    assert f"; {rate:,.0f} judge tokens per request so far)" in again
+    assert project.records("runs.jsonl")[-1]["until_decided"]["forecast"][0]["tokens_per_request"] == round(rate, 1)
+
+
+def test_the_design_on_record_and_compare_deciding_again_the_same_way(project, capsys):
+    from arenajudge.rating.sequential import plan
+
+    n = 40
+    compare = [*COMPARE[:-2], "--compare-rounds", "100"]
+    with FakeServer(Script(verdict=fixed_judge(fixed_outcomes(n, 46)))) as server:
+        _setup(project, server, n=n)
+        # order 6 under O'Brien-Fleming-like spending: a decision before the last look
+        assert judge("--until-decided", "m1", "m2", "--batch", "5", "--min-questions", "10", "--spending", "obf",
+                     "--sample-seed", "6") == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("m2 - m1"))
+        [run] = project.records("runs.jsonl")
+        assert run["until_decided"]["design"] == plan("gs", "obf", n, 5, 10, 0.05, 1, None).as_record()
+        [pair] = run["until_decided"]["pairs"]
+        assert pair["rule"] == "gs" and pair["look"] == (pair["judged"] - 5) // 5 and pair["looks"] == 7
+        assert run_cli(show_result.main, compare) == 0
+        shown = capsys.readouterr().out
+        assert pair["judged"] < n and pair["decision"] == "better"
+        assert (f"group-sequential (until-decided run of {run['start']}, seed 6, obf spending over 7 planned looks, "
+                f"where the run stopped): {line}") in shown
+        # the rest judged by a plain run: --compare adds the last planned look, at all 40 questions
+        assert judge() == 0
+        assert run_cli(show_result.main, compare) == 0
+        after = next(x for x in capsys.readouterr().out.splitlines() if "first 40 questions of its order" in x)
+        assert "at look 7 of 7; decided after 40 of 40 questions" in after
+
+        # a run with the confidence sequence, its design then taken out of runs.jsonl: an older run
+        assert judge("--until-decided", "m1", "m2", "--batch", "5", "--min-questions", "10", "--rule", "cs",
+                     "--sample-seed", "5") == 0
+        captured = capsys.readouterr()
+        cs_line = next(x for x in captured.out.splitlines() if x.startswith("m2 - m1"))
+        assert "anytime-valid interval" in cs_line
+        # its forecast: a Monte Carlo of the confidence sequence on the first batch's differences
+        assert "forecast for m2 - m1 after 5 questions" in captured.err
+        rows = re.findall(r"  gap [+\d.]+ points(?: \(the gap so far\))?: (\d+) questions on average, decided by the "
+                          r"last look in (\d+)% of runs; (\d+) judge requests", captured.err)
+        assert len(rows) == 4 and all(10 <= int(q) <= n and int(share) <= 100 and int(r) == 4 * int(q) for q, share, r in rows)
+        runs_file = project.bench_dir / "runs.jsonl"
+        lines = runs_file.read_text().splitlines()
+        last = json.loads(lines[-1])
+        assert last["until_decided"]["design"]["rule"] == "cs" and last["until_decided"]["design"]["spending"] is None
+        assert run_cli(show_result.main, compare) == 0
+        assert f"anytime-valid (until-decided run of {last['start']}, seed 5, where the run stopped): {cs_line}" in (
+            capsys.readouterr().out)
+        del last["until_decided"]["design"]
+        runs_file.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+        assert run_cli(show_result.main, compare) == 0
+        assert (f"seed 5, no design recorded (an older run): recomputed with its confidence sequence, where the run "
+                f"stopped): {cs_line}") in capsys.readouterr().out
+        last["until_decided"]["design"] = {"rule": "gs"}
+        runs_file.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+        assert run_cli(show_result.main, compare) == 0
+        assert "'design' has no key 'spending'; no interval" in capsys.readouterr().out

@@ -444,11 +444,16 @@ def anytime_lines(spec: CompareSpec, board: BoardResult) -> dict[tuple[str, str]
     if check.note is not None:
         return {("", ""): [check.note]}
     lines: dict[tuple[str, str], list[str]] = {}
+    design = check.design
+    kind = "group-sequential" if design is not None and design.rule == "gs" else "anytime-valid"
+    how = ("" if check.recorded else "no design recorded (an older run): recomputed with its confidence sequence, ")
+    if design is not None and design.rule == "gs":
+        how = f"{design.spending} spending over {len(design.looks)} planned looks, "
     for pair, decisions in check.decisions.items():
         lines[pair] = []
         for decision, n, stopped in decisions:
             when = "where the run stopped" if stopped else f"first {n} questions of its order"
-            lines[pair].append(f"  anytime-valid (until-decided run of {check.start}, seed {check.seed}, "
+            lines[pair].append(f"  {kind} (until-decided run of {check.start}, seed {check.seed}, {how}"
                                f"{when}): {decision_line(decision, check.total)}")
     return lines
 

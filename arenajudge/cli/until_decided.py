@@ -1,10 +1,14 @@
 """gen_judgment.py --until-decided A B [C ...]: judge in batches until every pair's comparison is settled.
 
 Questions are judged in one seeded random order (the same for every model; `--sample-seed`),
-a batch at a time. After each batch every open pair's anytime-valid interval
-(arenajudge.rating.sequential) is updated; a pair is settled when its interval excludes 0 or, with
-`--margin M`, lies inside (-M, M). Judging stops when every pair is settled or the questions run
-out. Judgments are ordinary records, so a later full run only adds the rest.
+a batch at a time. After each batch (a planned look) every open pair's interval is updated: by
+default the group-sequential repeated confidence interval of that look, with `--rule cs` the
+anytime-valid confidence sequence (arenajudge.rating.sequential); a pair is settled when its
+interval excludes 0 or, with `--margin M`, lies inside (-M, M). After the first batch a forecast
+says how many questions, judge requests and tokens a decision is expected to need. Judging stops
+when every pair is settled or the questions run out. Judgments are ordinary records, so a later
+full run only adds the rest; runs.jsonl keeps the design, so show_result.py --compare can decide
+again the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import functools
 import itertools
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +31,18 @@ from arenajudge.endpoints.servers import ServerSession
 from arenajudge.judge.arena_hard import JudgeItem, judge_item
 from arenajudge.judge.judge_run import judge_item_for, judgment_basis, require_answers, resume
 from arenajudge.records import locks
-from arenajudge.records.storage import BenchPaths, load_judgment_file, sort_by_question
+from arenajudge.records.storage import BenchPaths, load_judgment_file, read_jsonl, sort_by_question
 
 if TYPE_CHECKING:
-    from arenajudge.rating.sequential import PairDecision
+    import numpy as np
+
+    from arenajudge.rating.sequential import Design, Forecast, PairDecision
 
 WEIGHT = 3  # battles a strong verdict counts for: show_result's default --weight
-DEFAULTS = {"alpha": 0.05, "min_questions": 50, "batch": 50}
+# the rule and spending function that won the simulation of bench/bench_until_decided.py (README)
+DEFAULTS: dict[str, Any] = {"alpha": 0.05, "min_questions": 50, "batch": 50, "rule": "gs", "spending": "hsd"}
+RULE_NAMES = {"gs": "group-sequential looks at the planned batches", "cs": "confidence sequence, valid at any time"}
+FORECAST_GAPS = (2.0, 5.0, 10.0)  # points
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -50,14 +60,26 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, metavar="N",
                    help=f"with --until-decided: questions judged between two looks at the intervals "
                         f"(default: {DEFAULTS['batch']})")
+    p.add_argument("--rule", metavar="RULE",
+                   help="with --until-decided: gs (group-sequential: decide only at the planned looks, after each "
+                        "batch; sooner) or cs (anytime-valid confidence sequence: for looking at will) "
+                        f"(default: {DEFAULTS['rule']})")
+    p.add_argument("--spending", metavar="FUNCTION",
+                   help="with --until-decided --rule gs: how alpha is spent over the looks: obf (O'Brien-Fleming-like: "
+                        "little early), pocock (Pocock-like: evenly) or hsd (Hwang-Shih-DeCani, gamma -2: in between) "
+                        f"(default: {DEFAULTS['spending']})")
 
 
 def check_unused(args: argparse.Namespace) -> None:
     """Flags of --until-decided given without it are a mistake, not something to ignore."""
     if args.until_decided:
+        if args.spending is not None and args.rule == "cs":
+            raise UserError("--spending only works with --rule gs: the confidence sequence spends no alpha over looks")
         for name, value in DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
+        if args.rule == "cs":
+            args.spending = None
         return
     for name in ("margin", *DEFAULTS):
         if getattr(args, name) is not None:
@@ -79,6 +101,12 @@ def check_flags(args: argparse.Namespace) -> list[str]:
         raise UserError(f"--min-questions must be 0 or more, got {args.min_questions}")
     if args.batch < 1:
         raise UserError(f"--batch must be at least 1, got {args.batch}")
+    from arenajudge.rating.group_sequential import SPENDING_FUNCTIONS  # here: scipy, for this mode only
+
+    if args.rule not in RULE_NAMES:
+        raise UserError(f"--rule must be one of {', '.join(RULE_NAMES)}, got {args.rule!r}")
+    if args.rule == "gs" and args.spending not in SPENDING_FUNCTIONS:
+        raise UserError(f"--spending must be one of {', '.join(SPENDING_FUNCTIONS)}, got {args.spending!r}")
     return models
 
 
@@ -88,7 +116,13 @@ def pair_line(d: PairDecision, total: int) -> str:
     saved = 1 - d.judged / total if total else 0.0
     if d.questions == 0:
         return f"{d.model_b} - {d.model_a}: no question of {d.judged} judged has a verdict for both"
-    head = f"{d.model_b} - {d.model_a}: {d.diff:+.1f} points, {level} anytime-valid interval ({d.lower:+.1f}, {d.upper:+.1f})"
+    if d.rule == "gs" and d.look == 0:
+        head = f"{d.model_b} - {d.model_a}: {d.diff:+.1f} points, no planned look yet"
+    elif d.rule == "gs":
+        head = (f"{d.model_b} - {d.model_a}: {d.diff:+.1f} points, {level} group-sequential interval "
+                f"({d.lower:+.1f}, {d.upper:+.1f}) at look {d.look} of {d.looks}")
+    else:
+        head = f"{d.model_b} - {d.model_a}: {d.diff:+.1f} points, {level} anytime-valid interval ({d.lower:+.1f}, {d.upper:+.1f})"
     if d.decision == "better":
         what = f"decided after {d.judged} of {total} questions: {d.describe()}"
     elif d.decision == "equivalent":
@@ -117,7 +151,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         inputs: tuple[list[str], Answers, dict[str, Answers]]) -> int:
     # imported here: they bring pandas, which a plain gen_judgment.py run would load for nothing (~0.6 s)
     from arenajudge.rating.battles import battles_from_judgments
-    from arenajudge.rating.sequential import outcome_table, pair_decision, question_order
+    from arenajudge.rating.sequential import outcome_table, pair_decision, paired_differences, plan, question_order
 
     models, baseline, answers = inputs
     policy = request_policy(args)
@@ -125,7 +159,9 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
     judging_order = question_order(by_id, args.sample_seed)
     total = len(judging_order)
     pairs = list(itertools.combinations(models, 2))
-    alpha_pair = args.alpha / len(pairs)  # Bonferroni: all pairs right together with chance >= 1 - alpha
+    # Bonferroni: every pair gets alpha / pairs, so all pairs are right together with chance >= 1 - alpha
+    design = plan(args.rule, args.spending, total, args.batch, args.min_questions, args.alpha, len(pairs), args.margin)
+    forecasts: list[dict[str, Any]] = []
 
     # one writer per judgment file (as gen_judgment.py), taken after the checks above: bad flags write nothing
     with locks.hold([*locks.judgment_locks(paths, config.judge_model, models), *locks.server_locks(paths, [judge])],
@@ -192,20 +228,27 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                 records = {m: list(judged[m].values()) for m in models}
                 outcomes = outcome_table(battles_from_judgments(records, config.baseline_model, config.judge_model,
                                                                 weight=WEIGHT).battles, models)
+                first_batch = covered == min(args.batch, total)
                 for pair in pairs:
                     if pair in decisions:
                         continue
-                    d = pair_decision(outcomes, *pair, judging_order[:covered], alpha_pair, args.margin,
-                                      args.min_questions, total)
+                    d = pair_decision(outcomes, *pair, judging_order[:covered], design)
                     if d.settled or covered == total:
                         decisions[pair] = d
                     if not args.quiet:
                         print(f"after {covered} questions: {pair_line(d, total)}", file=sys.stderr)
+                    if first_batch and not d.settled and covered < total and design.looks:
+                        diffs = paired_differences(outcomes, *pair, judging_order[:covered])
+                        record = pair_forecast(pair, diffs, design, covered, tokens_per_request(report, paths,
+                                                                                                 config.judge_model))
+                        forecasts.append(record)
+                        print(forecast_lines(record), file=sys.stderr)  # a cost, not progress: also with --quiet
 
         print(f"judging {', '.join(models)} against {config.baseline_model} with {config.judge_model} until decided: "
               f"batches of {args.batch} questions in the order of seed {args.sample_seed}, alpha {args.alpha:g} "
               f"over {len(pairs)} pair(s)" + (f", margin {args.margin:g} points" if args.margin is not None else ""),
               file=sys.stderr)
+        print(design_line(design), file=sys.stderr)
         session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
         try:
             # a managed judge server is started only if some judgment is missing
@@ -218,9 +261,11 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
                                   for model in models])
             record = {"seed": args.sample_seed, "alpha": args.alpha, "margin": args.margin,
                       "min_questions": args.min_questions, "batch": args.batch, "weight": WEIGHT,
+                      "design": design.as_record(),
                       "questions": judging_order[:covered],
                       "pairs": [decisions[p].as_dict() | {"saved_share": round(1 - decisions[p].judged / total, 4)}
-                                for p in pairs if p in decisions]}
+                                for p in pairs if p in decisions],
+                      "forecast": forecasts}
             log_run(paths.runs_file, "gen_judgment", report,
                     {"judge": config.judge_model, "baseline": config.baseline_model, "models": models,
                      "bench": config.bench_name, "sample": None, "until_decided": record, **session.log_fields()})
@@ -236,3 +281,72 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
               f"({1 - needed / (len(models) * total):.0%} not needed)")
         return 0
 
+
+
+def design_line(design: Design) -> str:
+    """The run's design, said before the first question: rule, looks and (gs) the boundaries."""
+    if not design.looks:
+        return f"rule {design.rule}: no look at all ({design.total} questions, fewer than --min-questions)"
+    looks = ", ".join(str(n) for n in design.looks)
+    if design.rule == "cs":
+        return f"rule cs ({RULE_NAMES['cs']}): looks after {looks} questions"
+    bounds = " ".join(f"{c:.2f}" for c in design.bounds())
+    return (f"rule gs ({RULE_NAMES['gs']}), {design.spending} alpha spending: looks after {looks} questions; "
+            f"|Z| boundaries {bounds} (Student t at the looks' questions); valid at these looks only")
+
+
+def tokens_per_request(report: RunReport, paths: BenchPaths, judge_model: str) -> float | None:
+    """Judge tokens (prompt and completion) per request: this run's so far, else its judge's earlier runs in
+    runs.jsonl; None when neither made a request."""
+    usage = report.usage
+    if usage.requests:
+        return (usage.prompt_tokens + usage.completion_tokens) / usage.requests
+    runs = read_jsonl(paths.runs_file, allow_torn_tail=True) if paths.runs_file.exists() else []
+    mine = [r for r in runs if r.get("command") == "gen_judgment" and r.get("judge") == judge_model]
+    requests = sum(int(r.get("requests") or 0) for r in mine)
+    tokens = sum(int(r.get("prompt_tokens") or 0) + int(r.get("completion_tokens") or 0) for r in mine)
+    return tokens / requests if requests else None
+
+
+def pair_forecast(pair: tuple[str, str], diffs: np.ndarray, design: Design, covered: int, per_request: float | None
+                  ) -> dict[str, Any]:
+    """The cost forecast of one pair after `covered` questions, as runs.jsonl keeps it."""
+    from arenajudge.rating.sequential import forecast  # here: pandas and scipy, for this mode only
+
+    seen = 100 * float(diffs.mean()) if len(diffs) else 0.0
+    direction = -1.0 if seen < 0 else 1.0  # the model ahead so far stays ahead in the hypothetical gaps
+    gaps = [direction * g for g in FORECAST_GAPS] + ([seen] if seen != 0 else [])
+    sd = 100 * float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0
+    rows = [forecast_row(f, per_request) for f in forecast(diffs, design, gaps)]
+    return {"model_a": pair[0], "model_b": pair[1], "after": covered, "sd": round(sd, 3), "seen": round(seen, 3),
+            "tokens_per_request": None if per_request is None else round(per_request, 1), "gaps": rows}
+
+
+def forecast_row(f: Forecast, per_request: float | None) -> dict[str, Any]:
+    """Questions, judge requests (2 models x 2 games a question) and tokens for one gap."""
+    if f.questions is None:
+        return {"gap": f.gap, "questions": None, "decided_share": 0.0, "requests": None, "tokens": None}
+    questions = math.ceil(f.questions)
+    requests = 4 * questions
+    return {"gap": f.gap, "questions": questions, "decided_share": round(f.decided, 4), "requests": requests,
+            "tokens": None if per_request is None else round(requests * per_request)}
+
+
+def forecast_lines(record: dict[str, Any]) -> str:
+    """The forecast as printed: a head line and one line per gap."""
+    per_request = record["tokens_per_request"]
+    cost = (f"{per_request:,.0f} judge tokens per request so far" if per_request is not None
+            else "judge tokens per request not known yet")
+    lines = [f"forecast for {record['model_b']} - {record['model_a']} after {record['after']} questions (standard "
+             f"deviation of the per-question difference {record['sd']:.1f} points; {cost}): a decision that one "
+             "model is better is expected to need"]
+    for i, row in enumerate(record["gaps"]):
+        gap = f"{abs(row['gap']):g} points" if i < len(FORECAST_GAPS) else f"{row['gap']:+.1f} points (the gap so far)"
+        if row["questions"] is None:
+            why = "the differences so far do not vary" if record["sd"] == 0 else "the differences so far cannot have that mean"
+            lines.append(f"  gap {gap}: no forecast ({why})")
+            continue
+        tokens = f"{row['tokens']:,} judge tokens" if row["tokens"] is not None else "judge tokens unknown"
+        lines.append(f"  gap {gap}: {row['questions']} questions on average, decided by the last look in "
+                     f"{row['decided_share']:.0%} of runs; {row['requests']:,} judge requests, {tokens}")
+    return "\n".join(lines)

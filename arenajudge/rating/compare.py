@@ -6,7 +6,8 @@ question ids once and recomputes every model's score from that same resample (al
 together). The differences' percentiles give a 95% CI and, from the same percentile curve, a two-sided
 p-value: the pair is significant exactly when that interval excludes 0 (p < 0.05). Holm's step-down method
 adjusts the p-values for the number of pairs compared; the adjusted p is shown beside, labelled as such. A pair that an
-`--until-decided` run judged also gets that run's anytime-valid interval, recomputed from the records.
+`--until-decided` run judged also gets that run's interval and decision, recomputed from the records
+under the design the run recorded.
 The combined score weighs per-category scores; the projection says how wide an interval would be on
 every question of the bench.
 """
@@ -22,7 +23,7 @@ import pandas as pd
 
 from arenajudge.core.errors import UserError
 from arenajudge.rating.bradley_terry import BattleKinds, bootstrap_counts, fit_ratings, group_battles, win_rate
-from arenajudge.rating.sequential import PairDecision, outcome_table, pair_decision, question_order
+from arenajudge.rating.sequential import Design, PairDecision, outcome_table, pair_decision, question_order
 from arenajudge.records.storage import BenchPaths, load_questions, read_jsonl
 
 
@@ -268,6 +269,8 @@ class AnytimeCheck:
     # per pair: (decision, questions of the order it rests on, whether the run stopped there)
     decisions: dict[tuple[str, str], list[tuple[PairDecision, int, bool]]] = field(default_factory=dict)
     note: str | None = None  # why there is no interval
+    design: Design | None = None
+    recorded: bool = True  # False: an older run that kept no design (it used the confidence sequence)
 
 
 def until_decided_run(paths: BenchPaths, judge: str, baseline: str, models: list[str]) -> dict[str, Any] | None:
@@ -307,7 +310,16 @@ def anytime_check(battles: pd.DataFrame, paths: BenchPaths, judge: str, baseline
         path = paths.judgment_file(judge, model)
         judged[model] = {str(r["question_id"]) for r in read_jsonl(path, allow_torn_tail=True)} if path.exists() else set()
     run_models = list(run["models"])
-    alpha = float(plan["alpha"]) / (len(run_models) * (len(run_models) - 1) // 2)
+    try:
+        design = run_design(plan, len(run_models) * (len(run_models) - 1) // 2, len(order))
+    except ValueError as exc:
+        check.note = f"note: {paths.runs_file}: the until-decided run of {run.get('start')}: {exc}; no interval"
+        return check
+    if design.total != len(order):
+        check.note = (f"note: {paths.question_file} has {len(order)} questions, the until-decided run of "
+                      f"{run.get('start')} planned for {design.total}; no interval")
+        return check
+    check.design, check.recorded = design, "design" in plan
     outcomes = outcome_table(battles[battles["judge"] == judge] if "judge" in battles else battles, models)
     for a, b in itertools.combinations(models, 2):
         prefix = 0  # the longest prefix of the order judged for both
@@ -316,9 +328,20 @@ def anytime_check(battles: pd.DataFrame, paths: BenchPaths, judge: str, baseline
         # the run's pairs go in its model order; a pair named the other way round is mirrored
         first, second = (a, b) if run_models.index(a) < run_models.index(b) else (b, a)
         stopped = {(p["model_a"], p["model_b"]): int(p["judged"]) for p in plan.get("pairs", [])}.get((first, second))
-        ends = [n for n in (stopped, prefix) if n is not None and n <= prefix]
-        check.decisions[(a, b)] = [
-            (pair_decision(outcomes, first, second, order[:n], alpha, plan.get("margin"),
-                           int(plan.get("min_questions") or 0), len(order)), n, n == stopped)
-            for n in dict.fromkeys(ends)]
+        last: int | None = prefix
+        if design.rule == "gs":  # decided only at planned looks: a prefix counts up to its last look
+            look = design.look_at(prefix)
+            last = design.looks[look] if look is not None else None
+        ends = [n for n in (stopped, last) if n is not None and n <= prefix]
+        check.decisions[(a, b)] = [(pair_decision(outcomes, first, second, order[:n], design), n, n == stopped)
+                                   for n in dict.fromkeys(ends)]
     return check
+
+
+def run_design(plan: dict[str, Any], pairs: int, total: int) -> Design:
+    """The design an until-decided run recorded; an older run kept none and used the confidence sequence
+    with its alpha, margin and min_questions. ValueError for a record that cannot be read."""
+    if "design" in plan:
+        return Design.from_record(plan["design"])
+    return Design("cs", None, (), int(plan.get("batch") or 0), float(plan["alpha"]), pairs, plan.get("margin"),
+                  int(plan.get("min_questions") or 0), total)

@@ -15,6 +15,13 @@ positive); m leaves the interval for good once the hedged wealth reaches 1 / alp
 inequality the true mean leaves with probability at most alpha, however many times the interval
 is looked at. It is computed vectorised over the grid and over many sequences at once (the
 simulation in bench/ uses the same function as the product).
+
+The default rule looks only at the planned batch boundaries (a group-sequential design, `Design`,
+boundaries from arenajudge.rating.group_sequential): at look k the pair's repeated confidence
+interval is mean +- c_k sd / sqrt(n_k), c_k the Lan-DeMets boundary turned into a Student t
+quantile for the estimated variance. The intervals of all planned looks cover the true mean
+together with chance 1 - alpha, so a decision taken at any planned look (better, or equivalent
+within the margin) is wrong with chance at most alpha; at other times nothing is guaranteed.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from arenajudge.rating.group_sequential import SPENDING_FUNCTIONS, boundaries, expected_questions, student_bounds
+
 GRID_STEP = 0.0025  # candidate means of d every 0.25 points of win rate
 TRUNCATION = 0.5  # a stake never risks more than half the wealth
 HEDGE = 0.5  # wealth split between the gambler betting "above m" and the one betting "below m"
+RULES = ("gs", "cs")  # group-sequential looks at planned batches; the confidence sequence, valid at any time
 
 
 def question_order(question_ids: Iterable[Any], seed: int) -> list[str]:
@@ -137,6 +147,118 @@ def confidence_sequence(x: np.ndarray, alpha: float, step: float = GRID_STEP, at
     return lower, upper
 
 
+# ---------------------------------------------------------------- the design of a run and its looks
+
+@dataclass(frozen=True)
+class Design:
+    """How a run decides, fixed before its first question: kept in runs.jsonl so a decision can be recomputed."""
+
+    rule: str  # "gs" (group-sequential, planned looks) or "cs" (confidence sequence, any time)
+    spending: str | None  # gs: the alpha-spending function; cs: None
+    looks: tuple[int, ...]  # questions judged at each planned look (the batch boundaries from min_questions on)
+    batch: int
+    alpha: float  # for the whole run, all pairs together
+    pairs: int  # pairs compared; each gets alpha / pairs (Bonferroni)
+    margin: float | None  # points; equivalence when the interval lies inside (-margin, margin)
+    min_questions: int
+    total: int  # questions in the order
+
+    @property
+    def alpha_pair(self) -> float:
+        return self.alpha / self.pairs
+
+    def as_record(self) -> dict[str, Any]:
+        return {"rule": self.rule, "spending": self.spending, "looks": list(self.looks), "batch": self.batch,
+                "alpha": self.alpha, "pairs": self.pairs, "margin": self.margin,
+                "min_questions": self.min_questions, "total": self.total}
+
+    @classmethod
+    def from_record(cls, record: Any) -> Design:
+        """The design runs.jsonl keeps; ValueError naming what is wrong."""
+        if not isinstance(record, dict):
+            raise ValueError("'design' is not an object")
+        try:
+            design = cls(rule=str(record["rule"]), spending=None if record["spending"] is None else str(record["spending"]),
+                         looks=tuple(int(n) for n in record["looks"]), batch=int(record["batch"]),
+                         alpha=float(record["alpha"]), pairs=int(record["pairs"]),
+                         margin=None if record["margin"] is None else float(record["margin"]),
+                         min_questions=int(record["min_questions"]), total=int(record["total"]))
+        except KeyError as exc:
+            raise ValueError(f"'design' has no key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"'design' has a value of the wrong kind ({exc})") from None
+        if design.rule not in RULES or (design.rule == "gs" and design.spending not in SPENDING_FUNCTIONS):
+            raise ValueError(f"'design' names an unknown rule {design.rule!r} or spending {design.spending!r}")
+        return design
+
+    def fractions(self) -> tuple[float, ...]:
+        """Information fractions of the looks: questions over the plan's last look."""
+        return tuple(n / self.looks[-1] for n in self.looks)
+
+    def bounds(self) -> np.ndarray:
+        """Two-sided Z boundaries of the planned looks (gs)."""
+        if self.rule != "gs" or not self.looks:
+            return np.zeros(0)
+        assert self.spending is not None
+        return boundaries(self.fractions(), self.alpha_pair, self.spending)
+
+    def look_at(self, judged: int) -> int | None:
+        """Index of the last planned look at or before `judged` questions; None before the first."""
+        passed = [k for k, n in enumerate(self.looks) if n <= judged]
+        return passed[-1] if passed else None
+
+
+def plan(rule: str, spending: str | None, total: int, batch: int, min_questions: int, alpha: float, pairs: int,
+         margin: float | None) -> Design:
+    """The looks: after every batch of the order from `min_questions` questions on (at least 2, for a
+    variance), the last one at the order's end."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r} (known: {', '.join(RULES)})")
+    ends = sorted({min(total, n) for n in range(batch, total + batch, batch)})
+    looks = tuple(n for n in ends if n >= max(min_questions, 2))
+    return Design(rule, spending if rule == "gs" else None, looks, batch, alpha, pairs, margin, min_questions, total)
+
+
+def group_sequential_intervals(d: np.ndarray, looks: Sequence[int], bounds: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lower, upper) of the repeated confidence intervals at `looks`, in units of d; sequences x looks.
+
+    d: sequences x questions (a 1-D d is one sequence). At a look after n questions the interval is
+    mean +- t_k sd / sqrt(n), sd the sample standard deviation of those n differences and t_k the
+    boundary `bounds[k]` as a Student t quantile at n - 1 degrees of freedom.
+    """
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    n = np.asarray(looks, dtype=int)
+    if len(n) and (n[0] < 2 or n[-1] > d.shape[1] or np.any(np.diff(n) <= 0)):
+        raise ValueError(f"group_sequential_intervals: looks must rise from 2 to at most {d.shape[1]}")
+    sums = np.cumsum(d, axis=1)[:, n - 1]
+    squares = np.cumsum(d * d, axis=1)[:, n - 1]
+    mean = sums / n
+    variance = np.maximum(squares - n * mean * mean, 0.0) / (n - 1)
+    half = student_bounds(bounds, n) * np.sqrt(variance / n)
+    return mean, mean - half, mean + half
+
+
+def decision_codes(lower: np.ndarray, upper: np.ndarray, margin: float | None) -> np.ndarray:
+    """+1 / -1: the interval lies above / below 0 (B / A better); 2: inside (-margin, margin); 0: open."""
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    codes = np.where(lower > 0, 1, np.where(upper < 0, -1, 0))
+    if margin is not None:
+        codes = np.where((codes == 0) & (-margin < lower) & (upper < margin), 2, codes)
+    return codes
+
+
+def first_decisions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(look index of the first decision, its code) per sequence of codes (sequences x looks); an
+    undecided sequence stops at the last look with code 0."""
+    decided = codes != 0
+    first = np.where(decided.any(axis=1), decided.argmax(axis=1), codes.shape[1] - 1)
+    return first, codes[np.arange(len(codes)), first]
+
+
+# ---------------------------------------------------------------- one pair's decision
+
+
 @dataclass
 class PairDecision:
     """Where the sequence of one pair stands: B minus A, in points of win rate against the baseline."""
@@ -150,6 +272,9 @@ class PairDecision:
     upper: float
     alpha: float  # this pair's share of the run's alpha
     decision: str  # "better", "equivalent" or "open"
+    rule: str = "cs"
+    look: int = 0  # gs: the planned look (1-based) the interval belongs to; 0 before the first
+    looks: int = 0  # gs: planned looks in all
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,28 +293,104 @@ class PairDecision:
         return "not settled"
 
 
+DECISION_NAMES = {1: "better", -1: "better", 2: "equivalent", 0: "open"}
+
+
 def decide(lower: float, upper: float, margin: float | None) -> str:
     """'better' when the interval excludes 0, 'equivalent' when it lies inside (-margin, margin)."""
     if math.isnan(lower):
         return "open"
-    if lower > 0 or upper < 0:
-        return "better"
-    if margin is not None and -margin < lower and upper < margin:
-        return "equivalent"
-    return "open"
+    return DECISION_NAMES[int(decision_codes(np.array(lower), np.array(upper), margin))]
 
 
-def pair_decision(outcomes: pd.DataFrame, model_a: str, model_b: str, questions: Sequence[str], alpha: float,
-                  margin: float | None, min_questions: int, horizon: int) -> PairDecision:
-    """The pair's interval over `questions` (in judging order; `horizon` questions in all) and what it decides.
+def pair_decision(outcomes: pd.DataFrame, model_a: str, model_b: str, questions: Sequence[str], design: Design
+                  ) -> PairDecision:
+    """The pair's interval over `questions` (the first ones of the order) and what it decides under `design`.
 
-    Before `min_questions` questions are observed nothing is decided (the interval is still shown).
+    cs: nothing is decided before `min_questions` questions are observed (the interval is still
+    shown). gs: the interval and decision of the planned look `len(questions)`; at another count
+    nothing is decided (the caller looks only at planned looks).
     """
     d = paired_differences(outcomes, model_a, model_b, questions)
+    judged, alpha = len(questions), design.alpha_pair
     if len(d) == 0:
-        return PairDecision(model_a, model_b, len(questions), 0, math.nan, -100.0, 100.0, alpha, "open")
-    lower, upper = confidence_sequence((d + 1) / 2, alpha, horizon=horizon)
-    lo, hi = 100 * (2 * lower[0, -1] - 1), 100 * (2 * upper[0, -1] - 1)
-    decision = decide(lo, hi, margin) if len(d) >= min_questions else "open"
-    return PairDecision(model_a, model_b, len(questions), len(d), 100 * float(d.mean()), float(lo), float(hi), alpha,
-                        decision)
+        return PairDecision(model_a, model_b, judged, 0, math.nan, -100.0, 100.0, alpha, "open", design.rule,
+                            looks=len(design.looks))
+    if design.rule == "cs":
+        lower, upper = confidence_sequence((d + 1) / 2, alpha, horizon=design.total)
+        lo, hi = 100 * (2 * lower[0, -1] - 1), 100 * (2 * upper[0, -1] - 1)
+        decision = decide(lo, hi, design.margin) if len(d) >= design.min_questions else "open"
+        return PairDecision(model_a, model_b, judged, len(d), 100 * float(d.mean()), float(lo), float(hi), alpha,
+                            decision)
+    k = design.looks.index(judged) if judged in design.looks else None
+    if k is None or len(d) < 2:
+        return PairDecision(model_a, model_b, judged, len(d), 100 * float(d.mean()), -100.0, 100.0, alpha, "open",
+                            "gs", 0, len(design.looks))
+    _, lower_gs, upper_gs = group_sequential_intervals(d, [len(d)], design.bounds()[[k]])
+    lo, hi = max(-100.0, 100 * float(lower_gs[0, 0])), min(100.0, 100 * float(upper_gs[0, 0]))
+    return PairDecision(model_a, model_b, judged, len(d), 100 * float(d.mean()), lo, hi, alpha,
+                        decide(lo, hi, design.margin), "gs", k + 1, len(design.looks))
+
+
+# ---------------------------------------------------------------- what a decision will cost
+
+
+@dataclass
+class Forecast:
+    """Questions a decision is expected to need for a true gap (points), from the start of the order."""
+
+    gap: float
+    questions: float | None  # None: the differences so far cannot stand for a population with that gap
+    decided: float  # chance of a decision by the last planned look
+
+
+def tilted_weights(d: np.ndarray, target: float) -> np.ndarray | None:
+    """Probabilities on the observed differences with mean `target`, closest to uniform (exponential
+    tilting); None when the target lies outside what they span."""
+    if not d.min() < target < d.max():
+        return None
+    centred = d - d.mean()
+
+    def mean_at(eta: float) -> float:
+        w = np.exp(eta * (centred - centred.max()))
+        return float(w @ d / w.sum()) - target
+
+    from scipy import optimize  # here: the confidence sequence alone never needs it
+
+    eta = optimize.brentq(mean_at, -200.0, 200.0, xtol=1e-10)
+    w = np.exp(eta * (centred - centred.max()))
+    return w / w.sum()
+
+
+def forecast(d: np.ndarray, design: Design, gaps: Sequence[float], sims: int = 100, seed: int = 0) -> list[Forecast]:
+    """Expected questions to a decision that one model is better, for true gaps `gaps` (points), at the
+    variance of the differences d so far (a run that decides nothing counts all the plan's questions).
+
+    gs: the group-sequential recursion with drift gap sqrt(N) / sd (normal approximation, N the last
+    look). cs: `sims` simulated runs per gap, drawing from the observed differences tilted to mean
+    `gap` (a seeded Monte Carlo; the confidence sequence has no closed form).
+    """
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+    if not design.looks or sd == 0:
+        return [Forecast(g, None, 0.0) for g in gaps]
+    out = []
+    if design.rule == "gs":
+        bounds = design.bounds()
+        for g in gaps:
+            theta = g / 100 * math.sqrt(design.looks[-1]) / sd
+            questions, decided = expected_questions(design.fractions(), bounds, design.looks, theta)
+            out.append(Forecast(g, questions, decided))
+        return out
+    for g in gaps:
+        weights = tilted_weights(d, g / 100)
+        if weights is None:
+            out.append(Forecast(g, None, 0.0))
+            continue
+        rng = np.random.default_rng([seed, round(abs(g) * 1000), int(g < 0)])  # one gap's draws: the same alone or not
+        draws = rng.choice(d, size=(sims, design.total), p=weights)
+        lower, upper = confidence_sequence((draws + 1) / 2, design.alpha_pair, at=design.looks, horizon=design.total)
+        codes = decision_codes(2 * lower - 1, 2 * upper - 1, None)
+        first, code = first_decisions(codes)
+        used = np.asarray(design.looks)[first]
+        out.append(Forecast(g, float(used.mean()), float(np.mean(code != 0))))
+    return out
