@@ -30,6 +30,7 @@ from arenajudge_testkit.gen_project import Project, entry, judge
 from arenajudge_testkit.standin_judge import StandinJudge, judgebench_judge
 from arenajudge_testkit.synth import make_bench, write_jsonl
 
+CHROMIUM = Path("/usr/bin/chromium")
 SIDE_OF_GAME1 = {"A>>B": "base", "A>B": "base", "A=B": "tie", "B>A": "model", "B>>A": "model"}
 SWAPPED = {"base": "model", "model": "base", "tie": "tie"}
 
@@ -480,25 +481,34 @@ def test_bad_card_flags_stop_with_one_line(bench, capsys, args, fragment):
 
 
 def test_the_card_section_of_the_html_report_reads_as_printed(bench, capsys):
-    from arenajudge.present.judge_card import own_rows
-
+    """Opened in headless Chromium with the network cut off: the card's tables say what the command printed."""
     cwd, sb = bench
     report = cwd / "share" / "board.html"
     assert main(["--judge-name", "judge-a", "--baseline", sb.baseline, "--against", "judge-b", "--card-rounds", "200",
                  "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    page = report.read_text(encoding="utf-8")
-    assert '<section id="judge-card">' in page and "<script" not in page.lower()
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", page.split('<div id="card-own">')[1].split("</div>")[0])
-    import html
+    page_html = report.read_text(encoding="utf-8")
+    assert '<section id="judge-card">' in page_html and "<script" not in page_html.lower()
+    printed_own = [[c.strip() for c in line.split(" | ")]
+                   for line in out.split("## judge card: judge-a on")[1].splitlines()[2:11]]
+    printed_agreement = [line.split(": ", 1) for line in out.split("## judge card: judge-a against judge-b")[1].splitlines()[1:7]]
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
 
-    cells = [html.unescape(c) for c in cells]
-    own = [line.split(" | ") for line in out.split("## judge card: judge-a on")[1].splitlines()[2:11]]
-    assert [c.strip() for row in own for c in row] == cells  # the same rows, label and both judges' values
-    agreement = html.unescape(page.split('<div id="card-agreement">')[1].split("</div>")[0])
-    for line in out.split("## judge card: judge-a against judge-b")[1].splitlines()[1:7]:
-        assert line.split(": ", 1)[1] in agreement
-    assert own_rows  # the HTML and the text both come from own_rows
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(offline=True).new_page()
+        page.goto(report.as_uri())
+        assert page.locator("#judge-card h2").inner_text() == "Judge card: judge-a"
+        assert page.locator("#card-own thead th").all_inner_texts()[1:] == ["judge-a", "judge-b"]
+        rows = page.locator("#card-own tbody tr")
+        shown = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+        agreement = page.locator("#card-agreement tbody tr")
+        shown_agreement = [agreement.nth(i).locator("td").all_inner_texts() for i in range(agreement.count())]
+        browser.close()
+    assert shown == printed_own  # the same rows: label, then both judges' values
+    assert shown_agreement == [[name, value] for name, value in printed_agreement]
 
 
 # ---------------------------------------------------------------- real answers: the Russian bench
@@ -566,6 +576,38 @@ def test_the_card_on_real_answers_equals_its_definitions(ru_project, capsys):
     # the printed card says the same
     assert f"strict agreement: {100 * card['strict_agreement']:.1f}% of 36 pairs" in out
     assert f"Brier score: {card['brier']:.4f} over 36 pairs" in out
+
+
+def test_against_the_seeds_published_board_of_a_real_judge(ru_project, capsys):
+    """arena-hard-local's README prints the board its Llama-3-70B judge gave these answers, in seed-format
+    lines: the card reads them as the reference."""
+    readme = next(iter((SHARED / "seeds").glob("002_*.txt")), None)
+    if readme is None:
+        pytest.skip("../shared/seeds is not present here")
+    cwd, _models, _answers = ru_project
+    block = readme.read_text(encoding="utf-8").split("### Llama-3-70B-Instruct-AH-AWQ as judge:")[1]
+    board_lines = block.split("```console\n")[1].split("```")[0]
+    (cwd / "llama3-70b.txt").write_text(board_lines, encoding="utf-8")
+    seed_board = {}
+    for line in board_lines.splitlines():
+        model, score, ci, _tokens = (part.strip() for part in line.split("|"))
+        low, high = (float(x) for x in ci.split("(")[1].rstrip(")").split(","))
+        value = float(score.split(":")[1])
+        seed_board[model] = (value, value + low, value + high)
+    assert main(["--bench-name", "ru", "--judge-name", RUSSIAN_READER.name, "--baseline", RU_BASELINE, "--bootstrap",
+                 "questions", "--num-rounds", "1000", "--against-board", "llama3-70b.txt", "--output", "--output-dir",
+                 "out"]) == 0
+    out = capsys.readouterr().out
+    card = card_json(cwd / "out")
+    ours, samples = board_samples(cwd / "out")
+    plain = plain_agreement_numbers({m: v for m, v in ours.items() if m != RU_BASELINE},
+                                    {m: v for m, v in seed_board.items() if m != RU_BASELINE}, samples)
+    for key, plain_key in (("agreement", "agreement"), ("strict_agreement", "strict"), ("brier", "brier"),
+                           ("spearman", "spearman"), ("kendall", "kendall")):
+        assert card[key] == pytest.approx(plain[plain_key]), key
+    # the seed's judge separates all pairs but two (aya-23-8B vs suzume-multilingual, suzume-orpo vs Meta-Llama-3-8B)
+    assert card["pairs_separated_by_reference"] == plain["separated"] == 34
+    assert f"## judge card: {RUSSIAN_READER.name} against llama3-70b.txt (9 models in both boards, 36 pairs)" in out
 
 
 # ---------------------------------------------------------------- JudgeBench end to end

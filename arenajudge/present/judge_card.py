@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from arenajudge.core.errors import UserError
-from arenajudge.present.leaderboard import BoardResult, build_board
+from arenajudge.present.leaderboard import BoardResult, LoadedBench, build_board
 from arenajudge.rating.judge_card import (
     SEPARABILITY_LEVELS,
     CardBoard,
@@ -23,7 +23,7 @@ from arenajudge.rating.judge_card import (
     board_from_rating,
     make_card,
 )
-from arenajudge.records.storage import load_questions, replace_atomically
+from arenajudge.records.storage import load_judgments, load_questions, replace_atomically
 
 # a board line as show_result.py and the seed print it: `<model> | score: 55.3 | 95% CI: (-1.2, 2.0) | average #tokens: 512`
 BOARD_LINE = re.compile(r"^(?P<model>.*?)\s*\|\s*score:\s*(?P<score>\S+)\s*\|\s*(?P<level>[\d.]+)% CI:\s*"
@@ -81,8 +81,12 @@ def _reference_board(board: BoardResult, judge: str, rounds: int, seed: int) -> 
     """--against JUDGE: that judge's board of the same bench, baseline and scoring, on the card's bootstrap."""
     spec = replace(board.spec, judges=(judge,), unit="questions", rounds=rounds, seed=seed, save_caches=False,
                    compare=(), category=None, load_battles=False, load_bootstrap=False)
+    paths = board.paths
     try:
-        other = build_board(spec)
+        # the questions and answers are the board's own: read only the other judge's judgments
+        loaded = LoadedBench(questions=load_questions(paths.question_file) if paths.question_file.exists() else None,
+                             answers=board.answers, judgments={judge: load_judgments(paths, judge)})
+        other = build_board(spec, loaded)
     except UserError as exc:
         raise UserError(f"--against {judge}: {exc}") from None
     if other.empty:
