@@ -435,14 +435,37 @@ def test_against_a_judge_and_against_its_board_file(bench, capsys):
     assert "judge-a" in out.split("## judge card: judge-a on")[1].splitlines()[1]  # the two judges side by side
     assert card["reference_card"]["separability_95"] is not None
 
-    # the reference as a file: the CSV --output wrote and the printed board lines give the same card
-    for path in (next((cwd / "ref").glob("*.csv")), cwd / "ref.txt"):
+    # the reference as a file: the CSV --output wrote (also with per-category rows after the overall board's)
+    # and the printed board lines give the same card
+    assert main(["--judge-name", "judge-b", *base, "--category", "--diagnostics", "--output", "--output-dir",
+                 "ref-categories"]) == 0
+    categories = next((cwd / "ref-categories").glob("*.csv"))
+    assert len(categories.read_text(encoding="utf-8").splitlines()) > 2 * len(ours)
+    (cwd / "categories.csv").write_text(categories.read_text(encoding="utf-8"), encoding="utf-8")
+    for path in (next((cwd / "ref").glob("*.csv")), cwd / "categories.csv", cwd / "ref.txt"):
         assert main(["--judge-name", "judge-a", *base, "--against-board", str(path), "--output", "--output-dir",
-                     f"vs-{path.suffix[1:]}"]) == 0
-        from_file = card_json(cwd / f"vs-{path.suffix[1:]}")
+                     f"vs-{path.stem}"]) == 0
+        from_file = card_json(cwd / f"vs-{path.stem}")
         for key in ("agreement", "agreement_blog", "strict_agreement", "spearman", "kendall", "brier"):
             assert from_file[key] == pytest.approx(card[key], abs=1e-9 if path.suffix == ".csv" else 0.05), (path, key)
         assert from_file["game_agreement"] is None and "per-game agreement" not in capsys.readouterr().out
+
+
+def test_the_card_bootstraps_questions_with_its_own_rounds_and_seed(bench, capsys):
+    cwd, sb = bench
+    common = ["--judge-name", "judge-a", "--baseline", sb.baseline]
+    # the board as the seed does it (battles, 100 rounds); the card: questions, 300 rounds, seed 7
+    assert main([*common, "--judge-card", "--card-rounds", "300", "--card-seed", "7", "--output", "--output-dir",
+                 "card"]) == 0
+    assert main([*common, "--bootstrap", "questions", "--num-rounds", "300", "--seed", "7", "--output", "--output-dir",
+                 "board"]) == 0
+    capsys.readouterr()
+    card = card_json(cwd / "card")
+    board, _ = board_samples(cwd / "board")
+    assert card["rounds"] == 300 and card["seed"] == 7 and card["bootstrap"] == "questions"
+    assert card["scores"] == {m: {"score": v[0], "lower": v[1], "upper": v[2]} for m, v in board.items() if m != sb.baseline}
+    seed_board, _ = board_samples(cwd / "card")  # the printed board kept its own bootstrap
+    assert any(seed_board[m][1:] != board[m][1:] for m in board if m != sb.baseline)
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -573,7 +596,20 @@ def test_the_card_on_real_answers_equals_its_definitions(ru_project, capsys):
         assert card[f"separability_{level}"] == pytest.approx(plain_separability(plain_intervals(samples, level, RU_BASELINE)))
     rho = [plain_spearman([samples[m][r] for m in models], [reference[m][0] for m in models]) for r in range(1000)]
     assert card["spearman_ci"] == pytest.approx([plain_percentile(rho, 2.5), plain_percentile(rho, 97.5)])
-    # the printed card says the same
+    # the printed card says the same, each judge in its column
+    rows = [line.split(" | ") for line in out.split(f"## judge card: {LENGTH_LOVER.name} on")[1].splitlines()[2:11]]
+    printed = {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows}
+    for column, numbers in enumerate((card, card["reference_card"])):
+        for level in (95, 80):
+            assert printed[f"separability at {level}% (share of model pairs apart)"][column] == (
+                f"{100 * numbers[f'separability_{level}']:.1f}% of 36")
+        assert printed["position consistency (judgments)"][column] == f"{100 * numbers['position_consistency']:.1f}% of 4500"
+        for game, slot in (("game_1", "game 1 (A = the baseline)"), ("game_2", "game 2 (A = the judged model)")):
+            assert printed[f"first slot wins, {slot}"][column] == f"{100 * numbers['first_slot_win_share'][game]:.1f}% of 4500"
+        assert printed["ties (share of verdicts)"][column] == f"{100 * numbers['tie_share']:.1f}%"
+        assert printed["unreadable verdicts (share of games)"][column] == "0.0% of 9000"
+        assert printed["length: Spearman's rho, outcome vs token difference"][column] == (
+            f"{numbers['length_correlation']['value']:+.3f} over 9000")
     assert f"strict agreement: {100 * card['strict_agreement']:.1f}% of 36 pairs" in out
     assert f"Brier score: {card['brier']:.4f} over 36 pairs" in out
 
