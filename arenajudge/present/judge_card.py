@@ -260,9 +260,10 @@ def judgebench_rows(card: JudgeCard) -> list[list[str]]:
 def card_lines(card: JudgeCard) -> list[str]:
     """The card as show_result.py prints it (sections start with `## `)."""
     pairs = card.separability[SEPARABILITY_LEVELS[0]][1]
-    lines = [f"## judge card: {card.judge} on {card.bench}, baseline {card.baseline} ({len(card.board.models)} models, "
-             f"{pairs} model pairs, the baseline left out; intervals from a bootstrap over questions, {card.rounds} "
-             f"rounds, seed {card.seed})"]
+    models = len(card.board.models)
+    lines = [f"## judge card: {card.judge} on {card.bench}, baseline {card.baseline} ({models} model{'s' * (models != 1)}, "
+             f"{pairs} model pair{'s' * (pairs != 1)}, the baseline left out; intervals from a bootstrap over questions, "
+             f"{card.rounds} rounds, seed {card.seed})"]
     header, rows = own_rows(card)
     width = max(len(r[0]) for r in rows)
     columns = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(1, len(header))]
