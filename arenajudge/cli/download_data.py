@@ -6,6 +6,8 @@ Sets (`--list` prints them):
   arena-hard-v0.1-ru  their Russian translation      Vikhrmodels/arena_hard_ru (parquet)
   arena-hard-v2.0     750 questions (uid/prompt)     lmarena-ai/arena-hard-auto (data/arena-hard-v2.0/)
   mt_bench            80 two-turn questions          HuggingFaceH4/mt_bench_prompts
+  judgebench          JudgeBench's answer pairs      ScalerLab/JudgeBench (only when named; benches
+                      judgebench-gpt and judgebench-claude, each also by its own name)
 With `--with-answers`, the sets that publish them (arena-hard-v0.1 and v2.0, in lmarena-ai/arena-hard-auto)
 also bring model_answer/*.jsonl and model_judgment/<judge>/*.jsonl, converted from v2's
 `uid`/`messages`/`games[].judgment.answer` records where needed.
@@ -14,7 +16,8 @@ Every record is checked (ids present and unique, turns non-empty, answers and ju
 only for known questions) before anything is written; files are written whole (atomic
 rename) and an existing file that differs is never replaced without `--force`. The hub
 revision and a checksum of each written file go to data/<bench>/SOURCE.json.
-`--source-dir DIR` reads a local copy laid out like the hub repository instead (offline use, tests).
+`--source-dir DIR` reads a local copy laid out like the hub repository instead (offline use, tests);
+for JudgeBench also a copy of its GitHub repository (data/dataset=judgebench,response_model=<model>.jsonl).
 """
 
 from __future__ import annotations
@@ -64,6 +67,26 @@ SETS: dict[str, DataSet] = {s.name: s for s in (
 PUBLISHED = {"arena-hard-v0.1": DataSet("arena-hard-v0.1", "lmarena-ai/arena-hard-auto", "-",
                                         answers="data/arena-hard-v0.1/model_answer/*.jsonl",
                                         judgments="data/arena-hard-v0.1/model_judgment/*/*.jsonl")}
+
+
+# JudgeBench (Tan et al. 2024): pairs of answers on knowledge, reasoning, math and coding questions, each
+# labelled with the objectively better one. A bench per split: question.jsonl (the source as category, the
+# label kept) and the two answers as the models response_A and response_B.
+
+
+@dataclass(frozen=True)
+class JudgeBenchSplit:
+    bench: str
+    split: str  # the hub's: data/<split>-*.jsonl
+    response_model: str  # how the GitHub repository's file name starts: data/dataset=judgebench,response_model=<...>
+    expected: int
+
+
+JUDGEBENCH_REPO = "ScalerLab/JudgeBench"
+JUDGEBENCH_ALL = "judgebench"
+JUDGEBENCH = {s.bench: s for s in (JudgeBenchSplit("judgebench-gpt", "gpt", "gpt-4o", 350),
+                                   JudgeBenchSplit("judgebench-claude", "claude", "claude-3-5-sonnet", 270))}
+JUDGEBENCH_KEYS = ("pair_id", "source", "question", "response_A", "response_B", "label")
 
 
 # ------------------------------------------------------------------ reading
@@ -248,6 +271,20 @@ class Writer:
         return True
 
 
+def write_set(name: str, bench: Path, outputs: list[tuple[Path, list[Record]]], sources: list[Record],
+              writer: Writer) -> int:
+    """Write the files that changed (all checked before any write) and SOURCE.json; the number written."""
+    todo = [(path, rows) for path, rows in outputs if writer.plan(path, rows)]
+    for path, rows in todo:
+        write_jsonl_atomic(path, rows)
+        writer.written.append(path)
+    manifest = {"set": name, "sources": sources,
+                "files": {p.relative_to(bench).as_posix(): {"records": len(rows), "sha256": _digest(rows)}
+                          for p, rows in outputs}}
+    (bench / "SOURCE.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return len(todo)
+
+
 def download(names: list[str], data_dir: Path, fetch: Fetch, *, with_answers: bool, force: bool,
              say: Callable[[str], None]) -> list[Path]:
     writer = Writer(force, [], [])
@@ -285,26 +322,99 @@ def download(names: list[str], data_dir: Path, fetch: Fetch, *, with_answers: bo
             sources.append({"repo": published.repo_id, "revision": prev, "files": used})
         elif with_answers:
             say(f"note: {name}: no published answers to download")
-        todo = [(path, rows) for path, rows in outputs if writer.plan(path, rows)]  # all checked before any write
-        for path, rows in todo:
-            write_jsonl_atomic(path, rows)
-            writer.written.append(path)
-        manifest = {"set": name, "sources": sources,
-                    "files": {p.relative_to(bench).as_posix(): {"records": len(rows), "sha256": _digest(rows)}
-                              for p, rows in outputs}}
-        (bench / "SOURCE.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written = write_set(name, bench, outputs, sources, writer)
         answers = sum(1 for p, _ in outputs if "model_answer" in p.parts)
         judgments = sum(1 for p, _ in outputs if "model_judgment" in p.parts)
         say(f"{name}: {len(questions)} questions" + (f", {answers} answer files, {judgments} judgment files"
                                                       if with_answers else "")
-            + f" in {bench} ({len(todo)} written, {len(outputs) - len(todo)} already up to date)")
+            + f" in {bench} ({written} written, {len(outputs) - written} already up to date)")
+    return writer.written
+
+
+# ------------------------------------------------------------------ JudgeBench
+
+def judgebench_files(split: JudgeBenchSplit, source_dir: Path | None, cache_dir: Path | None
+                     ) -> tuple[list[Path], Path, str, str]:
+    """(files, their base folder, where from, revision) of a split: from the hub, or from --source-dir laid out like
+    JudgeBench's GitHub repository (DIR/data/...) or like the hub (DIR/ScalerLab/JudgeBench/data/...); no file: []."""
+    github = f"data/dataset=judgebench,response_model={split.response_model}*.jsonl"
+    hub = f"data/{split.split}-*"
+    if source_dir is None:
+        base, revision = hub_fetch(cache_dir)(DataSet(split.bench, JUDGEBENCH_REPO, hub), [hub])
+        return _matching(base, hub), base, JUDGEBENCH_REPO, revision
+    for base, pattern in ((source_dir, github), (source_dir / JUDGEBENCH_REPO, github), (source_dir / JUDGEBENCH_REPO, hub)):
+        if base.is_dir() and (files := _matching(base, pattern)):
+            return files, base, str(base), "local"
+    return [], source_dir, str(source_dir), "local"
+
+
+def convert_judgebench(row: Record, where: str) -> tuple[Record, Record, Record]:
+    """A JudgeBench pair -> (our question, response_A's answer, response_B's answer)."""
+    missing = [k for k in JUDGEBENCH_KEYS if not isinstance(row.get(k), str) or not row[k].strip()]
+    if missing:
+        raise UserError(f"{where}: a JudgeBench pair needs text in {', '.join(missing)}")
+    if row["label"] not in ("A>B", "B>A"):
+        raise UserError(f"{where}: label {row['label']!r} is neither 'A>B' nor 'B>A'")
+    question = {"question_id": row["pair_id"], "category": row["source"], "turns": [{"content": row["question"]}],
+                "label": row["label"]}
+    for key in ("original_id", "response_model"):
+        if row.get(key) is not None:
+            question[key] = row[key]
+
+    def answer(model: str) -> Record:
+        text = row[model]
+        return {"question_id": row["pair_id"], "answer_id": f"{row['pair_id']}:{model}", "model_id": model,
+                "choices": [{"index": 0, "turns": [{"content": text, "token_len": token_len(text)}]}], "tstamp": None}
+
+    return question, answer("response_A"), answer("response_B")
+
+
+def download_judgebench(names: list[str], data_dir: Path, source_dir: Path | None, cache_dir: Path | None, *,
+                        force: bool, say: Callable[[str], None]) -> list[Path]:
+    """The JudgeBench benches `names` asks for: `judgebench` is both splits, where a local copy may hold one."""
+    wanted = list(dict.fromkeys(b for n in names for b in (JUDGEBENCH if n == JUDGEBENCH_ALL else [n])))
+    writer = Writer(force, [], [])
+    found = []
+    for bench_name in wanted:
+        split = JUDGEBENCH[bench_name]
+        files, base, origin, revision = judgebench_files(split, source_dir, cache_dir)
+        if not files:
+            expected = (f"data/dataset=judgebench,response_model={split.response_model}*.jsonl (JudgeBench's GitHub "
+                        f"layout) or {JUDGEBENCH_REPO}/data/{split.split}-*.jsonl (the hub's)")
+            if bench_name not in names:  # asked for as part of `judgebench`: the local copy may hold one split only
+                say(f"note: {bench_name}: --source-dir {source_dir} has no {expected}; skipped")
+                continue
+            raise UserError(f"--source-dir {source_dir}: no {expected}" if source_dir is not None else
+                            f"{JUDGEBENCH_REPO}: no file matches data/{split.split}-*")
+        found.append((split, files, base, origin, revision))
+    if not found:
+        raise UserError(f"--source-dir {source_dir}: holds no JudgeBench split (expected data/dataset=judgebench,"
+                        f"response_model=<model>.jsonl as in JudgeBench's GitHub repository)")
+    for split, files, base, origin, revision in found:
+        converted = [convert_judgebench(row, f"{f.name}:{i}") for f in files for i, row in enumerate(read_rows(f), start=1)]
+        questions = [q for q, _, _ in converted]
+        check_questions(questions, f"{origin}/{files[0].relative_to(base).as_posix()}")
+        if len(questions) != split.expected:
+            say(f"warning: {split.bench}: {len(questions)} pairs, the published split has {split.expected}")
+        bench = data_dir / split.bench
+        outputs: list[tuple[Path, list[Record]]] = [
+            (bench / "question.jsonl", questions),
+            (bench / "model_answer" / "response_A.jsonl", [a for _, a, _ in converted]),
+            (bench / "model_answer" / "response_B.jsonl", [b for _, _, b in converted])]
+        sources = [{"repo": origin, "revision": revision, "files": [f.relative_to(base).as_posix() for f in files]}]
+        written = write_set(split.bench, bench, outputs, sources, writer)
+        say(f"{split.bench}: {len(questions)} pairs, answers response_A and response_B, in {bench} ({written} written, "
+            f"{len(outputs) - written} already up to date); judge them with baseline_model: response_B and "
+            "model_list: [response_A]")
     return writer.written
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="download_data.py", description=__doc__.split("\n\n")[0],
                                 epilog="sets: " + ", ".join(SETS))
-    p.add_argument("sets", nargs="*", metavar="SET", help=f"which sets (default: all): {', '.join(SETS)}")
+    p.add_argument("sets", nargs="*", metavar="SET",
+                   help=f"which sets (default: all question sets, {', '.join(SETS)}); also {JUDGEBENCH_ALL} "
+                        f"({', '.join(JUDGEBENCH)})")
     add_data_dir_flag(p)
     p.add_argument("--with-answers", action="store_true", help="also the published model answers and judgments")
     p.add_argument("--force", action="store_true", help="replace existing files that differ from the download")
@@ -319,13 +429,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for s in SETS.values():
             print(f"{s.name:<20} {s.repo_id:<34} {s.about}")
+        for j in JUDGEBENCH.values():
+            print(f"{j.bench:<20} {JUDGEBENCH_REPO:<34} JudgeBench's {j.expected} labelled answer pairs "
+                  f"({j.split}; `{JUDGEBENCH_ALL}` fetches both)")
         return 0
-    unknown = [s for s in args.sets if s not in SETS]
+    judgebench_names = {JUDGEBENCH_ALL, *JUDGEBENCH}
+    unknown = [s for s in args.sets if s not in SETS and s not in judgebench_names]
     if unknown:
-        raise UserError(f"unknown set {unknown[0]!r} (known: {', '.join(SETS)})")
-    fetch = local_fetch(args.source_dir) if args.source_dir else hub_fetch(args.cache_dir)
-    download(args.sets or list(SETS), args.data_dir, fetch, with_answers=args.with_answers, force=args.force,
-             say=lambda line: print(line, file=sys.stderr))
+        raise UserError(f"unknown set {unknown[0]!r} (known: {', '.join([*SETS, JUDGEBENCH_ALL, *JUDGEBENCH])})")
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    question_sets = [s for s in args.sets if s in SETS]
+    judgebench = [s for s in args.sets if s in judgebench_names]
+    if question_sets or not args.sets:
+        fetch = local_fetch(args.source_dir) if args.source_dir else hub_fetch(args.cache_dir)
+        download(question_sets or list(SETS), args.data_dir, fetch, with_answers=args.with_answers, force=args.force,
+                 say=say)
+    if judgebench:
+        download_judgebench(judgebench, args.data_dir, args.source_dir, args.cache_dir, force=args.force, say=say)
     return 0
 
 

@@ -71,7 +71,25 @@ def _show_board(args: argparse.Namespace, path: Path, records: list[dict], answe
         print(format_line(row, 1))
     if missing_games:
         print(f"note: {missing_games} of {2 * len(records)} games had no verdict and were dropped")
+    _show_fastchat_table(records, baseline if args.mode == "pairwise-baseline" else None)
     return 0
+
+
+def _show_fastchat_table(records: list[dict], baseline: str | None) -> None:
+    """FastChat's own pairwise table (win, loss, tie and their rates), beside the Bradley-Terry lines."""
+    table, left_out = MTBenchPairwise.fastchat_table(records, baseline)
+    against = f"against {baseline}" if baseline is not None else "every pair"
+    print(f"\n########## Pairwise, {against} (FastChat's table: a record is a win when both games name the same "
+          "winner, else a tie) ##########")
+    if table.empty:
+        print(f"note: no record with a verdict in both games has {baseline}" if baseline is not None else
+              "note: no record has a verdict in both games")
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(table)
+    if left_out:
+        print(f"note: {left_out} of {len(records)} records have a game without a verdict and are left out of this "
+              "table (FastChat leaves out its \"error\" records)")
 
 
 def radar_chart(per_category: pd.DataFrame, out: Path, title: str = "mean rating per category") -> Path:

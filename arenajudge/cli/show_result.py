@@ -16,6 +16,7 @@ from arenajudge.cli.common import add_data_dir_flag
 from arenajudge.config.models import load_judge_config, shown_mt_bench_mode
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.core.names import check_name, from_file_name
+from arenajudge.present.judge_card import build_card, card_lines, read_reference_board, write_card_json
 from arenajudge.present.leaderboard import BoardResult, BoardSpec, build_board
 from arenajudge.present.plots import write_plot
 from arenajudge.present.report import (
@@ -37,6 +38,7 @@ from arenajudge.present.report import (
 from arenajudge.rating import diagnostics
 from arenajudge.rating.bradley_terry import FeatureRatingResult
 from arenajudge.rating.compare import CompareSpec, PairResult, anytime_check, combined_score
+from arenajudge.rating.judge_card import CardBoard, JudgeCard
 from arenajudge.rating.methods import METHODS
 from arenajudge.rating.style import LC_FEATURE_PREFIX, STYLE_GROUPS, parse_style_groups
 from arenajudge.records.storage import BenchPaths, read_jsonl
@@ -57,6 +59,9 @@ Beyond the seed (all off by default; extra sections start with '## '):
   --judge-names J1 J2 ...           pool several judges' battles
   --category [FIELD]                one more board per question category (or cluster, ...)
   --diagnostics                     position consistency, ties, agreement between judges, separability
+  --judge-card [--against JUDGE | --against-board FILE]
+                                    how far to trust the judge: separability, position use, length; agreement
+                                    with a reference judge or board; JudgeBench accuracy on a JudgeBench bench
   --markdown, --plot FILE           a model-card table; a chart (.png or self-contained .html)
 """
 
@@ -117,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnostics", action="store_true",
                    help="judge diagnostics: position consistency, tie and no-verdict shares per model; with several "
                         "judges their verdict agreement, Cohen's kappa and rank correlation; separability of the board")
+    p.add_argument("--judge-card", action="store_true",
+                   help="the judge card: separability at 95%% and 80%%, position consistency, first-slot wins per game, "
+                        "ties, unreadable and constrained labels, length correlation, on a bootstrap over questions; "
+                        "JudgeBench accuracy on a JudgeBench bench; with --output also judge_card_<date>.json")
+    p.add_argument("--card-rounds", type=int, default=1000, help="bootstrap rounds of the judge card (default: %(default)s)")
+    p.add_argument("--card-seed", type=int, help="seed of the judge card's bootstrap (default: --seed)")
+    p.add_argument("--against", metavar="JUDGE",
+                   help="judge card against another judge's judgments of the same answers and baseline: agreement "
+                        "with confidence, strict agreement, Spearman/Kendall, Brier, per-game agreement and kappa "
+                        "(implies --judge-card)")
+    p.add_argument("--against-board", type=Path, metavar="FILE",
+                   help="judge card against a reference board: a CSV with columns model, score, lower, upper (as "
+                        "--output writes it) or board lines as show_result.py prints them (implies --judge-card)")
     p.add_argument("--markdown", action="store_true", help="also print the board as a markdown table (for a model card)")
     p.add_argument("--plot", type=Path, metavar="FILE",
                    help="draw scores with 95%% CIs (one panel per category): FILE.png or a self-contained FILE.html")
@@ -217,11 +235,31 @@ def _check_flags(args: argparse.Namespace) -> None:
     parse_weights(args.category_weights)
     if args.compare and args.load_battles:
         raise UserError("--compare reads judgments; it cannot be used with --load-battles")
+    _check_card_flags(args)
     if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--report {args.report}: the report is one HTML page, use a .html file name")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
         raise UserError(f"--plot {args.plot}: unknown format {args.plot.suffix or '(none)'!r}, "
                         "use a .png or .html file name")
+
+
+def _check_card_flags(args: argparse.Namespace) -> None:
+    """--judge-card and its reference flags (--against and --against-board imply the card)."""
+    if args.against is not None and args.against_board is not None:
+        raise UserError("--against and --against-board: give one reference")
+    args.judge_card = args.judge_card or args.against is not None or args.against_board is not None
+    if not args.judge_card:
+        return
+    flag = "--judge-card" if args.against is None and args.against_board is None else (
+        "--against" if args.against is not None else "--against-board")
+    if args.load_battles:
+        raise UserError(f"{flag} reads judgments; it cannot be used with --load-battles")
+    if args.judge_names and len(args.judge_names) > 1:
+        raise UserError(f"{flag} describes one judge; name it with --judge-name (--judge-names pools several)")
+    if args.card_rounds < 100:
+        raise UserError(f"--card-rounds must be at least 100, got {args.card_rounds}")
+    if args.mode is not None:
+        raise UserError(f"{flag} is made from Arena-Hard judgments; it cannot be used with --mode")
 
 
 def board_spec(args: argparse.Namespace) -> BoardSpec:
@@ -282,12 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     if shown_mt_bench_mode(args.bench_name, args.mode) is not None:
         from arenajudge.cli import show_mtbench  # imported here: it brings the HTTP client (httpx2), which boards never need
 
+        if args.judge_card:
+            raise UserError("--judge-card is made from Arena-Hard judgments; MT-Bench judgments print their tables only")
         if args.report is not None:
             raise UserError("--report is written for Arena-Hard boards; MT-Bench judgments print their tables only")
         return show_mtbench.show(args)
+    # a reference board file is read before anything is printed: bad input stops with one line
+    reference = read_reference_board(args.against_board, args.ci_level) if args.against_board is not None else None
     board = build_board(board_spec(args))
     if board.empty:
         return nothing_to_score(board)
+    card = judge_card(args, board, reference) if args.judge_card else None
     print(board.header)
     for row in board.rows:
         print(format_line(row, board.decimal, args.ci_level))
@@ -310,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     extras.add(Section(columns=judge_tokens(board.judgments)))
     for line in extras.lines:
         print(line)
+    if card is not None:
+        for line in card_lines(card):
+            print(line)
     if args.markdown:
         print()
         print(markdown_table(boards, board.decimal, args.ci_level))
@@ -319,11 +365,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         print(f"wrote {write_plot(args.plot, boards, axis_label(board))}", file=sys.stderr)
     if args.report is not None:
-        print(f"wrote {write_html_report(args.report, board, boards, comparison, notes, command)}", file=sys.stderr)
+        print(f"wrote {write_html_report(args.report, board, boards, comparison, notes, command, card)}", file=sys.stderr)
     if args.output:
         for path in write_board_outputs(args.output_dir, board, boards, extras.columns, comparison):
             print(f"wrote {path}", file=sys.stderr)
+        if card is not None:
+            print(f"wrote {write_card_json(card, args.output_dir)}", file=sys.stderr)
     return 0
+
+
+def judge_card(args: argparse.Namespace, board: BoardResult, reference: CardBoard | None) -> JudgeCard:
+    """--judge-card: the card of the board's judge, on its own bootstrap over questions."""
+    if args.against is not None and args.against in board.spec.judges:
+        raise UserError(f"--against {args.against}: that is the judge of the card; name another judge")
+    seed = args.seed if args.card_seed is None else args.card_seed
+    return build_card(board, rounds=args.card_rounds, seed=seed, against=args.against,
+                      reference=(str(args.against_board), reference) if reference is not None else None)
 
 
 def nothing_to_score(board: BoardResult) -> int:
@@ -459,7 +516,7 @@ def anytime_lines(spec: CompareSpec, board: BoardResult) -> dict[tuple[str, str]
 
 
 def write_html_report(path: Path, board: BoardResult, boards: list[tuple[str, list[BoardRow]]],
-                      comparison: Comparison | None, notes: list[str], command: str) -> Path:
+                      comparison: Comparison | None, notes: list[str], command: str, card: JudgeCard | None = None) -> Path:
     """--report: the self-contained HTML page."""
     from arenajudge.present import html_report  # here: only --report needs it
 
@@ -479,6 +536,7 @@ def write_html_report(path: Path, board: BoardResult, boards: list[tuple[str, li
         differences=differences,
         consistency={judge: diagnostics.position_consistency(j) for judge, j in board.judgments.items()},
         runs=read_jsonl(board.paths.runs_file, allow_torn_tail=True) if board.paths.runs_file.exists() else [],
+        card=card,
         provenance={"command": command, "bench": spec.bench, "judge": spec.judge_label, "baseline": spec.baseline,
                     "scoring": label or "Bradley-Terry (arena-hard-auto)", "interval": board.interval,
                     "weight of a strong verdict": str(spec.weight), "bootstrap rounds": str(rounds_of(board)),

@@ -13,11 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from arenajudge.present import judge_card
 from arenajudge.present.plots import ci_chart
 from arenajudge.present.report import BoardRow, deep_link
 from arenajudge.rating.battles import game_words
 from arenajudge.rating.compare import CompareSpec, PairResult, biggest_differences, format_p
 from arenajudge.rating.diagnostics import ConsistencyRow
+from arenajudge.rating.judge_card import JudgeCard
 from arenajudge.records.storage import BenchPaths, replace_atomically, turn_text
 
 
@@ -82,6 +84,7 @@ class ReportData:
     runs: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
     fingerprints: list[tuple[str, str]] = field(default_factory=list)  # (file, sha256 prefix)
+    card: JudgeCard | None = None  # --judge-card
 
 
 def fingerprint(path: Path) -> str:
@@ -184,6 +187,34 @@ def _diagnostics(data: ReportData) -> str:
     return "\n".join(out)
 
 
+def _judge_card(card: JudgeCard) -> str:
+    """The judge card: the same numbers as show_result.py --judge-card prints."""
+    header, rows = judge_card.own_rows(card)
+    out = [f'<p class="sub">{_e(card.bench)}, baseline {_e(card.baseline)}; {len(card.board.models)} models, the '
+           f"baseline left out; intervals from a bootstrap over questions, {card.rounds} rounds, seed {card.seed}</p>",
+           '<div id="card-own">' + _table([_e(h) for h in header], [[_e(c) for c in r] for r in rows]) + "</div>"]
+    if card.agreement is not None:
+        out.append(f"<h3>against {_e(card.reference)}</h3>")
+        out.append('<div id="card-agreement">' + _table(["", "value"], [[_e(n), _e(v)] for n, v in
+                                                                        judge_card.agreement_rows(card)], left=2)
+                   + "</div>")
+        disagreements = judge_card.disagreement_rows(card)
+        out.append(f"<h3>pairs the two order differently, worst first ({len(disagreements)})</h3>")
+        out.append('<div id="card-disagreements">' + _table(
+            ["pair", f"{_e(card.judge)}", f"{_e(card.reference)}", "share of rounds in the opposite order"],
+            [[_e(c) for c in r] for r in disagreements], left=3) + "</div>")
+    if card.judgebench is not None:
+        score = card.judgebench
+        out.append("<h3>JudgeBench</h3>")
+        out.append('<div id="card-judgebench">' + _table(["source", "accuracy", "pairs"],
+                                                         [[_e(c) for c in r] for r in judge_card.judgebench_rows(card)])
+                   + "</div>")
+        out.append(f'<p class="sub">per pair +1 for each game preferring the labelled answer, -1 for each preferring '
+                   f"the other; right when the sum is positive. Inconsistent: {100 * score.inconsistent:.1f}% of pairs; "
+                   f"unreadable: {100 * score.unreadable:.1f}% of games.</p>")
+    return "\n".join(out)
+
+
 _RUN_COLUMNS = ("start", "command", "models", "judge", "done", "failed", "requests", "retried", "prompt_tokens",
                 "completion_tokens", "wall_seconds")
 
@@ -239,6 +270,10 @@ def render(data: ReportData) -> str:
     if data.consistency:
         sections.append('<section id="diagnostics"><h2>Judge diagnostics</h2>')
         sections.append(_diagnostics(data))
+        sections.append("</section>")
+    if data.card is not None:
+        sections.append(f'<section id="judge-card"><h2>Judge card: {_e(data.card.judge)}</h2>')
+        sections.append(_judge_card(data.card))
         sections.append("</section>")
     sections.append('<section id="cost"><h2>What the runs cost</h2>')
     sections.append(_runs(data))

@@ -135,6 +135,65 @@ class BoardCorrelation:
     kendall: float  # tau-b (handles tied scores)
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along the last axis, tied values sharing their mean rank (as scipy's rankdata)."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[-1] <= 64:  # a few models: compare every pair at once
+        below = (x[..., None, :] < x[..., :, None]).sum(axis=-1)
+        equal = (x[..., None, :] == x[..., :, None]).sum(axis=-1)
+        return below + (equal + 1) / 2
+    rows = x.reshape(-1, x.shape[-1])
+    ranks = np.empty_like(rows)
+    for i, row in enumerate(rows):  # many values (games): sort once per row
+        _, where, counts = np.unique(row, return_inverse=True, return_counts=True)
+        ranks[i] = (np.cumsum(counts) - (counts - 1) / 2)[where]
+    return ranks.reshape(x.shape)
+
+
+def _prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    y = np.asarray(y, dtype=float)
+    constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y) == 0) if x.shape[1] else np.ones(len(x), dtype=bool)
+    return x, y, constant | (x.shape[1] < 2)
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of x (rounds x n) with y (n): Pearson's correlation of average ranks, as
+    scipy's spearmanr; NaN where a side is constant or n < 2."""
+    x, y, undefined = _prepare(x, y)
+    if undefined.all():
+        return np.full(len(x), np.nan)
+    rank_x = average_ranks(x)
+    rank_x -= rank_x.mean(axis=1, keepdims=True)
+    rank_y = average_ranks(y)
+    rank_y -= rank_y.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rank_x @ rank_y) / np.sqrt((rank_x**2).sum(axis=1) * (rank_y**2).sum())
+    rho[undefined] = np.nan
+    return rho
+
+
+def kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row of x (rounds x n) with y (n), as scipy's kendalltau: concordant minus
+    discordant pairs over sqrt((pairs - pairs tied in x) (pairs - pairs tied in y)); NaN where a side is
+    constant or n < 2. Compares every pair: meant for boards, not for thousands of values."""
+    x, y, undefined = _prepare(x, y)
+    if undefined.all():
+        return np.full(len(x), np.nan)
+    first, second = np.triu_indices(x.shape[1], k=1)
+    sign_x = np.sign(x[:, first] - x[:, second])
+    sign_y = np.sign(y[first] - y[second])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (sign_x @ sign_y) / np.sqrt((len(first) - (sign_x == 0).sum(axis=1)) * (len(first) - (sign_y == 0).sum()))
+    tau[undefined] = np.nan
+    return tau
+
+
+def rank_correlations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Spearman, Kendall tau-b) of each row of x with y: one definition for --diagnostics and the judge card."""
+    return spearman_rows(x, y), kendall_rows(x, y)
+
+
 def board_correlation(scores_by_judge: dict[str, dict[str, float]]) -> list[BoardCorrelation]:
     """Rank correlation of each pair of judges' scores over the models both rated."""
     result = []
@@ -142,14 +201,8 @@ def board_correlation(scores_by_judge: dict[str, dict[str, float]]) -> list[Boar
         models = sorted(set(scores_by_judge[j1]) & set(scores_by_judge[j2]))
         x = np.array([scores_by_judge[j1][m] for m in models])
         y = np.array([scores_by_judge[j2][m] for m in models])
-        if len(models) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-            rho = tau = float("nan")
-        else:
-            from scipy import stats  # here, not at the top: it costs 0.6 s to import and few runs need it
-
-            rho = float(stats.spearmanr(x, y).statistic)
-            tau = float(stats.kendalltau(x, y).statistic)
-        result.append(BoardCorrelation(j1, j2, len(models), rho, tau))
+        rho, tau = rank_correlations(x, y)
+        result.append(BoardCorrelation(j1, j2, len(models), float(rho[0]), float(tau[0])))
     return result
 
 
