@@ -197,6 +197,26 @@ def test_runs_table_is_compact(tmp_path):
     assert "2026-11-24 08:01" in lines[2] and "prompt_tokens" in lines[0]
 
 
+def test_runs_table_says_which_run_stopped_early_and_what_it_left(tmp_path):
+    runs = tmp_path / "data" / "b" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    rows = [{"command": "gen_judgment", "start": "2026-12-07T17:44:00+00:00", "status": "endpoint_dead", "done": 112,
+             "left": 888, "requests": 224},
+            {"command": "gen_judgment", "start": "2026-12-07T17:45:00+00:00", "status": "ok", "done": 888, "left": 0,
+             "skipped": 112, "requests": 1776}]
+    runs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_script("show_result.py", "--bench-name", "b", "--runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    header, *lines = proc.stdout.splitlines()
+    # columns are right-aligned under their names: a cell is the text between two names' ends
+    ends = [m.end() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    cells = [{name: line[start:end].strip() for name, start, end in zip(names, [0, *ends[:-1]], ends, strict=True)}
+             for line in lines]
+    assert cells[0]["status"] == "endpoint_dead" and cells[0]["left"] == "888" and cells[0]["done"] == "112"
+    assert cells[1]["done"] == "888" and cells[1]["skipped"] == "112" and cells[1]["status"] == ""
+
+
 def test_projection_says_what_its_half_width_measures(tmp_path):
     from arenajudge.present.report import projection_lines
     from arenajudge.rating.battles import battles_from_judgments

@@ -356,7 +356,7 @@ def judge_tokens(judgments_by_judge: dict[str, dict[str, list[dict[str, Any]]]])
     return totals
 
 
-RUN_COLUMNS = ["start", "command", "models", "judge", "done", "skipped", "failed", "requests", "retried",
+RUN_COLUMNS = ["start", "command", "models", "judge", "status", "done", "skipped", "failed", "left", "requests", "retried",
                "prompt_tokens", "completion_tokens", "completion_tokens_per_second", "wall_seconds", "servers",
                "cache_hit_rate"]
 
@@ -379,9 +379,17 @@ def runs_table(paths: BenchPaths) -> str:
             frame[column] = None
     frame["models"] = frame["models"].map(lambda m: ",".join(m) if isinstance(m, list) else m)
     frame["servers"] = frame["servers"].map(_servers)
+    # how a run ended and what it left, said only where it did not simply finish (the column goes when none did)
+    frame["status"] = frame["status"].map(lambda v: "" if v in (None, "ok") or v != v else v)
+    frame["left"] = frame["left"].map(lambda v: "" if v in (None, 0) or v != v else v)
     if "prefix_cache" in frame:
         frame["cache_hit_rate"] = frame["prefix_cache"].map(lambda c: c.get("hit_rate") if isinstance(c, dict) else "")
-    frame = frame[RUN_COLUMNS].fillna("")
+    frame = frame[RUN_COLUMNS]
+    for column in ("done", "skipped", "failed", "requests", "retried", "prompt_tokens", "completion_tokens"):
+        # a count absent from some runs makes the column float: print it as the whole number it is
+        frame[column] = pd.Series([int(v) if isinstance(v, float) and v == v and v.is_integer() else v
+                                   for v in frame[column]], index=frame.index, dtype=object)
+    frame = frame.fillna("")
     # compact: minutes are enough for a start time, and columns no run filled say nothing
     frame["start"] = frame["start"].map(lambda t: str(t)[:16].replace("T", " "))
     frame["models"] = frame["models"].map(lambda m: m if len(str(m)) <= 30 else str(m)[:27] + "...")
