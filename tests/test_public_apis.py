@@ -30,6 +30,24 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
+def defined_names(tree: ast.AST, *, arguments: bool = False) -> set[str]:
+    """The names a module defines: functions, classes, assignments, attributes set on objects; with `arguments`,
+    also parameter names and keyword names (dataclass fields built by keyword, e.g. `_Slot(send=...)`)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif arguments and isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif arguments and isinstance(node, ast.keyword) and node.arg:
+            names.add(node.arg)
+    return names
+
+
 @cache
 def their_private_names() -> frozenset[str]:
     """Every underscore name their sources define (functions, classes, assignments, attributes set on self)."""
@@ -39,13 +57,7 @@ def their_private_names() -> frozenset[str]:
         for path in root.rglob("*.py"):
             if {"types", "resources"} & set(path.relative_to(root).parts):  # generated API models: no client internals
                 continue
-            for node in ast.walk(ast.parse(path.read_bytes())):
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    names.add(node.name)
-                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names.add(node.id)
-                elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                    names.add(node.attr)
+            names |= defined_names(ast.parse(path.read_bytes()))
     return frozenset(n for n in names if _private(n))
 
 
@@ -99,17 +111,7 @@ def our_private_names(files: list[Path]) -> set[str]:
     """Underscore names our own code defines anywhere in the package."""
     names: set[str] = set()
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                names.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                names.add(node.attr)
-            elif isinstance(node, ast.arg):
-                names.add(node.arg)
-            elif isinstance(node, ast.keyword) and node.arg:  # dataclass fields built by keyword, e.g. `_Slot(send=...)`
-                names.add(node.arg)
+        names |= defined_names(ast.parse(path.read_text(encoding="utf-8")), arguments=True)
     return {n for n in names if _private(n)}
 
 

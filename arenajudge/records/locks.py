@@ -105,14 +105,19 @@ def refusal(lock: OutputLock, holder: str, writes: list[str]) -> str:
             "wait for it to finish or pass --wait")
 
 
+def _open_lock_file(lock_file: Path) -> int:
+    """An open descriptor on `lock_file` (made with its folder when absent); a WriteFailed naming it if it cannot be."""
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WriteFailed(lock_file, exc) from None
+
+
 def _claim(lock: OutputLock, writes: list[str], wait: bool, say: Callable[[str], None]) -> int:
     """An open descriptor holding the exclusive lock on `lock.file`; the holder's record names `writes`."""
     lock_file = lock.file
-    try:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise WriteFailed(lock_file, exc) from None
+    fd = _open_lock_file(lock_file)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,12 +164,7 @@ def hold(locks: Sequence[OutputLock], *, wait: bool = False, say: Callable[[str]
 def briefly(shared_file: Path) -> Iterator[None]:
     """An exclusive lock on a file every run of a bench appends to (runs.jsonl), for one append: waited for,
     held a moment. Its lock file sits in the bench's locks/ beside the others."""
-    lock_file = shared_file.parent / LOCK_DIR / f"{shared_file.name}.lock"
-    try:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise WriteFailed(lock_file, exc) from None
+    fd = _open_lock_file(shared_file.parent / LOCK_DIR / f"{shared_file.name}.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
