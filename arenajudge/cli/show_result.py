@@ -492,7 +492,7 @@ def compare_section(spec: CompareSpec, board: BoardResult) -> Comparison:
 
 def anytime_lines(spec: CompareSpec, board: BoardResult) -> dict[tuple[str, str], list[str]]:
     """The lines under each compared pair ((a, b)) and after them (("", "")) from an until-decided run."""
-    from arenajudge.cli.until_decided import pair_line as decision_line  # here: it brings the judging engine
+    from arenajudge.rating.until_decided import pair_line as decision_line  # here: it brings the judging engine
 
     check = anytime_check(board.battles, board.paths, spec.judge, spec.baseline, list(spec.models),
                           weight=board.spec.weight, first_game_only=board.spec.first_game_only)
