@@ -121,3 +121,22 @@ def test_run_eval_steps_are_library_calls_not_argv_or_yaml(project, no_commands,
     assert {p.name for p in records.iterdir()} == {"gen_answer_config.yaml", "judge_config.yaml"}
     assert "a record of what its step ran" in (records / "judge_config.yaml").read_text()
     assert read and not [p for p in read if records.resolve() in p.parents]
+
+
+def test_until_decided_from_python_returns_the_decisions(project, no_commands):
+    questions = project.simple_questions(40)
+    project.write_answers("good", questions, text=STRONG)
+    for model in ("meh", "base"):
+        project.write_answers(model, questions, text=PLAIN)
+    with FakeServer(Script(verdict=prefers_strong)) as judge:
+        project.write_api({"judge": entry(judge.base_url, "judge-70b", parallel=8)})
+        project.write_judge_config(["good", "meh"])
+        until = api.UntilDecided(models=("meh", "good"), batch=10, min_questions=10)
+        result = api.until_decided(until, options=api.RunOptions(quiet=True))
+    assert isinstance(result, api.UntilDecidedResult) and result.exit_code == 0
+    decision = result.decisions[("meh", "good")]
+    assert decision.decision == "better" and decision.diff > 0 and result.covered < 40
+    assert result.needed == len(project.records("model_judgment/judge/good.jsonl")) * 2  # both models, same questions
+    assert result.lines()[0].startswith(f"# until decided: {result.covered} of 40 questions looked at, judge judge")
+    [run] = project.records("runs.jsonl")
+    assert run["until_decided"]["pairs"][0]["decision"] == "better"
