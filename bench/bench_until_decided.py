@@ -39,7 +39,6 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from arenajudge.cli.until_decided import DEFAULTS  # noqa: E402
 from arenajudge.rating.battles import battles_from_judgments  # noqa: E402
 from arenajudge.rating.compare import compare_models  # noqa: E402
 from arenajudge.rating.group_sequential import SPENDING_FUNCTIONS  # noqa: E402
@@ -52,6 +51,7 @@ from arenajudge.rating.sequential import (  # noqa: E402
     outcome_table,
     plan,
 )
+from arenajudge.rating.until_decided import DEFAULTS  # noqa: E402
 from arenajudge.records.storage import load_answer_file, load_questions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

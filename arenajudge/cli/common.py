@@ -1,4 +1,4 @@
-"""What gen_answer.py and gen_judgment.py share: flags, config checks, appenders.
+"""What gen_answer.py and gen_judgment.py share: the engine flags and their checks.
 
 The commands that send no requests (show_result.py, qa_browser.py, ...) import this module too:
 the HTTP client (`..client`) is imported where a request policy is made, not here.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from arenajudge.config.models import ModelEntry
+from arenajudge.config.models import require_entry as require_entry  # the commands' name for it
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
-from arenajudge.records.storage import JsonlAppender
+from arenajudge.endpoints.run_options import RunOptions
+from arenajudge.records.storage import Appenders as Appenders  # the commands' name for it
 
 if TYPE_CHECKING:
     from arenajudge.endpoints.client import RequestPolicy
@@ -46,15 +47,14 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                              "instead of stopping at once")
 
 
-def request_policy(args: argparse.Namespace) -> RequestPolicy:
-    from arenajudge.endpoints.client import RequestPolicy  # here: importing the client takes the HTTP library along
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The engine flags as the library's options, checked (a UserError names the flag)."""
+    return RunOptions(max_retries=args.max_retries, timeout=args.timeout, client_processes=args.client_processes,
+                      dead_after=args.dead_after, quiet=args.quiet, wait=args.wait).check()
 
-    if args.max_retries < 0:
-        raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
-    return RequestPolicy(attempts=args.max_retries + 1, timeout=args.timeout, client_processes=client_processes(args),
-                         dead_after=dead_after(args))
+
+def request_policy(args: argparse.Namespace) -> RequestPolicy:
+    return run_options(args).policy()
 
 
 def add_dead_after_flag(parser: argparse.ArgumentParser) -> None:
@@ -77,32 +77,6 @@ def client_processes(args: argparse.Namespace) -> int:
     if args.client_processes < 1:
         raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
     return args.client_processes
-
-
-def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:
-    """The entry a run sends to, with its keys: it must exist and have an address (never OpenAI's by default)."""
-    if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
-        raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
-    entries[name].require_address()
-    return entries[name].with_secrets()
-
-
-class Appenders:
-    """One open JSONL appender per output file, opened on first write."""
-
-    def __init__(self) -> None:
-        self._open: dict[Path, JsonlAppender] = {}
-
-    def write(self, path: Path, record: dict[str, Any]) -> None:
-        if path not in self._open:
-            self._open[path] = JsonlAppender(path)
-        self._open[path].write(record)
-
-    def close(self) -> None:
-        for appender in self._open.values():
-            appender.close()
-        self._open.clear()
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:

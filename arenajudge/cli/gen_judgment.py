@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import functools
-import random
 import sys
-from typing import Any
 
 from arenajudge.cli import until_decided
-from arenajudge.cli.common import Appenders, command_parser, request_policy, require_entry
-from arenajudge.config.models import ModelEntry, load_api_config, load_judge_config
-from arenajudge.core.errors import UserError, run_cli
-from arenajudge.endpoints.client import ModelClient, RequestPolicy
-from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
-from arenajudge.endpoints.engine import Lane, RunReport, finish_files, log_run, run_lanes
-from arenajudge.endpoints.probe import probe_endpoints
-from arenajudge.endpoints.servers import ServerSession
-from arenajudge.judge.arena_hard import ORDERS, order_judge_items
-from arenajudge.judge.judge_run import require_baseline
-from arenajudge.judge.kinds import JudgingKind
-from arenajudge.judge.protocol import protocol_for
-from arenajudge.records import locks
-from arenajudge.records.storage import BenchPaths, load_questions
+from arenajudge.cli.common import command_parser, require_entry, run_options
+from arenajudge.config.models import load_api_config, load_judge_config
+from arenajudge.core.errors import run_cli
+from arenajudge.judge.arena_hard import ORDERS
+from arenajudge.judge.run import judge_bench
+from arenajudge.rating.until_decided import judge_until_decided
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,85 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def sample_questions(questions: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
-    """A sample that depends only on the question ids, n and the seed (not on file order or model)."""
-    if n < 1:
-        raise UserError(f"--sample must be at least 1, got {n}")
-    ids = sorted(str(q["question_id"]) for q in questions)
-    chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
-    return [q for q in questions if str(q["question_id"]) in chosen]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    until_decided.check_unused(args)
-    policy = request_policy(args)
+    until = until_decided.until_decided(args)
+    options = run_options(args)
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
-    paths = BenchPaths(config.bench_name, args.data_dir)
-    questions = load_questions(paths.question_file)
-    all_questions = questions
-    order = [q["question_id"] for q in questions]
-    if args.sample is not None:
-        questions = sample_questions(questions, args.sample, args.sample_seed)
-    if args.until_decided:
-        if config.mode is not None:
-            raise UserError(f"{args.setting_file}: key 'mode': --until-decided judges arena-hard pairs against a "
-                            "baseline, not MT-Bench modes")
-        require_baseline(config)
-        inputs = until_decided.check_inputs(args, config, paths, questions)  # before the lock: bad input writes nothing
-        return until_decided.run(args, config, judge, paths, questions, order, all_questions, inputs)  # takes the lock
-
-    protocol = protocol_for(config).load(config, judge, paths, questions, all_questions)  # bad input writes nothing
-    # one writer per output file, from reading what is done to the final sort
-    with locks.hold(protocol.lock_files(), wait=args.wait):
-        return run_judging(args, policy, protocol, judge, paths, order)
-
-
-def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: JudgingKind[Any], judge: ModelEntry,
-                paths: BenchPaths, order: list[Any]) -> int:
-    """Judge what is left under `protocol`: stale records moved aside, the items sent under the server
-    session, the record files sorted and the run logged (also when stopped)."""
-    report = RunReport()
-    client = ModelClient(judge, policy)  # first: client processes (if any) start while the records load
-    items = order_judge_items(protocol.items(protocol.done(args.rejudge_missing, report), report), args.judge_order)
-    # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
-    budget = ContextBudget(client) if wants_budget(judge) else None
-    appenders = Appenders()
-
-    def write(item: Any, record: dict[str, Any]) -> None:
-        appenders.write(protocol.record_file(item), record)
-        report.missing_verdicts += protocol.unread_verdicts(record)
-
-    lane: Lane[Any] = Lane(
-        name=judge.name, client=client, items=items,
-        work=lambda item: protocol.judge(client, item, budget),
-        write=write,
-        describe=protocol.describe,
-        max_items=protocol.in_flight(client.capacity),
-    )
-    probe_endpoints([judge] if items else [])
-    print(f"judging {protocol.announce(len(items))} ({report.skipped} already judged"
-          + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
-          + (f", {report.restored} restored from {report.stale_where}" if report.restored else "")
-          + ")", file=sys.stderr)
-    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
-    interrupted = False
-    try:
-        with session.serving([judge] if items else []):
-            asyncio.run(run_lanes([lane], report, quiet=args.quiet))
-    except BaseException:
-        interrupted = True
-        raise
-    finally:
-        appenders.close()
-        report.capped += budget.capped if budget else 0
-        finish_files(report, [functools.partial(protocol.sort_records, path, order) for path in protocol.record_files()])
-        log_run(paths.runs_file, "gen_judgment", report, {**protocol.log_fields(args.sample), **session.log_fields()},
-                interrupted=interrupted)
-    print(report.summary("judgments"), file=sys.stderr)
-    return report.exit_code
+    if until is not None:
+        result = judge_until_decided(config, judge, until, data_dir=args.data_dir, options=options,
+                                     rejudge_missing=args.rejudge_missing)
+        if not result.report.ok:
+            return result.exit_code
+        for line in result.lines():
+            print(line)
+        return 0
+    return judge_bench(config, judge, data_dir=args.data_dir, options=options, sample=args.sample,
+                       sample_seed=args.sample_seed, rejudge_missing=args.rejudge_missing,
+                       judge_order=args.judge_order).exit_code
 
 
 def run() -> None:

@@ -12,15 +12,20 @@ Steps, each skipped when its output is already complete on disk (so a rerun resu
 
 What to run comes from flags, else from a `pipeline:` section (of --pipeline-file, or of the
 judge config itself), else from the judge config (model_list, judge_model, baseline_model).
-The steps get configs derived from the user's (model_list, bench, judge and baseline
-replaced), written to data/<bench>/pipeline/ so every step can be rerun by hand.
+The steps are the library's (answer.run, judge.run, the leaderboard service), called with
+configs derived in memory from the user's (model_list, bench, judge and baseline replaced) and
+checked against the user's files, so a problem is named there. A copy of each derived config is
+kept in data/<bench>/pipeline/ as a record of what ran, so a step can be rerun by hand; no step
+reads it.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +35,16 @@ from arenajudge.config.fields import key_error, validated
 from arenajudge.config.models import (
     AnswerConfig,
     JudgeConfig,
+    ModelEntry,
     PipelineDefaults,
-    load_answer_config,
     load_api_config,
-    load_judge_config,
     load_pipeline_section,
     load_yaml,
+    require_entry,
 )
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.core.names import check_name
-from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
+from arenajudge.endpoints.run_options import RunOptions
 from arenajudge.judge.judge_run import judgment_basis
 from arenajudge.records.storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
 
@@ -104,7 +109,7 @@ class Plan:
         self.baseline: str = args.baseline or section.baseline or fallback("baseline_model") or ""
         self.bench: str = args.bench_name or section.bench_name or fallback("bench_name", required=True)
         self.api_file: Path = args.endpoint_file or Path(section.api_config)
-        answer_file = Path(section.answer_config or str(args.answer_setting_file))
+        answer_file = self.answer_file = Path(section.answer_config or str(args.answer_setting_file))
         self.show_args: list[str] = [str(a) for a in section.show_result_args]
         if not self.models:
             raise UserError(f"no candidate models: pass --models or set pipeline.models / model_list in {section_file}")
@@ -113,7 +118,7 @@ class Plan:
         if judge_raw.get("mode") is not None:
             raise UserError(f"{self.judge_file}: key 'mode': run_eval.py runs arena-hard judging against a baseline; "
                             "run MT-Bench modes with gen_answer.py and gen_judgment.py")
-        entries = load_api_config(self.api_file)
+        entries = self.entries = load_api_config(self.api_file)
         for role, name in [*(("candidate", m) for m in self.models), ("baseline", self.baseline), ("judge", self.judge)]:
             check_name(name, f"{role} name")
             if name not in entries:
@@ -135,6 +140,25 @@ class Plan:
         """What the derived judge config says instead of the user's."""
         return {"bench_name": self.bench, "judge_model": self.judge, "baseline": True, "baseline_model": self.baseline,
                 "model_list": models}
+
+    def answer_settings(self, models: list[str]) -> dict[str, Any]:
+        """The derived answer config, as a mapping (its record in data/<bench>/pipeline/ says the same)."""
+        return {**self.answer_raw, "bench_name": self.bench, "model_list": models}
+
+    def answer_config(self, models: list[str]) -> AnswerConfig:
+        """The answer step's config: the user's answer config (or the defaults) for `models` on the bench."""
+        return validated(AnswerConfig, self.answer_settings(models), self.answer_file, given={"path": self.answer_file})
+
+    def judge_settings(self, models: list[str]) -> dict[str, Any]:
+        return {**self.judge_raw, **self.judge_overrides(models)}
+
+    def judge_config(self, models: list[str]) -> JudgeConfig:
+        """The judgment step's config: the user's judge config with the pipeline's candidates, judge and baseline."""
+        return validated(JudgeConfig, self.judge_settings(models), self.judge_file, given={"path": self.judge_file})
+
+    def entry(self, name: str, setting_file: Path, key: str) -> ModelEntry:
+        """A model's api config entry with its keys (checked to exist above)."""
+        return require_entry(self.entries, name, setting_file, key, self.api_file)
 
 
 def _missing_answers(paths: BenchPaths, model: str, qids: list[Any]) -> int:
@@ -167,7 +191,8 @@ def _missing_judgments(paths: BenchPaths, config: JudgeConfig, model: str, quest
 
 def _write_config(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# written by run_eval.py from your configs; rerun the step by hand with --setting-file\n"
+    path.write_text("# written by run_eval.py from your configs: a record of what its step ran (run_eval.py does not "
+                    "read it); rerun the step by hand with --setting-file\n"
                     + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -176,43 +201,60 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _judge_config(plan: Plan, models: list[str]) -> Path:
-    return _write_config(plan.work_dir / "judge_config.yaml", {**plan.judge_raw, **plan.judge_overrides(models)})
+def _record_judge_config(plan: Plan, models: list[str]) -> JudgeConfig:
+    """The judgment step's config, its record written to data/<bench>/pipeline/."""
+    config = plan.judge_config(models)
+    _write_config(plan.work_dir / "judge_config.yaml", plan.judge_settings(models))
+    return config
+
+
+def _record_answer_config(plan: Plan, models: list[str]) -> AnswerConfig:
+    """The answer step's config, its record written to data/<bench>/pipeline/."""
+    config = plan.answer_config(models)
+    _write_config(plan.work_dir / "gen_answer_config.yaml", plan.answer_settings(models))
+    return config
 
 
 def _judgments_todo(plan: Plan, questions: list[dict[str, Any]], rejudge_missing: bool) -> list[str]:
     """The candidates with a question not yet judged by a judgment that counts."""
     candidates = [m for m in plan.models if m != plan.baseline]
-    config = load_judge_config(_judge_config(plan, candidates))
+    config = _record_judge_config(plan, candidates)
     return [m for m in candidates if _missing_judgments(plan.paths, config, m, questions, rejudge_missing)]
 
 
+def _step(run: Callable[[], int]) -> int:
+    """One step's exit code, its bad input said in one line as its command says it (run_cli's words)."""
+    return run_cli(lambda _argv: run(), None)
+
+
+def _answer(plan: Plan, config: AnswerConfig, data_dir: Path, options: RunOptions) -> int:
+    """The answer step (answer.run), in this process."""
+    from arenajudge.answer.run import answer_bench  # here: the HTTP client, which --help does not need
+
+    models = [plan.entry(name, plan.answer_file, f"model_list[{i}]") for i, name in enumerate(config.model_list)]
+    return answer_bench(config, models, data_dir=data_dir, options=options).exit_code
+
+
 def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: list[dict[str, Any]], todo: list[str],
-                              common: list[str]) -> int | None:
+                              options: RunOptions) -> int | None:
     """Steps 1 and 2 together when the judge's server shares no GPU with an answering one (overlap.py).
 
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
-    from arenajudge.cli import gen_answer
-    from arenajudge.cli.common import require_entry
-    from arenajudge.endpoints.client import RequestPolicy
     from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside
     from arenajudge.records import locks
 
-    entries = load_api_config(plan.api_file)
+    entries = plan.entries
     judged = _judgments_todo(plan, questions, args.rejudge_missing)
     if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
         return None
     say(f"== 1/3 answers: {', '.join(todo)}")
     say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, "
         "as the answers come (the judge's GPUs are free of answer servers)")
-    judge_config = _judge_config(plan, judged)
-    answer_config = _write_config(plan.work_dir / "gen_answer_config.yaml",
-                                  {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
-    load_answer_config(answer_config)  # bad input stops here, before the judge's server starts
-    judge = require_entry(entries, plan.judge, judge_config, "judge_model", plan.api_file)
-    follower = FollowingJudge(judge_config, judge, args.data_dir,  # gen_judgment.py's defaults
-                              RequestPolicy(client_processes=args.client_processes, dead_after=args.dead_after),
+    judge_config = _record_judge_config(plan, judged)
+    answer_config = _record_answer_config(plan, todo)  # bad input stops here, before the judge's server starts
+    judge = plan.entry(plan.judge, plan.judge_file, "judge_model")
+    follower = FollowingJudge(judge_config, judge, args.data_dir, options.policy(),
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
     # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
     with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
@@ -220,7 +262,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
         thread = threading.Thread(target=follower.run, name="judge", daemon=True)
         thread.start()
         try:
-            code = run_cli(gen_answer.main, ["--setting-file", str(answer_config), *common])
+            code = _step(lambda: _answer(plan, answer_config, args.data_dir, options))
         except BaseException:
             follower.cancel()
             raise
@@ -243,26 +285,22 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    from arenajudge.cli import gen_answer, gen_judgment, show_result
-    from arenajudge.cli.common import client_processes, dead_after
-
     args = build_parser().parse_args(argv)
-    client_processes(args)  # checked before any step starts
-    dead_after(args)
+    # checked before any step starts; the steps get the library's options, not flags
+    options = RunOptions(client_processes=args.client_processes, dead_after=args.dead_after, quiet=args.quiet,
+                         wait=args.wait)
+    options.check_client_processes()
+    options.check_dead_after()
     plan = Plan(args)
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
-    common = ["--endpoint-file", str(plan.api_file), "--data-dir", str(args.data_dir)] + (["--quiet"] if args.quiet else []) \
-        + (["--wait"] if args.wait else []) \
-        + (["--client-processes", str(args.client_processes)] if args.client_processes > 1 else []) \
-        + (["--dead-after", str(args.dead_after)] if args.dead_after != DEFAULT_DEAD_AFTER else [])
 
     # 1. answers
     wanted = list(dict.fromkeys([*plan.models, plan.baseline]))
     todo = [m for m in wanted if _missing_answers(plan.paths, m, qids)]
     overlapped = False
     if todo and not args.no_overlap:
-        code = _answer_and_judge_at_once(plan, args, questions, todo, common)
+        code = _answer_and_judge_at_once(plan, args, questions, todo, options)
         if code is not None and code != 0:
             return code
         overlapped = code == 0
@@ -272,33 +310,52 @@ def main(argv: list[str] | None = None) -> int:
         say(f"== 1/3 answers: all {len(wanted)} models have answered the {len(qids)} questions; skipped")
     else:
         say(f"== 1/3 answers: {', '.join(todo)}")
-        config = _write_config(plan.work_dir / "gen_answer_config.yaml",
-                               {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
-        code = run_cli(gen_answer.main, ["--setting-file", str(config), *common])
+        answer_config = _record_answer_config(plan, todo)
+        code = _step(lambda: _answer(plan, answer_config, args.data_dir, options))
         if code != 0:
             say(f"run_eval: the answer step failed (exit {code}); rerun the same command to resume")
             return code
 
     # 2. judgments
     todo = _judgments_todo(plan, questions, args.rejudge_missing)
-    judge_config = _judge_config(plan, todo or [m for m in plan.models if m != plan.baseline])
+    judge_config = _record_judge_config(plan, todo or [m for m in plan.models if m != plan.baseline])
     if overlapped:
         pass  # judged with the answers
     elif not todo:
         say(f"== 2/3 judgments: {plan.judge} has judged every candidate; skipped")
     else:
         say(f"== 2/3 judgments by {plan.judge}: {', '.join(todo)} against {plan.baseline}")
-        code = run_cli(gen_judgment.main, ["--setting-file", str(judge_config), *common]
-                       + (["--rejudge-missing"] if args.rejudge_missing else []))
+        code = _step(lambda: _judge(plan, judge_config, args, options))
         if code != 0:
             say(f"run_eval: the judgment step failed (exit {code}); rerun the same command to resume")
             return code
 
     # 3. leaderboard
     say("== 3/3 leaderboard")
-    return run_cli(show_result.main, ["--bench-name", plan.bench, "--judge-name", plan.judge, "--baseline", plan.baseline,
-                                      "--data-dir", str(args.data_dir), "--setting-file", str(judge_config),
-                                      *plan.show_args])
+    return _leaderboard(plan, args.data_dir)
+
+
+def _judge(plan: Plan, config: JudgeConfig, args: argparse.Namespace, options: RunOptions) -> int:
+    """The judgment step (judge.run), in this process."""
+    from arenajudge.judge.run import judge_bench  # here: the HTTP client, which --help does not need
+
+    judge = plan.entry(plan.judge, plan.judge_file, "judge_model")
+    return judge_bench(config, judge, data_dir=args.data_dir, options=options,
+                       rejudge_missing=args.rejudge_missing).exit_code
+
+
+def _leaderboard(plan: Plan, data_dir: Path) -> int:
+    """The leaderboard, printed as show_result.py prints it: bench, judge and baseline are the pipeline's, the
+    rest are show_result.py's flags from `pipeline.show_result_args` (they are flags by definition)."""
+    from arenajudge.cli import show_result
+
+    parser = show_result.build_parser()
+    given = {"bench_name": plan.bench, "judge_name": plan.judge, "baseline": plan.baseline, "data_dir": data_dir}
+    parser.set_defaults(**given, setting_file=plan.judge_file)
+    # the command that shows this board again, for the report's provenance
+    flags = [str(part) for key, value in given.items() for part in (f"--{key.replace('_', '-')}", value)]
+    command = "show_result.py " + shlex.join([*flags, *plan.show_args])
+    return _step(lambda: show_result.show(parser.parse_args(plan.show_args), command))
 
 
 def run() -> None:

@@ -195,6 +195,15 @@ def load_api_config(path: Path) -> dict[str, ModelEntry]:
             for name, raw in load_yaml(path).items()}
 
 
+def require_entry(entries: dict[str, ModelEntry], name: str, setting_file: Path, key: str, endpoint_file: Path) -> ModelEntry:
+    """The entry a run sends to, with its keys: it must exist and have an address (never OpenAI's by default)."""
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise UserError(f"{setting_file}: key '{key}': model {name!r} has no entry in {endpoint_file} (entries: {known})")
+    entries[name].require_address()
+    return entries[name].with_secrets()
+
+
 def _replicas(value: Any) -> int | dict[str, int]:
     """One count for every model, or a count per model name."""
     if isinstance(value, dict):

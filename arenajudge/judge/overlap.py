@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arenajudge.config.models import JudgeConfig, ModelEntry, load_judge_config
+from arenajudge.config.models import JudgeConfig, ModelEntry
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints.client import ModelClient, RequestPolicy
 from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
@@ -91,7 +91,7 @@ class AnswerTail:
 class FollowingJudge:
     """gen_judgment.py over answers that are still being written; `run` in a thread, `finish` when they are all in."""
 
-    config_file: Path
+    config: JudgeConfig  # arena-hard judging against a baseline
     judge: ModelEntry
     data_dir: Path
     policy: RequestPolicy = field(default_factory=RequestPolicy)
@@ -102,7 +102,6 @@ class FollowingJudge:
     answers_final: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.config: JudgeConfig = load_judge_config(self.config_file)
         self.paths = BenchPaths(self.config.bench_name, self.data_dir)
         self.questions = load_questions(self.paths.question_file)
         self.references: list[dict[Any, dict[str, Any]]] = load_references(self.paths, self.config)

@@ -345,3 +345,20 @@ def replace_atomically(path: Path, content: str | bytes) -> None:
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace a file's content in one step (write aside, fsync, rename)."""
     replace_atomically(path, "".join(dumps(record) + "\n" for record in records))
+
+
+class Appenders:
+    """One open JSONL appender per output file, opened on first write."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, JsonlAppender] = {}
+
+    def write(self, path: Path, record: dict[str, Any]) -> None:
+        if path not in self._open:
+            self._open[path] = JsonlAppender(path)
+        self._open[path].write(record)
+
+    def close(self) -> None:
+        for appender in self._open.values():
+            appender.close()
+        self._open.clear()
