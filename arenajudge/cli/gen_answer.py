@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from arenajudge.answer.answering import answer_question
-from arenajudge.cli.common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.cli.common import Appenders, command_parser, ray_settings, request_policy, require_entry
 from arenajudge.config.models import AnswerConfig, ModelEntry, load_answer_config, load_api_config
 from arenajudge.core.errors import run_cli
 from arenajudge.endpoints.client import ModelClient, RequestPolicy
@@ -45,6 +45,7 @@ def answers_another_text(record: dict[str, Any], question_fingerprint: str | Non
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     policy = request_policy(args)
+    ray_settings(args)  # checked before anything runs
     config = load_answer_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     models = [require_entry(entries, name, args.setting_file, f"model_list[{i}]", args.endpoint_file)
@@ -66,6 +67,9 @@ def _run(args: argparse.Namespace, policy: RequestPolicy, config: AnswerConfig, 
     lanes: list[Lane[Any]] = []
     budgets: list[ContextBudget] = []
     redo = 0
+    # managed servers: models sharing GPUs are served one after the other, disjoint ones at once (under Ray:
+    # all at once, each entry placed before its client is made: the replicas' URLs are its endpoints)
+    session = ServerSession(paths.bench_dir / "server_logs", ray=ray_settings(args))
     for entry in models:
         path = paths.answer_file(entry.name)
         repair_tail(path)
@@ -83,7 +87,7 @@ def _run(args: argparse.Namespace, policy: RequestPolicy, config: AnswerConfig, 
         redo += len(broken)
         todo = [q for q in questions if q["question_id"] not in done or q["question_id"] in broken]
         report.skipped += len(questions) - len(todo)
-        client = ModelClient(entry, policy)
+        client = session.watch(ModelClient(session.place(entry) if todo else entry, policy))
         budget = ContextBudget(client) if wants_budget(entry) else None
         budgets += [budget] if budget else []
 
@@ -100,8 +104,6 @@ def _run(args: argparse.Namespace, policy: RequestPolicy, config: AnswerConfig, 
     print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
           f"({report.skipped} already answered" + (f"; {redo} stored without text, asked again" if redo else "") + ")",
           file=sys.stderr)
-    # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
-    session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
     interrupted = False
     try:

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from arenajudge.cli import until_decided
-from arenajudge.cli.common import Appenders, command_parser, request_policy, require_entry
+from arenajudge.cli.common import Appenders, command_parser, ray_settings, request_policy, require_entry
 from arenajudge.config.models import ModelEntry, load_api_config, load_judge_config
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.endpoints.client import ModelClient, RequestPolicy
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     until_decided.check_unused(args)
     policy = request_policy(args)
+    ray_settings(args)  # checked before anything runs
     config = load_judge_config(args.setting_file)
     entries = load_api_config(args.endpoint_file)
     judge = require_entry(entries, config.judge_model, args.setting_file, "judge_model", args.endpoint_file)
@@ -86,8 +87,13 @@ def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: Judgi
     """Judge what is left under `protocol`: stale records moved aside, the items sent under the server
     session, the record files sorted and the run logged (also when stopped)."""
     report = RunReport()
-    client = ModelClient(judge, policy)  # first: client processes (if any) start while the records load
+    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True, ray=ray_settings(args))
+    # first: client processes (if any) start while the records load; under Ray, once the replicas have URLs
+    client = ModelClient(judge, policy) if session.ray is None else None
     items = order_judge_items(protocol.items(protocol.done(args.rejudge_missing, report), report), args.judge_order)
+    if client is None:
+        judge = session.place(judge) if items else judge
+        client = session.watch(ModelClient(judge, policy))
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
     budget = ContextBudget(client) if wants_budget(judge) else None
     appenders = Appenders()
@@ -108,7 +114,6 @@ def run_judging(args: argparse.Namespace, policy: RequestPolicy, protocol: Judgi
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
           + (f", {report.restored} restored from {report.stale_where}" if report.restored else "")
           + ")", file=sys.stderr)
-    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     interrupted = False
     try:
         with session.serving([judge] if items else []):

@@ -21,7 +21,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from arenajudge.cli.common import Appenders, request_policy
+from arenajudge.cli.common import Appenders, ray_settings, request_policy
 from arenajudge.config.models import JudgeConfig, ModelEntry
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints.client import ModelClient
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
         covered = 0  # questions of judging_order looked at so far
 
         async def judge_batch(items: list[JudgeItem]) -> RunReport:
-            client = ModelClient(judge, policy)
+            client = session.watch(ModelClient(judge, policy))
             for dropped in report.dropped:  # an endpoint dropped in an earlier batch stays dropped
                 client.mark_dead(dropped.index, dropped.reason)
             batch_report = RunReport()
@@ -249,10 +249,11 @@ def run(args: argparse.Namespace, config: JudgeConfig, judge: ModelEntry, paths:
               f"over {len(pairs)} pair(s)" + (f", margin {args.margin:g} points" if args.margin is not None else ""),
               file=sys.stderr)
         print(design_line(design), file=sys.stderr)
-        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
+        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True, ray=ray_settings(args))
         try:
             # a managed judge server is started only if some judgment is missing
             missing = any(qid not in done[m] for m in models for qid in judging_order)
+            judge = session.place(judge) if missing else judge  # under Ray: its replicas' URLs are its endpoints
             with session.serving([judge] if missing else []):
                 asyncio.run(until_settled())
         finally:
