@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def test_the_pipeline_ray_section_becomes_the_steps_flags(project):
 
 def test_judging_through_ray_placed_replicas_completes_and_leaves_nothing(cluster, project, capsys):
     judging_project(project.root, 12, tensor_parallel_size=2, gpus="0,1")
+    node_files = set(Path(tempfile.gettempdir()).glob("arenajudge-server-*"))  # each replica's log and pids on its node
     assert run_cli(gen_judgment.main, ["--quiet", "--ray", cluster.address, "--ray-replicas", "2"]) == 0
     err = capsys.readouterr().err
     assert sorted(judgments(project)) == [f"q{i:03d}" for i in range(12)]
@@ -156,6 +158,7 @@ def test_judging_through_ray_placed_replicas_completes_and_leaves_nothing(cluste
         assert "fake vllm: model /ckpt/judge-model as judge-model" in log and "on node" in log
     assert err.count("answers at http://") == 2 and err.count("stopped replica") == 2
     assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 4  # 2 servers, 2 workers
+    assert set(Path(tempfile.gettempdir()).glob("arenajudge-server-*")) == node_files  # removed once copied
 
 
 def test_a_model_too_big_for_one_node_is_a_one_line_error(cluster, project, capsys):

@@ -8,6 +8,7 @@ so a node needs Ray and the server's Python, not arenajudge. The actor is create
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,12 +51,15 @@ class ServerReplica:
         self.pidfile = os.path.join(self.dir, "pids")
         self.grace = grace
         filled = [a.replace(HOST_MARK, self.node_ip).replace(PORT_MARK, str(self.port)) for a in command]
+        guard_file = os.path.join(self.dir, "server_guard.py")  # a file, so `ps` shows a short command line
+        with open(guard_file, "w", encoding="utf-8") as f:
+            f.write(guard_source)
         with open(self.log_path, "ab") as log:
             log.write(f"=== on node {self.node_ip} ({self.node_id[:12]}), GPUs {self.gpus or 'none'}, port {self.port}\n"
                       .encode())
             log.flush()
-            first = subprocess.Popen([sys.executable, "-c", guard_source, "--watch", str(os.getpid()), "--pidfile",
-                                      self.pidfile, "--grace", str(grace), "--", *filled],
+            first = subprocess.Popen([sys.executable, guard_file, "--watch", str(os.getpid()), "--pidfile",
+                                      self.pidfile, "--remove-when-orphaned", self.dir, "--grace", str(grace), "--", *filled],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **env})
         first.wait()
@@ -94,6 +98,10 @@ class ServerReplica:
     def _tail(self) -> str:
         with open(self.log_path, "rb") as f:
             return f.read()[-2000:].decode("utf-8", errors="replace")
+
+    def remove_files(self) -> None:
+        """Its log, pids and guard script, once the driver has copied the log."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def stop(self) -> None:
         """End the server's process group through its guard (SIGTERM, then SIGKILL after the grace period)."""

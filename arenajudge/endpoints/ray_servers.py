@@ -381,6 +381,10 @@ class RayServers:
                 pass  # its actor is gone already: Ray ended it, and the guard its server
             if replica.where:
                 self._copy_log(replica)
+                try:
+                    ray.get(replica.actor.remove_files.remote(), timeout=10)
+                except ray.exceptions.RayError:
+                    pass
             ray.kill(replica.actor, no_restart=True)
             replica.stopped_at = time.time()
             if replica.where:

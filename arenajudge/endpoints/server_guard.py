@@ -8,10 +8,10 @@ process tree (a double fork, then a session of its own), starts the server in a 
 and watches the actor's pid: when that pid is gone, or the guard gets SIGTERM (the actor's `stop`), the
 server's group gets SIGTERM, then SIGKILL after the grace period.
 
-Stdlib only and run as `python -c <this file's text>`: a Ray node needs neither arenajudge nor its
-dependencies, only Ray (for the actor) and the server's own Python.
+Stdlib only, and its text is shipped with the actor (written to a temporary directory on the node): a Ray
+node needs neither arenajudge nor its dependencies, only Ray (for the actor) and the server's own Python.
 
-Usage: python -c "$SOURCE" --watch PID --pidfile PATH [--grace SECONDS] -- COMMAND ...
+Usage: python server_guard.py --watch PID --pidfile PATH [--grace SECONDS] -- COMMAND ...
 The pidfile gets "<guard pid> <server pid>" once the server started, and a third field, its exit code,
 once it exited by itself.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--watch", type=int, required=True, help="pid whose end ends the server")
     parser.add_argument("--pidfile", required=True)
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--remove-when-orphaned", metavar="DIR",
+                        help="a directory to remove when the watched pid ended (no one is left to read it)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -112,8 +115,11 @@ def main(argv: list[str]) -> int:
             with open(args.pidfile, "a") as f:
                 f.write(f"{code}\n")
             return 0
-        if stopping or watched_since is None or _start_time(args.watch) != watched_since:
+        orphaned = watched_since is None or _start_time(args.watch) != watched_since
+        if stopping or orphaned:
             end_group(server.pid, args.grace)
+            if orphaned and args.remove_when_orphaned:
+                shutil.rmtree(args.remove_when_orphaned, ignore_errors=True)
             return 0
         time.sleep(POLL_SECONDS)
 
