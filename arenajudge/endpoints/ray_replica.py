@@ -17,7 +17,8 @@ import tempfile
 import time
 from typing import Any
 
-HOST_MARK, PORT_MARK = "{ray_node_host}", "{ray_node_port}"  # filled on the node, in the server's command
+# filled on the node, in the server's command
+HOST_MARK, PORT_MARK, PYTHON_MARK = "{ray_node_host}", "{ray_node_port}", "{ray_node_python}"
 LOG_CHUNK = 1 << 20  # bytes per read_log call
 
 
@@ -50,7 +51,8 @@ class ServerReplica:
         self.log_path = os.path.join(self.dir, "server.log")
         self.pidfile = os.path.join(self.dir, "pids")
         self.grace = grace
-        filled = [a.replace(HOST_MARK, self.node_ip).replace(PORT_MARK, str(self.port)) for a in command]
+        filled = [a.replace(HOST_MARK, self.node_ip).replace(PORT_MARK, str(self.port)).replace(PYTHON_MARK, sys.executable)
+                  for a in command]
         guard_file = os.path.join(self.dir, "server_guard.py")  # a file, so `ps` shows a short command line
         with open(guard_file, "w", encoding="utf-8") as f:
             f.write(guard_source)

@@ -15,8 +15,8 @@ Ray is imported only here, and only when --ray or `pipeline.ray` asks for it.
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from arenajudge.config.models import Endpoint, ModelEntry
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints import ray_replica, server_guard
+from arenajudge.endpoints.vllm_http import http_get, server_root
 
 if TYPE_CHECKING:
     from arenajudge.endpoints.client import ModelClient
@@ -152,18 +153,30 @@ class RayReplica:
         return out
 
 
-def replica_command(entry: ModelEntry) -> list[str]:
-    """The server's command line with the node's address and port left to fill on the node."""
-    from arenajudge.endpoints.servers import default_vllm_module, vllm_command
-
+def replica_command(entry: ModelEntry, command: list[str]) -> list[str]:
+    """`command` (servers.vllm_command's) with the node's Python, address and port left to fill on the node."""
     spec = entry.server
     assert spec is not None
-    cmd = vllm_command(spec)
+    cmd = list(command)
     if spec.command is None:  # the node's own Python (the actor's), which has vLLM there
-        cmd[:3] = ["{ray_node_python}", "-m", default_vllm_module()]
+        cmd[0] = ray_replica.PYTHON_MARK
     cmd[cmd.index("--host") + 1] = ray_replica.HOST_MARK
     cmd[cmd.index("--port") + 1] = ray_replica.PORT_MARK
     return cmd
+
+
+def _answers(url: str, api_key: str | None, served_name: str) -> bool:
+    """True when the server at `url` answers /health and lists `served_name` in /v1/models (as servers.py checks)."""
+    health = http_get(f"{server_root(url)}/health", timeout=2.0)
+    if health is None or health[0] != 200:
+        return False
+    listed = http_get(f"{url.rstrip('/')}/models", api_key=api_key, timeout=2.0)
+    if listed is None or listed[0] != 200:
+        return False
+    try:
+        return served_name in [str(m["id"]) for m in json.loads(listed[1])["data"]]
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 class RayServers:
@@ -180,8 +193,9 @@ class RayServers:
         self._lock = threading.Lock()  # the watcher and the stopping thread both copy logs
 
     # ------------------------------------------------------------ placement
-    def place(self, entry: ModelEntry) -> ModelEntry:
-        """Start `entry`'s replicas (not waiting for them to answer) and return it with their URLs as endpoints."""
+    def place(self, entry: ModelEntry, command: list[str]) -> ModelEntry:
+        """Start `entry`'s replicas of `command` (not waiting for them to answer); returns the entry with their
+        URLs as endpoints."""
         if entry.name in self.replicas:
             return self._placed(entry)
         spec = entry.server
@@ -207,8 +221,7 @@ class RayServers:
         remote = ray.remote(ray_replica.ServerReplica).options(
             num_gpus=gpus, num_cpus=0 if gpus else 1, scheduling_strategy="SPREAD", max_concurrency=4, max_restarts=0)
         guard = Path(server_guard.__file__).read_text(encoding="utf-8")
-        command = [a.replace("{ray_node_python}", sys.executable) if spec.command is None else a
-                   for a in replica_command(entry)]
+        command = replica_command(entry, command)
         replicas = []
         for i in range(count):
             log_file = self.log_dir / f"{entry.name.replace('/', '_')}.replica{i + 1}.log"
@@ -263,9 +276,6 @@ class RayServers:
                 self.stop(name)
 
     def _wait_ready(self, replicas: list[RayReplica]) -> None:
-        from arenajudge.endpoints.servers import served_models
-        from arenajudge.endpoints.vllm_http import http_get, server_root
-
         ray = self._ray
         waiting = list(replicas)
         while waiting:
@@ -281,11 +291,7 @@ class RayServers:
                     self._copy_log(replica)
                     raise ReplicaFailed(f"{replica.describe()} did not answer within {spec.startup_timeout:g} s "
                                         f"(server.startup_timeout); log: {replica.log_file}\n{self._tail(replica)}")
-                health = http_get(f"{server_root(replica.url)}/health", timeout=2.0)
-                if health is None or health[0] != 200:
-                    continue
-                names = served_models(replica.url, replica.secret)
-                if names is not None and spec.served_model_name in names:
+                if _answers(replica.url, replica.secret, spec.served_model_name):
                     replica.ready_at = time.time()
                     self.say(f"{replica.describe()} answers at {replica.url} after "
                              f"{replica.ready_at - replica.launched_at:.1f} s")

@@ -328,7 +328,7 @@ class ServerSession:
         if self.ray is None or entry.server is None:
             return entry
         _RAY_SESSIONS.add(self)
-        return self.ray.place(entry)
+        return self.ray.place(entry, vllm_command(entry.server))
 
     def watch(self, client: ModelClient) -> ModelClient:
         """Under Ray: a replica of the client's model that is lost is dropped from it (`mark_dead`)."""
