@@ -217,3 +217,22 @@ def test_kill_9_of_the_driver_leaves_no_server(cluster, project):
     proc.wait()
     # Ray ends a dead driver's actors; each server's guard then ends the server's process group
     assert wait_until(lambda: no_server_left(project), 60), [p for p in started if alive(p)]
+
+
+def test_run_eval_with_a_pipeline_ray_section_answers_and_judges_on_the_cluster(cluster, project, capsys):
+    qs = project.simple_questions(6)
+    pids = project.root / "pids"
+    project.write_api({"cand": managed("cand-model", pids), "base": managed("base-model", pids),
+                       "judge": managed("judge-model", pids)})
+    project.write_answer_config(["cand"])
+    project.write_judge_config(["cand"], pipeline={"ray": {"address": cluster.address, "replicas": {"judge": 2}}})
+    assert run_cli(run_eval.main, ["--quiet"]) == 0
+    err = capsys.readouterr().err
+    for model in ("cand", "base"):
+        assert len(project.records(f"model_answer/{model}.jsonl")) == len(qs)
+    assert sorted(judgments(project)) == sorted(q["question_id"] for q in qs)
+    runs = project.records("runs.jsonl")
+    placed = {(s["model"], s["replica"]) for run in runs for s in run.get("servers", [])}
+    assert placed == {("cand", 1), ("base", 1), ("judge", 1), ("judge", 2)}
+    assert "starting replica 2/2 of 'judge'" in err
+    assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 8

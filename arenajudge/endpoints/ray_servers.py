@@ -228,7 +228,7 @@ class RayServers:
             actor = remote.remote(command, env, guard, STOP_GRACE_SECONDS)
             replicas.append(RayReplica(entry, i, count, actor, log_file, time.time(), secret=secret))
         self.replicas[entry.name] = replicas
-        wait = min(spec.startup_timeout, 600.0)
+        wait = spec.startup_timeout
         try:
             found = ray.get([r.actor.where.remote() for r in replicas], timeout=wait)
         except ray.exceptions.GetTimeoutError:
