@@ -93,9 +93,10 @@ def _tokens(text: str) -> int:
 
 
 class FakeServer:
-    def __init__(self, script: Script | None = None, port: int = 0) -> None:
+    def __init__(self, script: Script | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         self.script = script or Script()
         self.port = port
+        self.host = host  # another address only where a test needs one (a Ray node's, in test_ray)
         self.received: list[Received] = []
         self._attempts: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,7 +110,7 @@ class FakeServer:
     # ----- lifecycle
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def __enter__(self) -> FakeServer:
         self._thread = threading.Thread(target=self._run_thread, daemon=True)
@@ -144,7 +145,7 @@ class FakeServer:
 
     async def start(self) -> None:
         self._sem = asyncio.Semaphore(self.script.concurrency)
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=1024)
+        self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
 
     # ----- queries for tests

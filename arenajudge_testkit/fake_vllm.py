@@ -40,8 +40,9 @@ def prompt_text(messages: list[dict[str, Any]]) -> str:
 
 
 class FakeVllm(FakeServer):
-    def __init__(self, script: Script, port: int, served: str, max_model_len: int, cache_tokens: int) -> None:
-        super().__init__(script, port)
+    def __init__(self, script: Script, port: int, served: str, max_model_len: int, cache_tokens: int,
+                 host: str = "127.0.0.1") -> None:
+        super().__init__(script, port, host)
         self.served = served
         self.max_model_len = max_model_len
         self.cache_tokens = cache_tokens
@@ -128,7 +129,8 @@ def main() -> None:
                     prompt_token_seconds=float(env("FAKE_VLLM_PROMPT_TOKEN_SECONDS", "0")),
                     completion_token_seconds=float(env("FAKE_VLLM_COMPLETION_TOKEN_SECONDS", "0")),
                     reply_tokens=int(env("FAKE_VLLM_REPLY_TOKENS", "0")))
-    server = FakeVllm(script, args.port, served, args.max_model_len, int(os.environ.get("FAKE_VLLM_CACHE_TOKENS", "4096")))
+    server = FakeVllm(script, args.port, served, args.max_model_len, int(os.environ.get("FAKE_VLLM_CACHE_TOKENS", "4096")),
+                      args.host)
     serve_until_killed(server, "INFO: Application startup complete on port {port}")
 
 

@@ -66,6 +66,9 @@ def _run(options: RunOptions, policy: RequestPolicy, config: AnswerConfig, model
     lanes: list[Lane[Any]] = []
     budgets: list[ContextBudget] = []
     redo = 0
+    # managed servers: models sharing GPUs are served one after the other, disjoint ones at once (under Ray:
+    # all at once, each entry placed before its client is made: the replicas' URLs are its endpoints)
+    session = ServerSession(paths.bench_dir / "server_logs", ray=options.ray)
     for entry in models:
         path = paths.answer_file(entry.name)
         repair_tail(path)
@@ -83,7 +86,7 @@ def _run(options: RunOptions, policy: RequestPolicy, config: AnswerConfig, model
         redo += len(broken)
         todo = [q for q in questions if q["question_id"] not in done or q["question_id"] in broken]
         report.skipped += len(questions) - len(todo)
-        client = ModelClient(entry, policy)
+        client = session.watch(ModelClient(session.place(entry) if todo else entry, policy))
         budget = ContextBudget(client) if wants_budget(entry) else None
         budgets += [budget] if budget else []
 
@@ -100,8 +103,6 @@ def _run(options: RunOptions, policy: RequestPolicy, config: AnswerConfig, model
     print(f"answering {sum(len(lane.items) for lane in lanes)} questions for {len(models)} model(s) "
           f"({report.skipped} already answered" + (f"; {redo} stored without text, asked again" if redo else "") + ")",
           file=sys.stderr)
-    # managed servers: models sharing GPUs are served one after the other, disjoint ones at once
-    session = ServerSession(paths.bench_dir / "server_logs")
     by_name = {lane.name: lane for lane in lanes}
     interrupted = False
     try:

@@ -18,6 +18,7 @@ from arenajudge.records.storage import Appenders as Appenders  # the commands' n
 
 if TYPE_CHECKING:
     from arenajudge.endpoints.client import RequestPolicy
+    from arenajudge.endpoints.ray_servers import RaySettings
 
 
 def command_parser(prog: str, description: str, setting_file: str, what: str) -> argparse.ArgumentParser:
@@ -25,7 +26,31 @@ def command_parser(prog: str, description: str, setting_file: str, what: str) ->
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--setting-file", type=Path, default=Path(setting_file), help=f"{what} (default: %(default)s)")
     add_engine_flags(parser)
+    add_ray_flags(parser)
     return parser
+
+
+def add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    """--ray and --ray-replicas: managed servers as Ray actors on a cluster (docs/cluster.md)."""
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="start the `server` blocks' servers as Ray actors on this Ray cluster (`auto`: $RAY_ADDRESS, "
+                             "else a Ray started here) instead of on this machine; needs pip install -e '.[ray]'")
+    parser.add_argument("--ray-replicas", default="1", metavar="N|MODEL=N,...",
+                        help="replicas per managed model under --ray, spread over the nodes (default: %(default)s)")
+
+
+def ray_settings(args: argparse.Namespace) -> RaySettings | None:
+    """--ray and --ray-replicas, checked (None: servers start on this machine)."""
+    from arenajudge.endpoints.ray_servers import RaySettings, parse_replicas
+
+    replicas = parse_replicas(args.ray_replicas)
+    if args.ray is None:
+        if args.ray_replicas != "1":
+            raise UserError("--ray-replicas needs --ray ADDRESS")
+        return None
+    if not args.ray.strip():
+        raise UserError("--ray: expected a Ray address such as auto, 10.0.0.5:6379 or ray://head:10001")
+    return RaySettings(args.ray.strip(), replicas)
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +75,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The engine flags as the library's options, checked (a UserError names the flag)."""
     return RunOptions(max_retries=args.max_retries, timeout=args.timeout, client_processes=args.client_processes,
-                      dead_after=args.dead_after, quiet=args.quiet, wait=args.wait).check()
+                      dead_after=args.dead_after, quiet=args.quiet, wait=args.wait, ray=ray_settings(args)).check()
 
 
 def request_policy(args: argparse.Namespace) -> RequestPolicy:

@@ -26,6 +26,7 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from arenajudge.config.models import (
 )
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.core.names import check_name
+from arenajudge.endpoints.ray_servers import RaySettings, format_replicas, parse_replicas
 from arenajudge.endpoints.run_options import RunOptions
 from arenajudge.judge.judge_run import judgment_basis
 from arenajudge.records.storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
@@ -52,7 +54,7 @@ ANSWER_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096, "num_choices": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from arenajudge.cli.common import add_dead_after_flag  # here: it brings the openai client, which --help does not need
+    from arenajudge.cli.common import add_dead_after_flag, add_ray_flags  # here: they bring the openai client
 
     p = argparse.ArgumentParser(
         prog="run_eval.py",
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-processes", type=int, default=1, metavar="N",
                    help="send each step's requests from N processes (see gen_judgment.py --help; default: %(default)s)")
     add_dead_after_flag(p)
+    add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--wait", action="store_true",
                    help="if another run is writing the same answers or judgments, wait for it instead of stopping")
@@ -111,6 +114,11 @@ class Plan:
         self.api_file: Path = args.endpoint_file or Path(section.api_config)
         answer_file = self.answer_file = Path(section.answer_config or str(args.answer_setting_file))
         self.show_args: list[str] = [str(a) for a in section.show_result_args]
+        # --ray wins over `pipeline.ray`; a section without an address means auto
+        self.ray: str | None = args.ray or (section.ray.address or "auto" if section.ray is not None else None)
+        self.ray_replicas: str = args.ray_replicas
+        if args.ray_replicas == "1" and section.ray is not None and section.ray.replicas is not None:
+            self.ray_replicas = format_replicas(section.ray.replicas)
         if not self.models:
             raise UserError(f"no candidate models: pass --models or set pipeline.models / model_list in {section_file}")
         if not self.baseline:
@@ -135,6 +143,11 @@ class Plan:
         self.answer_raw.pop("pipeline", None)
         self.paths = BenchPaths(self.bench, args.data_dir)
         self.work_dir = self.paths.bench_dir / "pipeline"
+
+    def ray_settings(self) -> RaySettings | None:
+        if not self.ray and self.ray_replicas != "1":
+            raise UserError("--ray-replicas needs --ray ADDRESS or a `pipeline.ray` section")
+        return RaySettings(self.ray, parse_replicas(self.ray_replicas)) if self.ray else None
 
     def judge_overrides(self, models: list[str]) -> dict[str, Any]:
         """What the derived judge config says instead of the user's."""
@@ -255,7 +268,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     answer_config = _record_answer_config(plan, todo)  # bad input stops here, before the judge's server starts
     judge = plan.entry(plan.judge, plan.judge_file, "judge_model")
     follower = FollowingJudge(judge_config, judge, args.data_dir, options.policy(),
-                              rejudge_missing=args.rejudge_missing, quiet=args.quiet)
+                              rejudge_missing=args.rejudge_missing, quiet=args.quiet, ray=options.ray)
     # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
     with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
                     wait=args.wait):
@@ -292,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     options.check_client_processes()
     options.check_dead_after()
     plan = Plan(args)
+    options = replace(options, ray=plan.ray_settings())  # --ray, else `pipeline.ray`; checked before any step starts
     questions = load_questions(plan.paths.question_file)
     qids = [q["question_id"] for q in questions]
 

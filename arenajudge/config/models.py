@@ -221,9 +221,9 @@ def _replicas(value: Any) -> int | dict[str, int]:
 
 
 class RaySection(YamlModel):
-    """`pipeline.ray`: reserved for serving models as Ray replicas (a later issue); checked, not used yet."""
+    """`pipeline.ray`: run_eval starts the managed servers as Ray actors (as --ray does; docs/cluster.md)."""
 
-    address: Str | None = None  # the Ray cluster to join
+    address: Str | None = None  # the Ray cluster to join (None: auto, i.e. $RAY_ADDRESS, else a Ray started here)
     replicas: Annotated[int | dict[str, int], PlainValidator(_replicas)] | None = None  # per model, or model -> count
 
 
@@ -238,7 +238,7 @@ class PipelineSection(YamlModel):
     api_config: Str = "config/api_config.yaml"
     show_result_args: Annotated[list[Any], PlainValidator(lambda value: checked(value, list))] = Field(
         default_factory=list)
-    ray: RaySection | None = None  # reserved (see RaySection)
+    ray: RaySection | None = None  # managed servers on a Ray cluster (see RaySection)
 
 
 def _category_temperatures(value: Any) -> dict[str, float]:

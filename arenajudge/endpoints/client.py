@@ -173,6 +173,7 @@ class ModelClient:
         self.on_dropped: Callable[[DroppedEndpoint, int], None] | None = None  # (dropped, endpoints left): the engine says it
         self._wakers: set[asyncio.Task[None]] = set()
         self._free = asyncio.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the run's event loop, for mark_dead_threadsafe
         # what the progress line shows: when each request in flight started, and the last error seen
         self.started: dict[int, float] = {}
         self.last_error: str | None = None
@@ -224,6 +225,18 @@ class ModelClient:
         waker.add_done_callback(self._wakers.discard)
         return True
 
+    def mark_dead_threadsafe(self, endpoint: int | str, reason: str) -> None:
+        """`mark_dead` from any thread (e.g. a watcher of the servers): done on the run's event loop while one
+        runs, else at once."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.mark_dead, endpoint, reason)
+                return
+            except RuntimeError:  # closed meanwhile
+                pass
+        self.mark_dead(endpoint, reason)
+
     def _drop(self, index: int, reason: str) -> bool:
         health = self._health[index]
         if health.dead is not None:
@@ -241,6 +254,7 @@ class ModelClient:
             self._free.notify_all()
 
     async def _acquire(self) -> _Slot:
+        self._loop = asyncio.get_running_loop()
         async with self._free:
             while True:
                 live = [s for s in self._slots if self._health[s.endpoint].dead is None]

@@ -15,6 +15,7 @@ from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
 
 if TYPE_CHECKING:
     from arenajudge.endpoints.client import RequestPolicy
+    from arenajudge.endpoints.ray_servers import RaySettings
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class RunOptions:
     dead_after: float = DEFAULT_DEAD_AFTER  # seconds without a reply before an endpoint is dropped
     quiet: bool = False  # no progress bar
     wait: bool = False  # wait for another run writing the same files instead of stopping at once
+    ray: RaySettings | None = None  # managed servers as Ray actors on a cluster (None: on this machine; docs/cluster.md)
 
     def check(self) -> RunOptions:
         """These options, or a UserError naming the flag that is wrong."""

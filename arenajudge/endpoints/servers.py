@@ -11,6 +11,9 @@ answers, use it, stop it on success, error, Ctrl-C or SIGTERM.
   shows neither in `ps`, in the log's header nor in errors (the log tail is redacted too).
 - Entries whose servers share hardware (same port, or GPU sets that meet; no GPU set means
   all GPUs) run one after the other; entries on disjoint GPUs run at once (`plan_waves`).
+- With `--ray` (a session made with RaySettings) the servers are Ray actors instead (ray_servers): the
+  command places an entry (`place`: its replicas' URLs become its endpoints) before making its client,
+  and `watch`es the client so a lost replica is dropped from it; Ray's placements replace the waves.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arenajudge.config.models import ModelEntry
 from arenajudge.config.server_spec import ServerSpec
 from arenajudge.core.errors import UserError
 from arenajudge.core.urls import redact_url
 from arenajudge.endpoints.prefix_cache import PrefixCacheProbe
+from arenajudge.endpoints.ray_servers import RayServers, RaySettings
 from arenajudge.endpoints.vllm_http import http_get, server_root
 
 # vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated; the module it
@@ -53,6 +57,9 @@ POLL_SECONDS = 0.25
 LOG_TAIL_LINES = 25
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from arenajudge.endpoints.client import ModelClient
 
 
 class ServerFailed(UserError):
@@ -277,9 +284,14 @@ class ManagedServer:
 _LIVE: set[ManagedServer] = set()  # servers started and not yet stopped, for the exit hook
 
 
+_RAY_SESSIONS: set[ServerSession] = set()  # sessions with Ray replicas placed, for the exit hook
+
+
 def stop_all_live() -> None:
     for server in list(_LIVE):
         server.stop()
+    for session in list(_RAY_SESSIONS):
+        session.close()
 
 
 atexit.register(stop_all_live)
@@ -301,16 +313,42 @@ def plan_waves(specs: Sequence[ServerSpec]) -> list[list[ServerSpec]]:
 class ServerSession:
     """The managed servers of one command run, and what runs.jsonl records about them."""
 
-    def __init__(self, log_dir: Path, *, prefix_cache: bool = False, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, log_dir: Path, *, prefix_cache: bool = False, say: Callable[[str], None] | None = None,
+                 ray: RaySettings | None = None) -> None:
         self.log_dir = log_dir
         self.prefix_cache = prefix_cache
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started: list[ManagedServer] = []
         self.probes: list[PrefixCacheProbe] = []
+        self.ray = RayServers(ray, log_dir, self.say) if ray is not None else None
+
+    def place(self, entry: ModelEntry) -> ModelEntry:
+        """The entry as its client should see it: under Ray, its replicas started and their URLs its endpoints
+        (stopped by `serving`, or by `close` if the run ends before); otherwise unchanged."""
+        if self.ray is None or entry.server is None:
+            return entry
+        _RAY_SESSIONS.add(self)
+        return self.ray.place(entry, vllm_command(entry.server))
+
+    def watch(self, client: ModelClient) -> ModelClient:
+        """Under Ray: a replica of the client's model that is lost is dropped from it (`mark_dead`)."""
+        if self.ray is not None:
+            self.ray.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        """Stop whatever is still up (Ray replicas placed but never served)."""
+        if self.ray is not None:
+            self.ray.stop_all()
+        _RAY_SESSIONS.discard(self)
 
     @contextmanager
     def serving(self, entries: Sequence[ModelEntry]) -> Iterator[None]:
         """Servers for `entries` (those with a `server` block) up for the duration of the block, then stopped."""
+        if self.ray is not None:
+            with self._serving_on_ray(entries):
+                yield
+            return
         servers: dict[ServerSpec, ManagedServer] = {}
         for entry in entries:
             if entry.server is not None and entry.server not in servers:
@@ -334,6 +372,26 @@ class ServerSession:
                     if server.started_by_us and server.stopped_at is None:
                         server.stop()
                         self.say(f"stopped the {server.describe()} (held {server.record()['held_seconds']:.0f} s)")
+
+    @contextmanager
+    def _serving_on_ray(self, entries: Sequence[ModelEntry]) -> Iterator[None]:
+        assert self.ray is not None
+        with _stop_on_sigterm():
+            try:
+                with self.ray.serving(entries):
+                    probes = [PrefixCacheProbe(entry) for entry in entries] if self.prefix_cache else []
+                    for probe in probes:
+                        probe.begin()
+                    try:
+                        yield
+                    finally:
+                        for probe in probes:
+                            probe.end()
+                            self.probes.append(probe)
+                            if probe.available:
+                                self.say(probe.summary())
+            finally:
+                self.close()
 
     def _start(self, servers: list[ManagedServer]) -> None:
         if not servers:
@@ -364,6 +422,9 @@ class ServerSession:
 
         Entries without a server go in the first wave. Returns each wave's result.
         """
+        if self.ray is not None:  # Ray places them all at once (an actor waits for its GPUs if need be)
+            with self.serving(entries):
+                return [run(list(entries))]
         unmanaged = [e for e in entries if e.server is None]
         waves = plan_waves([e.server for e in entries if e.server is not None])
         groups = [[e for e in entries if e.server is not None and e.server in wave] for wave in waves] or [[]]
@@ -379,6 +440,8 @@ class ServerSession:
         fields: dict[str, Any] = {}
         if self.started:
             fields["servers"] = [s.record() for s in self.started]
+        if self.ray is not None and self.ray.records():
+            fields["servers"] = fields.get("servers", []) + self.ray.records()
         measured = [p for p in self.probes if p.available]
         if measured:
             queries = sum(p.queries for p in measured)

@@ -30,6 +30,7 @@ from arenajudge.core.errors import UserError
 from arenajudge.endpoints.client import ModelClient, RequestPolicy
 from arenajudge.endpoints.context_budget import ContextBudget, wants_budget
 from arenajudge.endpoints.engine import Lane, RunReport, finish_files, log_run, run_lanes
+from arenajudge.endpoints.ray_servers import RaySettings
 from arenajudge.endpoints.servers import ServerSession
 from arenajudge.judge.arena_hard import JudgeItem, judge_item
 from arenajudge.judge.judge_run import judge_item_for, judgment_basis, load_references, resume
@@ -99,6 +100,7 @@ class FollowingJudge:
     quiet: bool = False
     report: RunReport = field(default_factory=RunReport)
     error: BaseException | None = None
+    ray: RaySettings | None = None  # the judge's server as Ray replicas (ray_servers)
     answers_final: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -129,11 +131,12 @@ class FollowingJudge:
     # ------------------------------------------------------------ the thread
     def run(self) -> None:
         config, paths = self.config, self.paths
-        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
+        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True, ray=self.ray)
         appenders: dict[Path, JsonlAppender] = {}  # one open judgment file per model
         try:
+            self.judge = session.place(self.judge)  # under Ray: its replicas' URLs are its endpoints
             with session.serving([self.judge]):
-                asyncio.run(self._judge(appenders))
+                asyncio.run(self._judge(appenders, session))
         except asyncio.CancelledError:
             self.report.interrupted = True
         except BaseException as exc:  # reported by the calling thread
@@ -150,10 +153,10 @@ class FollowingJudge:
                      **session.log_fields()})
             print(self.report.summary("judgments"), file=sys.stderr, flush=True)
 
-    async def _judge(self, appenders: dict[Path, JsonlAppender]) -> None:
+    async def _judge(self, appenders: dict[Path, JsonlAppender], session: ServerSession) -> None:
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         config = self.config
-        client = ModelClient(self.judge, self.policy)
+        client = session.watch(ModelClient(self.judge, self.policy))
 
         def write(item: JudgeItem, record: dict[str, Any]) -> None:
             path = self.paths.judgment_file(config.judge_model, item.model)

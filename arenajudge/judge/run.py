@@ -66,8 +66,13 @@ def run_judging(options: RunOptions, policy: RequestPolicy, protocol: JudgingKin
     """Judge what is left under `protocol`: stale records moved aside, the items sent under the server
     session, the record files sorted and the run logged (also when stopped)."""
     report = RunReport()
-    client = ModelClient(judge, policy)  # first: client processes (if any) start while the records load
+    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True, ray=options.ray)
+    # first: client processes (if any) start while the records load; under Ray, once the replicas have URLs
+    client = ModelClient(judge, policy) if session.ray is None else None
     items = order_judge_items(protocol.items(protocol.done(rejudge_missing, report), report), judge_order)
+    if client is None:
+        judge = session.place(judge) if items else judge
+        client = session.watch(ModelClient(judge, policy))
     # judge prompts are counted by the judge's server (as answers are) and cut to fit before sending
     budget = ContextBudget(client) if wants_budget(judge) else None
     appenders = Appenders()
@@ -88,7 +93,6 @@ def run_judging(options: RunOptions, policy: RequestPolicy, protocol: JudgingKin
           + (f", {report.stale} stale ones moved to {report.stale_where} to be judged again" if report.stale else "")
           + (f", {report.restored} restored from {report.stale_where}" if report.restored else "")
           + ")", file=sys.stderr)
-    session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)  # starts a managed judge server
     interrupted = False
     try:
         with session.serving([judge] if items else []):

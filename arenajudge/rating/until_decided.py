@@ -204,7 +204,7 @@ def judge_until_decided(config: JudgeConfig, judge: ModelEntry, until: UntilDeci
         covered = 0  # questions of judging_order looked at so far
 
         async def judge_batch(items: list[JudgeItem]) -> RunReport:
-            client = ModelClient(judge, policy)
+            client = session.watch(ModelClient(judge, policy))
             for dropped in report.dropped:  # an endpoint dropped in an earlier batch stays dropped
                 client.mark_dead(dropped.index, dropped.reason)
             batch_report = RunReport()
@@ -265,10 +265,11 @@ def judge_until_decided(config: JudgeConfig, judge: ModelEntry, until: UntilDeci
               f"over {len(pairs)} pair(s)" + (f", margin {until.margin:g} points" if until.margin is not None else ""),
               file=sys.stderr)
         print(design_line(design), file=sys.stderr)
-        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True)
+        session = ServerSession(paths.bench_dir / "server_logs", prefix_cache=True, ray=options.ray)
         try:
             # a managed judge server is started only if some judgment is missing
             missing = any(qid not in done[m] for m in models for qid in judging_order)
+            judge = session.place(judge) if missing else judge  # under Ray: its replicas' URLs are its endpoints
             with session.serving([judge] if missing else []):
                 asyncio.run(until_settled())
         finally:

@@ -1,0 +1,239 @@
+"""Managed servers on a Ray cluster: a two-node cluster on this machine (ray.cluster_utils.Cluster: a head and a
+worker, two logical GPUs each), the stand-in vLLM server started through `server.command` by Ray actors.
+
+One cluster for the module (it costs several seconds to start); a test that removes the worker adds one back.
+Never `ray stop` here: it would end every Ray process on the host. Skipped when Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from arenajudge.cli import gen_judgment, run_eval
+from arenajudge.core.errors import run_cli
+from arenajudge_testkit.gen_project import Project
+
+FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
+GPUS_PER_NODE = 2
+
+
+def _ray_or_skip():
+    return pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def wait_until(condition, seconds: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    _ray_or_skip()
+    from ray.cluster_utils import Cluster
+
+    # the raylets start the actors' workers with this environment: the worktree first on the path
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": GPUS_PER_NODE})
+    made.add_node(num_cpus=2, num_gpus=GPUS_PER_NODE)
+    made.wait_for_nodes()
+    yield made
+    import ray
+
+    ray.shutdown()
+    made.shutdown()
+
+
+def worker_node(cluster):
+    return next(node for node in cluster.list_all_nodes() if node is not cluster.head_node)
+
+
+def restore_worker(cluster) -> None:
+    """Put a worker node back after a test removed it (the next test wants two nodes)."""
+    if len(cluster.list_all_nodes()) < 2:
+        cluster.add_node(num_cpus=2, num_gpus=GPUS_PER_NODE)
+        cluster.wait_for_nodes()
+
+
+def managed(name: str, pidfile: Path, parallel: int = 4, **server: object) -> dict:
+    return {"model_name": name, "endpoints": [{"api_base": "http://127.0.0.1:8000/v1"}], "parallel": parallel,
+            "server": {"model": f"/ckpt/{name}", "command": FAKE, "startup_timeout": 60,
+                       "env": {"FAKE_VLLM_PIDFILE": str(pidfile), **server.pop("env", {})}, **server}}
+
+
+def judging_project(root: Path, questions: int, delay: float = 0.0, **server: object) -> Project:
+    project = Project(root)
+    qs = project.simple_questions(questions)
+    for model in ("cand", "base"):
+        project.write_answers(model, qs)
+    env = {"FAKE_VLLM_DELAY": str(delay)} if delay else {}
+    project.write_api({"judge": managed("judge-model", root / "pids", env=env, **server)})
+    project.write_judge_config(["cand"])
+    return project
+
+
+def server_pids(project: Project) -> list[int]:
+    path = project.root / "pids"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def judgments(project: Project) -> list[str]:
+    path = project.bench_dir / "model_judgment" / "judge" / "cand.jsonl"
+    return [json.loads(line)["question_id"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def start_judging(project: Project, address: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet", "--ray", address, *extra],
+                            cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def no_server_left(project: Project) -> bool:
+    return not any(alive(pid) for pid in server_pids(project))
+
+
+# ---------------------------------------------------------------- without a cluster
+
+def test_ray_flags_are_checked_in_one_line(project, capsys, monkeypatch):
+    judging_project(project.root, 2)
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray-replicas", "two", "--ray", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --ray-replicas: expected N or MODEL=N[,MODEL=N], got 'two'"
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray-replicas", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --ray-replicas needs --ray ADDRESS"
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: `import ray` fails
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray", "auto"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --ray needs Ray: pip install -e '.[ray]'"), err
+    assert not judgments(project)
+
+
+def test_the_pipeline_ray_section_becomes_the_steps_ray_settings(project):
+    project.simple_questions(1)
+    project.write_judge_config(["c"], judge="j", pipeline={"ray": {"address": "10.0.0.5:6379", "replicas": {"j": 3}}})
+    project.write_api({m: {"model_name": m, "endpoints": [{"api_base": "http://h:1/v1"}]} for m in ("j", "base", "c")})
+    args = run_eval.build_parser().parse_args([])
+    settings = run_eval.Plan(args).ray_settings()
+    assert settings is not None and settings.address == "10.0.0.5:6379"
+    assert settings.replicas_for("j") == 3 and settings.replicas_for("c") == 1
+    args.ray = "auto"  # the flag wins
+    flagged = run_eval.Plan(args).ray_settings()
+    assert flagged is not None and flagged.address == "auto" and flagged.replicas_for("j") == 3
+
+
+# ---------------------------------------------------------------- on the two-node cluster
+
+def test_judging_through_ray_placed_replicas_completes_and_leaves_nothing(cluster, project, capsys):
+    judging_project(project.root, 12, tensor_parallel_size=2, gpus="0,1")
+    node_files = set(Path(tempfile.gettempdir()).glob("arenajudge-server-*"))  # each replica's log and pids on its node
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray", cluster.address, "--ray-replicas", "2"]) == 0
+    err = capsys.readouterr().err
+    assert sorted(judgments(project)) == [f"q{i:03d}" for i in range(12)]
+    [run] = project.records("runs.jsonl")
+    replicas = run["servers"]
+    assert [r["replica"] for r in replicas] == [1, 2] and all(r["model"] == "judge" for r in replicas)
+    assert len({r["ray_node"] for r in replicas}) == 2  # spread: one per node
+    assert all(len(r["gpus"].split(",")) == 2 for r in replicas)  # tensor parallel 2: two GPUs each, chosen by Ray
+    for r in replicas:
+        log = Path(r["log"]).read_text()
+        assert (project.root / r["log"]).parent == project.bench_dir / "server_logs"
+        assert "fake vllm: model /ckpt/judge-model as judge-model" in log and "on node" in log
+    assert err.count("answers at http://") == 2 and err.count("stopped replica") == 2
+    assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 4  # 2 servers, 2 workers
+    assert set(Path(tempfile.gettempdir()).glob("arenajudge-server-*")) == node_files  # removed once copied
+
+
+def test_a_model_too_big_for_one_node_is_a_one_line_error(cluster, project, capsys):
+    judging_project(project.root, 2, tensor_parallel_size=2, pipeline_parallel_size=2)
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray", cluster.address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: config/api_config.yaml: key 'judge.server': tensor x pipeline parallel needs 4 GPUs"
+                              " on one node; the largest node of the Ray cluster has 2"), err
+    assert "docs/cluster.md" in err[-1] and server_pids(project) == []
+
+
+def test_a_node_lost_mid_run_completes_every_judgment_once(cluster, project):
+    judging_project(project.root, 60, delay=0.1, parallel=2)
+    proc = start_judging(project, cluster.address, "--ray-replicas", "2")
+    try:
+        assert wait_until(lambda: len(judgments(project)) >= 5, 60), proc.stderr
+        cluster.remove_node(worker_node(cluster))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        restore_worker(cluster)
+    assert proc.returncode == 0, err
+    done = judgments(project)
+    assert len(done) == 60 and sorted(set(done)) == [f"q{i:03d}" for i in range(60)]  # all, none twice
+    assert "warning: model 'judge': endpoint http://" in err and "Ray replica" in err and "of 'judge' on node" in err
+    [run] = project.records("runs.jsonl")
+    lost = [r for r in run["servers"] if "lost" in r]
+    assert len(lost) == 1 and run["dead_endpoints"][0]["model"] == "judge"
+    assert wait_until(lambda: no_server_left(project), 20)
+
+
+def test_ctrl_c_stops_every_replica_and_the_rerun_resumes(cluster, project):
+    judging_project(project.root, 80, delay=0.1, parallel=1)
+    proc = start_judging(project, cluster.address, "--ray-replicas", "2")
+    assert wait_until(lambda: len(judgments(project)) >= 3, 60)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert err.count("stopped replica") == 2 and "rerun to resume" in err
+    assert len(server_pids(project)) == 4 and wait_until(lambda: no_server_left(project), 10)
+    before = judgments(project)
+    assert 3 <= len(before) < 80
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray", cluster.address, "--ray-replicas", "2"]) == 0
+    after = judgments(project)
+    assert len(after) == 80 and sorted(set(after)) == [f"q{i:03d}" for i in range(80)]
+
+
+def test_kill_9_of_the_driver_leaves_no_server(cluster, project):
+    judging_project(project.root, 200, delay=0.1, parallel=1)
+    proc = start_judging(project, cluster.address, "--ray-replicas", "2")
+    assert wait_until(lambda: len(judgments(project)) >= 2, 60)
+    started = server_pids(project)
+    assert len(started) == 4 and all(alive(pid) for pid in started)
+    proc.kill()
+    proc.wait()
+    # Ray ends a dead driver's actors; each server's guard then ends the server's process group
+    assert wait_until(lambda: no_server_left(project), 60), [p for p in started if alive(p)]
+
+
+def test_run_eval_with_a_pipeline_ray_section_answers_and_judges_on_the_cluster(cluster, project, capsys):
+    qs = project.simple_questions(6)
+    pids = project.root / "pids"
+    project.write_api({"cand": managed("cand-model", pids), "base": managed("base-model", pids),
+                       "judge": managed("judge-model", pids)})
+    project.write_answer_config(["cand"])
+    project.write_judge_config(["cand"], pipeline={"ray": {"address": cluster.address, "replicas": {"judge": 2}}})
+    assert run_cli(run_eval.main, ["--quiet"]) == 0
+    err = capsys.readouterr().err
+    for model in ("cand", "base"):
+        assert len(project.records(f"model_answer/{model}.jsonl")) == len(qs)
+    assert sorted(judgments(project)) == sorted(q["question_id"] for q in qs)
+    runs = project.records("runs.jsonl")
+    placed = {(s["model"], s["replica"]) for run in runs for s in run.get("servers", [])}
+    assert placed == {("cand", 1), ("base", 1), ("judge", 1), ("judge", 2)}
+    assert "starting replica 2/2 of 'judge'" in err
+    assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 8
