@@ -196,16 +196,18 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
     from arenajudge.cli import gen_answer
     from arenajudge.cli.common import require_entry
     from arenajudge.endpoints.client import RequestPolicy
-    from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside
+    from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside, judge_shares_server, shared_server
     from arenajudge.records import locks
 
     entries = load_api_config(plan.api_file)
     judged = _judgments_todo(plan, questions, args.rejudge_missing)
-    if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
+    answering = [entries[m] for m in todo]
+    shared = judge_shares_server(entries[plan.judge], answering)  # one server for both steps, started once
+    if not judged or not (shared or judge_fits_beside(entries[plan.judge], answering)):
         return None
     say(f"== 1/3 answers: {', '.join(todo)}")
-    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, "
-        "as the answers come (the judge's GPUs are free of answer servers)")
+    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, as the answers come "
+        + ("(on the server the answers use)" if shared else "(the judge's GPUs are free of answer servers)"))
     judge_config = _judge_config(plan, judged)
     answer_config = _write_config(plan.work_dir / "gen_answer_config.yaml",
                                   {**plan.answer_raw, "bench_name": plan.bench, "model_list": todo})
@@ -216,7 +218,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet)
     # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
     with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
-                    wait=args.wait):
+                    wait=args.wait), shared_server(judge, plan.paths.bench_dir / "server_logs", shared):
         thread = threading.Thread(target=follower.run, name="judge", daemon=True)
         thread.start()
         try:
