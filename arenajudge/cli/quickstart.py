@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import shutil
-import socket
 import sys
 import time
 from importlib import resources
@@ -98,15 +97,6 @@ def _model_folder(path: Path, flag: str) -> Path:
         raise UserError(f"{flag} {path}: not a Hugging Face model folder (no config.json); give the folder that "
                         "holds config.json and the weights")
     return folder
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def server_block(model: Path, python: str, port: int, cache: Path) -> dict[str, Any]:
@@ -248,9 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     files = write_project(folder, model=model, judge_model=judge_model, python=python, args=args)
     runs_file = files["data"] / BENCH / "runs.jsonl"
     seen = len(runs_file.read_text(encoding="utf-8").splitlines()) if runs_file.exists() else 0
-    if not _port_free(args.port):
-        say(f"port {args.port} is taken: a server already answering there with the same model is used, "
-            "anything else is an error (choose another with --port)")
     say(f"pipeline: {len(CANDIDATES)} candidates and a baseline answer {args.questions} questions (up to "
         f"{args.max_tokens} tokens), the judge compares each candidate's answer with the baseline's in both orders")
     code = _run_pipeline(files)

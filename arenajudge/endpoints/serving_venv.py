@@ -125,7 +125,7 @@ def build_serving_venv(folder: Path, plan: InstallPlan, say: Callable[[str], Non
     """Make the venv at `folder` by `plan`; each step said as it starts; a failure is one line with the fix."""
     started = time.monotonic()
     say(f"serving venv: building {folder} (once; later runs reuse it): {plan.describe()}; "
-        "about 3.5 GB and 5-15 minutes on a 2-core machine")
+        "about 3 GB and a few minutes (longer where torch is downloaded)")
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished build starts over
     folder.parent.mkdir(parents=True, exist_ok=True)
     python = str(venv_python(folder))
