@@ -243,6 +243,9 @@ class FakeServer:
                 f"{said} input tokens and for the completion 512 tokens. Please reduce the "
                 "length of the input prompt.")}})
         content, reasoning = self._reply(messages)
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        if isinstance(choices, list) and choices:  # vLLM's structured outputs: the reply is exactly one choice
+            content, reasoning = self._choose(messages, [str(c) for c in choices]), None
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if s.fault in ("null_content", "empty_content") and attempt < s.fault_first:
             message["content"] = None if s.fault == "null_content" else ""
@@ -274,6 +277,13 @@ class FakeServer:
 
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         return _tokens("".join(m["content"] for m in messages))
+
+    def _choose(self, messages: list[dict[str, Any]], choices: list[str]) -> str:
+        """A constrained reply (only `structured_outputs` is read, as vLLM 0.32 does; `guided_choice` is not): the
+        choice holding the label the judge script gives this prompt, else one chosen by a hash of the prompt."""
+        first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+        label = default_verdict(first_user + "#constrained")
+        return next((c for c in choices if c.strip("[]") == label), choices[0])
 
     def _reply(self, messages: list[dict[str, Any]]) -> tuple[str, str | None]:
         text, reasoning = self._reply_text(messages)

@@ -30,7 +30,7 @@ def test_show_prints_the_board_show_result_prints(tmp_path, console):
     assert "score:" in ours.stdout and ours.stdout == seed_named.stdout
 
 
-@pytest.mark.parametrize("command", ["answer", "judge", "show", "browse", "run", "download"])
+@pytest.mark.parametrize("command", ["answer", "judge", "show", "browse", "run", "download", "quickstart"])
 def test_every_command_has_its_flags(console, command):
     proc = subprocess.run([str(console), command, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--" in proc.stdout, proc.stderr
@@ -39,6 +39,6 @@ def test_every_command_has_its_flags(console, command):
 def test_unknown_command_is_one_line_and_exit_2(console):
     proc = subprocess.run([str(console), "grade"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    expected = "error: unknown command 'grade' (commands: answer, judge, show, browse, run, download)"
+    expected = "error: unknown command 'grade' (commands: answer, judge, show, browse, run, download, quickstart)"
     assert proc.stderr.strip().splitlines() == [expected]
     assert "Traceback" not in proc.stderr

@@ -7,7 +7,7 @@ import os
 
 from arenajudge.config.models import Endpoint, ModelEntry
 from arenajudge.config.server_spec import ServerSpec
-from arenajudge.judge.overlap import AnswerTail, judge_fits_beside
+from arenajudge.judge.overlap import AnswerTail, judge_fits_beside, judge_shares_server
 
 
 def _record(qid: str) -> str:
@@ -46,3 +46,14 @@ def test_a_judge_runs_beside_answer_servers_only_on_other_gpus_and_ports():
     assert not judge_fits_beside(a, [a, b])  # the judge is itself answering
     external = ModelEntry(name="judge", model_name="j", endpoints=(Endpoint("http://judge:8000/v1", None),))
     assert judge_fits_beside(external, [a, b])
+
+
+def test_a_judge_shares_the_server_of_entries_with_its_very_server_block():
+    judge = _entry("small", ("0",), 8001)  # the candidates and the judge: one model, one server block
+    candidate = ModelEntry(name="terse", model_name="small", endpoints=judge.endpoints, server=judge.server,
+                           system_prompt="Be brief.")
+    assert judge_shares_server(judge, [candidate, judge])
+    assert judge_shares_server(judge, [candidate, _entry("other", ("1",), 8002)])  # another server beside it
+    assert not judge_shares_server(judge, [candidate, _entry("other", ("0",), 8002)])  # one that needs its GPU
+    assert not judge_shares_server(judge, [_entry("other", ("1",), 8002)])  # nothing shared
+    assert not judge_shares_server(_entry("small", ("0",), 8003), [candidate])  # another port: another server

@@ -242,3 +242,31 @@ def test_a_judge_that_refuses_stops_judging_while_the_answers_still_complete(pro
     assert len(project.records("model_answer/ckpt-a.jsonl")) == 4
     assert not (project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl").exists()
     assert "leaderboard" not in err
+
+
+def test_entries_sharing_one_server_block_start_it_once_and_judging_overlaps_answering(project, capsys):
+    """Three candidates (one model under different system prompts), the baseline and the judge: one server block,
+    one server start for the whole run, and judging begins while answers still come."""
+    project.simple_questions(12)
+    port = free_port()
+    block = {"env": {"FAKE_VLLM_DELAY": "0.1"}}
+
+    def shared(system_prompt: str) -> dict:
+        return {**managed(port, "/models/small", parallel=2, **block), "system_prompt": system_prompt}
+
+    project.write_api({"terse": shared("Answer in one sentence."), "plain": shared("Answer plainly."),
+                       "detailed": shared("Answer in detail."), "base": shared("You are a helpful assistant."),
+                       "judge": {**managed(port, "/models/small", parallel=4, **block)}})
+    project.write_judge_config(["unused"], judge="judge", baseline="base")
+    assert run_eval("--models", "terse", "plain", "detailed", "--judge", "judge") == 0
+    out, err = capsys.readouterr()
+    assert "as the answers come (on the server the answers use)" in err
+    events = [line.split()[0] for line in err.splitlines() if line.startswith(("starting", "stopped"))]
+    assert events == ["starting", "stopped"]  # one start, one stop: not once per entry or per step
+    assert len(pids(project)) == 2  # the stand-in and its worker, started once
+    answers = [r for m in ("terse", "plain", "detailed", "base") for r in project.records(f"model_answer/{m}.jsonl")]
+    judged = [r for m in ("terse", "plain", "detailed") for r in project.records(f"model_judgment/judge/{m}.jsonl")]
+    assert len(answers) == 48 and len(judged) == 36
+    assert min(r["tstamp"] for r in judged) < max(r["tstamp"] for r in answers)  # judging overlapped answering
+    assert sorted(line.split()[0] for line in out.splitlines() if "| score:" in line) == ["base", "detailed", "plain", "terse"]
+    assert not any(alive(p) for p in pids(project))

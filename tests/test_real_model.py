@@ -472,3 +472,42 @@ def test_mt_bench_single_grading_with_the_real_judge(small_judge, tmp_path, caps
     with capsys.disabled():
         print(f"\nMT-Bench single with the real judge: {len(records) - missing}/{len(records)} rated, "
               f"ratings {[r['score'] for r in records]}")
+
+
+def test_structured_verdicts_give_the_real_judge_a_label_in_every_game(small_judge, tmp_path, capsys):
+    """The real small judge rarely ends with a label; with `structured_verdicts: true` a constrained turn
+    (vLLM's structured_outputs.choice) gives every game one. Both verdict rates are printed."""
+    questions = real_bench(tmp_path, n=6)
+    bench = tmp_path / "data" / BENCH
+    source = {r["question_id"]: r for r in read_jsonl(bench / "model_answer" / f"{BASELINE}.jsonl")}
+    for model, keep in (("short", 200), (BASELINE, 500)):  # short answers: the prompts fit the 1,024-token judge
+        rows = []
+        for q in questions:
+            record = json.loads(json.dumps(source[q["question_id"]]))
+            record["model_id"] = model
+            turn = record["choices"][0]["turns"][0]
+            turn["content"] = turn["content"][:keep]
+            rows.append(json.dumps(record, ensure_ascii=False) + "\n")
+        (bench / "model_answer" / f"{model}.jsonl").write_text("".join(rows))
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "api_config.yaml").write_text(yaml.safe_dump({"judge": entry("judge", small_judge["port"])}))
+    rates = {}
+    for structured in (False, True):
+        judge_config(tmp_path, ["short"], "judge", max_tokens=120, structured_verdicts=structured)
+        proc = run([str(ROOT / "gen_judgment.py"), "--quiet"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        games = [g for r in read_jsonl(bench / "model_judgment" / "judge" / "short.jsonl") for g in r["games"]]
+        assert len(games) == 2 * len(questions)
+        rates[structured] = sum(g["score"] is not None for g in games)
+        if structured:
+            assert all(g["score"] is not None for g in games if not g.get("context_full"))
+            assert all(isinstance(g["constrained"], bool) for g in games)
+            constrained = [g for g in games if g["constrained"]]
+            assert constrained and all(g["asks"] == 2 for g in constrained)
+            assert all(g["judgment"].rstrip().endswith(f"[[{g['score']}]]") for g in constrained)
+        else:
+            assert all("constrained" not in g for g in games)
+    assert rates[True] > rates[False]
+    with capsys.disabled():
+        print(f"\nreal judge, {2 * len(questions)} games: verdicts {rates[False]} free (up to 2 follow-ups), "
+              f"{rates[True]} with structured verdicts")

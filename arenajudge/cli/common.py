@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arenajudge.config.models import require_entry as require_entry  # the commands' name for it
 from arenajudge.core.errors import UserError
@@ -107,3 +107,14 @@ def client_processes(args: argparse.Namespace) -> int:
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
     """--data-dir, the root of the data layout, as every command spells it."""
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the data layout (default: %(default)s)")
+
+
+def settings(parser: argparse.ArgumentParser, **values: Any) -> argparse.Namespace:
+    """A command's settings as its parser's defaults with `values` set, for calling one command's logic from
+    another in this process without composing argv (a name the command does not have is a programming error)."""
+    namespace = parser.parse_args([])
+    for name, value in values.items():
+        if not hasattr(namespace, name):
+            raise AttributeError(f"{parser.prog} has no setting {name!r}")
+        setattr(namespace, name, value)
+    return namespace

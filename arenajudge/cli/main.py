@@ -7,7 +7,7 @@ import sys
 
 from arenajudge.core.errors import EXIT_USAGE, run_cli
 
-# subcommand -> (module under arenajudge.cli, the seed-named script that runs the same main)
+# subcommand -> (module under arenajudge.cli, the seed-named script that runs the same main, or what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
     "answer": ("gen_answer", "gen_answer.py"),
     "judge": ("gen_judgment", "gen_judgment.py"),
@@ -15,12 +15,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("qa_browser", "qa_browser.py"),
     "run": ("run_eval", "run_eval.py"),
     "download": ("download_data", "download_data.py"),
+    "quickstart": ("quickstart", ""),  # no seed script: the whole job on the embedded model
 }
 
 
 def usage() -> str:
     lines = ["usage: arenajudge COMMAND [flags]   (arenajudge COMMAND --help for its flags)", "", "commands:"]
-    lines += [f"  {name:<9} same as python {script}" for name, (_, script) in COMMANDS.items()]
+    lines += [f"  {name:<10} same as python {script}" if script else
+              f"  {name:<10} the whole job on a small embedded model, in one command (docs/quickstart.md)"
+              for name, (_, script) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -39,3 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `python -m arenajudge.cli.main`, where the console script is not on PATH
+    entry()

@@ -254,16 +254,18 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
     Returns the exit code, or None when they cannot overlap (the steps then run one after the other).
     """
-    from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside
+    from arenajudge.judge.overlap import FollowingJudge, judge_fits_beside, judge_shares_server, shared_server
     from arenajudge.records import locks
 
     entries = plan.entries
     judged = _judgments_todo(plan, questions, args.rejudge_missing)
-    if not judged or not judge_fits_beside(entries[plan.judge], [entries[m] for m in todo]):
+    answering = [entries[m] for m in todo]
+    shared = judge_shares_server(entries[plan.judge], answering)  # one server for both steps, started once
+    if not judged or not (shared or judge_fits_beside(entries[plan.judge], answering)):
         return None
     say(f"== 1/3 answers: {', '.join(todo)}")
-    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, "
-        "as the answers come (the judge's GPUs are free of answer servers)")
+    say(f"== 2/3 judgments by {plan.judge}: {', '.join(judged)} against {plan.baseline}, as the answers come "
+        + ("(on the server the answers use)" if shared else "(the judge's GPUs are free of answer servers)"))
     judge_config = _record_judge_config(plan, judged)
     answer_config = _record_answer_config(plan, todo)  # bad input stops here, before the judge's server starts
     judge = plan.entry(plan.judge, plan.judge_file, "judge_model")
@@ -271,7 +273,7 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
                               rejudge_missing=args.rejudge_missing, quiet=args.quiet, ray=options.ray)
     # the judge thread writes these judgment files: held here, as gen_judgment.py holds them, until it has ended
     with locks.hold([*locks.judgment_locks(plan.paths, plan.judge, judged), *locks.server_locks(plan.paths, [judge])],
-                    wait=args.wait):
+                    wait=args.wait), shared_server(judge, plan.paths.bench_dir / "server_logs", shared):
         thread = threading.Thread(target=follower.run, name="judge", daemon=True)
         thread.start()
         try:
@@ -298,7 +300,11 @@ def _answer_and_judge_at_once(plan: Plan, args: argparse.Namespace, questions: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_pipeline(build_parser().parse_args(argv))
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    """The pipeline once its settings are known (the quickstart calls it with settings of its own, not argv)."""
     # checked before any step starts; the steps get the library's options, not flags
     options = RunOptions(client_processes=args.client_processes, dead_after=args.dead_after, quiet=args.quiet,
                          wait=args.wait)

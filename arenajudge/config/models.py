@@ -44,6 +44,7 @@ from arenajudge.config.server_spec import ServerSpec
 from arenajudge.core.errors import UserError
 from arenajudge.core.templates import ARENA_FIELDS, REFERENCE_FIELD, check_names, placeholders
 from arenajudge.core.urls import redact_url
+from arenajudge.core.verdicts import verdict_choices
 
 # The seed's verdict pattern: accepts [[A>B]] and [A>B], any case.
 DEFAULT_REGEX = r"\[(\[?[AB<>=ab]+\]?)\]"
@@ -346,7 +347,9 @@ class JudgeConfig(YamlModel):
     reference_categories: Annotated[tuple[str, ...], PlainValidator(lambda value: tuple(str_list(value)))] = (
         "math", "reasoning", "coding")
     pipeline: PipelineSection | None = None  # run_eval's section; checked here, used by run_eval only
-    structured_verdicts: Flag = False  # reserved for verdicts as structured output (a later issue); not used yet
+    # the judge writes freely; a game without a readable label then gets one constrained follow-up whose reply is
+    # one of the labels (vLLM's structured outputs; judge/arena_hard.py). Arena-Hard judging only.
+    structured_verdicts: Flag = False
 
     @model_validator(mode="before")
     @classmethod
@@ -370,6 +373,12 @@ class JudgeConfig(YamlModel):
                 check_names(placeholders(template, where), ARENA_FIELDS, where,
                             "arena-hard judging fills {question_N}, {answer_N} and, with reference: true, "
                             "{ref_answer_N}", REFERENCE_FIELD if self.reference else None)
+        if self.structured_verdicts and self.mode is not None:
+            raise KeyProblem("structured_verdicts", f"covers arena-hard judging only, not mode {self.mode!r}; "
+                                                    "remove it or set it to false")
+        if self.structured_verdicts and verdict_choices(self.regex_pattern) is None:
+            raise KeyProblem("structured_verdicts", "regex_pattern reads none of the label forms a constrained reply "
+                                                    "can take ([[A>B]], [A>B], A>B); fix the pattern or set it to false")
         if self.baseline and not self.baseline_model and self.mode in (None, "pairwise-baseline"):
             raise KeyProblem("baseline_model", "missing: baseline is true, so name the baseline model")
         return self

@@ -34,6 +34,20 @@ def label_from_judge(raw: str) -> str | None:
     return label if label in LABELS else None
 
 
+# How a constrained label may be written, tried in this order against the judge config's regex_pattern
+CHOICE_FORMS = ("[[{label}]]", "[{label}]", "{label}")
+
+
+def verdict_choices(pattern: re.Pattern[str]) -> list[str] | None:
+    """The five labels written in the first form `pattern` reads back as those labels (for a constrained reply),
+    or None when it reads none of the forms."""
+    for form in CHOICE_FORMS:
+        choices = [form.format(label=label) for label in LABELS]
+        if all(parse_verdict(choice, pattern) == (label, True) for choice, label in zip(choices, LABELS, strict=True)):
+            return choices
+    return None
+
+
 def parse_verdict(text: str, pattern: re.Pattern[str]) -> tuple[str | None, bool]:
     """(label, found_any) from a judge's text. Several different labels conflict: no verdict."""
     labels = {label_from_judge(m if isinstance(m, str) else m[0]) for m in pattern.findall(text)}

@@ -18,10 +18,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from arenajudge.config.models import JudgeConfig
 from arenajudge.core.errors import UserError
 from arenajudge.core.templates import placeholders
-from arenajudge.core.verdicts import parse_own_verdict
+from arenajudge.core.verdicts import parse_own_verdict, parse_verdict, verdict_choices
 from arenajudge.endpoints.client import ContextOverflow, FatalEndpointError, ModelClient, RequestFailed
 from arenajudge.endpoints.endpoint_health import EndpointsGone
-from arenajudge.judge.asking import FOLLOW_UPS, MIN_REPLY_TOKENS, ask_until, fill_template, follow_up_reserve
+from arenajudge.judge.asking import (
+    FOLLOW_UPS,
+    MIN_REPLY_TOKENS,
+    ask_constrained,
+    ask_until,
+    fill_template,
+    follow_up_reserve,
+)
 from arenajudge.records.storage import turn_text
 from arenajudge.records.turns import answer_turns
 
@@ -198,10 +205,27 @@ async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages:
         readings.append(parse_own_verdict("\n".join(texts), config.regex_pattern, ours))
         return readings[-1][1]
 
-    # one label, or conflicting labels (no verdict, and asking again will not settle it), ends the asking
-    replies = await ask_until(client, config, messages, settled, FOLLOW_UP, budget)
+    # one label, or conflicting labels (no verdict, and asking again will not settle it), ends the asking;
+    # with structured verdicts a game without a label gets one constrained turn instead of free follow-ups
+    structured = config.structured_verdicts
+    replies = await ask_until(client, config, messages, settled, FOLLOW_UP, budget,
+                              follow_ups=0 if structured else FOLLOW_UPS)
     texts, reasonings, usage = replies.texts, replies.reasonings, replies.usage
     label = readings[-1][0]
+    constrained = False
+    if structured and label is None:
+        choices = verdict_choices(config.regex_pattern)
+        assert choices is not None  # the config check refuses a pattern without them
+        conversation = [*messages, {"role": "assistant", "content": texts[-1]}, {"role": "user", "content": FOLLOW_UP}]
+        reply = await ask_constrained(client, config, conversation, choices, budget)
+        if reply is None:
+            replies.context_full = True
+        else:
+            texts.append(reply[0])
+            usage["prompt_tokens"] += reply[1]
+            usage["completion_tokens"] += reply[2]
+            label = parse_verdict(reply[0], config.regex_pattern)[0]
+            constrained = label is not None
     game: dict[str, Any] = {
         "user_prompt": "\n\n".join(m["content"] for m in messages[1:]),
         "judgment": "\n".join(texts),
@@ -209,6 +233,8 @@ async def _ask_until_verdict(client: ModelClient, config: JudgeConfig, messages:
         "asks": len(texts),
         "usage": usage,
     }
+    if structured:  # whether the label came from the constrained turn (the judge card counts them)
+        game["constrained"] = constrained
     if truncated:
         game["truncated"] = True
     if replies.context_full:

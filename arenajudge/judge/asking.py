@@ -50,8 +50,8 @@ class JudgeReplies:
 
 async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dict[str, str]],
                     settled: Callable[[list[str]], bool], follow_up: str,
-                    budget: ContextBudget | None = None) -> JudgeReplies:
-    """Ask, then ask again with `follow_up` (up to FOLLOW_UPS times) until `settled(texts)`.
+                    budget: ContextBudget | None = None, follow_ups: int = FOLLOW_UPS) -> JudgeReplies:
+    """Ask, then ask again with `follow_up` (up to `follow_ups` times) until `settled(texts)`.
 
     With a `budget` every ask is counted first: the first reply's max_tokens leaves room for the
     follow-ups, and a follow-up that no longer fits ends the asking (no verdict, never a failure).
@@ -59,7 +59,7 @@ async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dic
     """
     conversation = list(messages)
     replies = JudgeReplies([], [], {"prompt_tokens": 0, "completion_tokens": 0})
-    for ask in range(1 + FOLLOW_UPS):
+    for ask in range(1 + follow_ups):
         if ask:
             conversation += [{"role": "assistant", "content": replies.texts[-1]}, {"role": "user", "content": follow_up}]
         limit = config.max_tokens
@@ -70,7 +70,8 @@ async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dic
                 if ask and room < MIN_REPLY_TOKENS:
                     replies.context_full = True
                     break
-                limit = min(limit, room - follow_up_reserve(config, FOLLOW_UPS - ask))
+                later = follow_ups - ask if follow_ups else 1  # no free follow-ups: room for a constrained one
+                limit = min(limit, room - follow_up_reserve(config, later))
                 if limit < MIN_REPLY_TOKENS:  # the later follow-ups give up their room to this one
                     limit = min(config.max_tokens, room)
                 limit = max(limit, 1)
@@ -90,3 +91,27 @@ async def ask_until(client: ModelClient, config: JudgeConfig, messages: list[dic
         if settled(replies.texts):
             break
     return replies
+
+
+CONSTRAINED_REPLY_TOKENS = 16  # a label such as [[A>>B]] is 7 tokens in SmolLM2's tokenizer
+
+
+async def ask_constrained(client: ModelClient, config: JudgeConfig, conversation: list[dict[str, str]],
+                          choices: list[str], budget: ContextBudget | None = None) -> tuple[str, int, int] | None:
+    """One more turn whose reply is exactly one of `choices` (vLLM's structured outputs, `choice`):
+    (text, prompt tokens, completion tokens), or None when the turn no longer fits the judge's context.
+
+    vLLM 0.32 reads `structured_outputs`; the older `guided_choice` is silently ignored there, so it is not sent."""
+    limit = CONSTRAINED_REPLY_TOKENS
+    if budget is not None:
+        measured = await budget.room(conversation)
+        if measured is not None and measured[1] < MIN_REPLY_TOKENS:
+            return None
+        if measured is not None:
+            limit = min(limit, measured[1])
+    try:
+        reply = await client.chat(conversation, temperature=config.temperature, max_tokens=limit,
+                                  extra_body={"structured_outputs": {"choice": list(choices)}})
+    except ContextOverflow:
+        return None
+    return reply.content or "", reply.prompt_tokens, reply.completion_tokens

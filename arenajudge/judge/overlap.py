@@ -20,7 +20,8 @@ import json
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,27 @@ def judge_fits_beside(judge: ModelEntry, answering: list[ModelEntry]) -> bool:
         return True
     return all(e.server is None or (e.server != judge.server and not judge.server.shares_hardware_with(e.server))
                for e in answering)
+
+
+def judge_shares_server(judge: ModelEntry, answering: list[ModelEntry]) -> bool:
+    """True when the judge's managed server is the one some answering entries also describe (the same server
+    block and served model) and every other answering server can run beside it: one server then serves both
+    steps, started once (`shared_server`)."""
+    if judge.server is None or not any(e.server == judge.server for e in answering):
+        return False
+    return all(e.server is None or e.server == judge.server or not judge.server.shares_hardware_with(e.server)
+               for e in answering)
+
+
+@contextmanager
+def shared_server(judge: ModelEntry, log_dir: Path, shared: bool) -> Iterator[None]:
+    """The judge's server up around both steps when `shared`: the steps' own sessions find it answering and
+    use it as one already running, so it starts once and stops once (on success, error or Ctrl-C)."""
+    if not shared:
+        yield
+        return
+    with ServerSession(log_dir).serving([judge]):
+        yield
 
 
 class AnswerTail:

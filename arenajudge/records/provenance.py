@@ -67,6 +67,8 @@ def judge_settings_fingerprint(config: Any, prompts: dict[str, Any] | None = Non
     else:
         settings |= {"mode": config.mode, "reference_categories": list(config.reference_categories),
                      "prompts": {n: [p.system_prompt, p.prompt_template] for n, p in sorted(prompts.items())}}
+    if getattr(config, "structured_verdicts", False):  # only when on: judgments made before the key existed still count
+        settings["structured_verdicts"] = True
     return fingerprint(settings)
 
 
