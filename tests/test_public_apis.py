@@ -39,14 +39,26 @@ def their_private_names() -> frozenset[str]:
         for path in root.rglob("*.py"):
             if {"types", "resources"} & set(path.relative_to(root).parts):  # generated API models: no client internals
                 continue
-            for node in ast.walk(ast.parse(path.read_bytes())):
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    names.add(node.name)
-                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names.add(node.id)
-                elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                    names.add(node.attr)
+            names |= _defined_names(ast.parse(path.read_bytes()))
     return frozenset(n for n in names if _private(n))
+
+
+def _defined_names(tree: ast.Module, with_arguments: bool = False) -> set[str]:
+    """Names a module defines: functions, classes, assignments, attributes set (and, if asked, arguments and
+    keyword names, which dataclass fields built by keyword are, e.g. `_Slot(send=...)`)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif with_arguments and isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif with_arguments and isinstance(node, ast.keyword) and node.arg:
+            names.add(node.arg)
+    return names
 
 
 def _root_name(node: ast.expr) -> str | None:
@@ -99,17 +111,7 @@ def our_private_names(files: list[Path]) -> set[str]:
     """Underscore names our own code defines anywhere in the package."""
     names: set[str] = set()
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                names.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                names.add(node.attr)
-            elif isinstance(node, ast.arg):
-                names.add(node.arg)
-            elif isinstance(node, ast.keyword) and node.arg:  # dataclass fields built by keyword, e.g. `_Slot(send=...)`
-                names.add(node.arg)
+        names |= _defined_names(ast.parse(path.read_text(encoding="utf-8")), with_arguments=True)
     return {n for n in names if _private(n)}
 
 
