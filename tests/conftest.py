@@ -251,12 +251,6 @@ class SharedVllm:
     def entry(self, **extra: Any) -> dict[str, Any]:
         return vllm_entry(self.model, self.port, **extra)
 
-    def reset_prefix_cache(self) -> None:
-        """Empty the server's prefix cache, so that what earlier tests left there counts no hits."""
-        request = urllib.request.Request(self.url + "/reset_prefix_cache", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert response.status == 200
-
 
 def vllm_metric(url: str, name: str) -> float:
     """A counter of vLLM's /metrics, summed over its labels."""
@@ -276,7 +270,6 @@ def shared_vllm(smol, tmp_path_factory) -> Iterator[SharedVllm]:
     port = free_port()
     name = "smol"
     server = vllm_server_block(smol, root, port, 1024, dtype="float32")
-    server["env"]["VLLM_SERVER_DEV_MODE"] = 1  # for POST /reset_prefix_cache
     (root / "api.yaml").write_text(yaml.safe_dump({name: vllm_entry(name, port, server)}))
     session = ServerSession(root / "logs")
     with session.serving([load_api_config(root / "api.yaml")[name].with_secrets()]):
