@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_for_http
 
 from arenajudge.present.browser.data import LEFT_OUT_COLUMN, SHOW_LEFT_OUT, deep_link
 from arenajudge.present.browser.ui import THEME_CSS, BrowserApp, Defaults
@@ -52,10 +50,12 @@ class Served:
     shots: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _set_answer(answer_file: Path, question_id: str, text: str) -> None:
+    records = read_jsonl(answer_file)
+    for record in records:
+        if record["question_id"] == question_id:
+            record["choices"][0]["turns"][0]["content"] = text
+    write_jsonl(answer_file, records)
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +67,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # partial data: the second judge never judged model-2
     (root / "data" / sb.bench / "model_judgment" / OTHER_JUDGE / "model-2.jsonl").unlink()
     # one answer with a fenced C++ block and a table: Gradio's own markdown failed on ```cpp and showed a stale answer
-    answer_file = root / "data" / sb.bench / "model_answer" / "model-1.jsonl"
-    records = read_jsonl(answer_file)
-    for record in records:
-        if record["question_id"] == "q0007":
-            record["choices"][0]["turns"][0]["content"] = RICH_ANSWER
-    write_jsonl(answer_file, records)
+    _set_answer(root / "data" / sb.bench / "model_answer" / "model-1.jsonl", "q0007", RICH_ANSWER)
     # an ABC tune (single newlines) and a '#' comment outside any fence
-    answer_file = root / "data" / sb.bench / "model_answer" / "model-0.jsonl"
-    records = read_jsonl(answer_file)
-    for record in records:
-        if record["question_id"] == "q0011":
-            record["choices"][0]["turns"][0]["content"] = TUNE_ANSWER
-    write_jsonl(answer_file, records)
+    _set_answer(root / "data" / sb.bench / "model_answer" / "model-0.jsonl", "q0011", TUNE_ANSWER)
     _make_stale(root / "data" / sb.bench, sb.baseline)
     judgment_file = root / "data" / sb.bench / "model_judgment" / JUDGE / "model-1.jsonl"
     judgments = read_jsonl(judgment_file)
@@ -89,7 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     write_jsonl(judgment_file, [*judgments, {**judgments[0], "question_id": REMOVED}])
     app = BrowserApp(root / "data", Defaults(bench=sb.bench, judge=JUDGE, baseline=sb.baseline, models=("model-0",)))
     demo = app.build()
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=THEME_CSS)
     try:
         yield Served(f"http://127.0.0.1:{port}/", sb, root / "data", root)
@@ -283,22 +273,13 @@ def test_search_and_jump_by_id(page: Any, served: Served) -> None:
 
 
 def test_command_serves_on_localhost_and_reports_what_it_loaded(served: Served, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, str(ROOT / "qa_browser.py"), "--data-dir", str(served.data_dir), "--judge-name", JUDGE,
                "--baseline", served.bench.baseline, "--setting-file", str(tmp_path / "none.yaml"), "--port", str(port)]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "qa_browser.py did not answer in 90 s"
-                time.sleep(0.2)
+        wait_for_http(f"http://127.0.0.1:{port}/", 90, process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)

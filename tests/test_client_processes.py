@@ -7,17 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import alive, start_script, wait_for_lines, wait_until
 
 from arenajudge.endpoints import chat_request
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, answer, entry, judge
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-client-processes-secret"
 
 
@@ -82,18 +80,7 @@ def test_two_processes_judge_as_one_does_and_the_parent_sends_nothing(tmp_path, 
 
 
 def start_judging(project: Project, *flags: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet", *flags], cwd=project.root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_records(project: Project, model: str, at_least: int) -> None:
-    path = project.bench_dir / "model_judgment" / "judge" / f"{model}.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if path.exists() and path.read_text(encoding="utf-8").count("\n") >= at_least:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {at_least} judgments in {path} after 60 s")
+    return start_script("gen_judgment.py", "--quiet", *flags, cwd=project.root)
 
 
 def test_a_child_that_dies_loses_nothing_and_no_key_is_on_its_command_line(project):
@@ -101,7 +88,7 @@ def test_a_child_that_dies_loses_nothing_and_no_key_is_on_its_command_line(proje
     with FakeServer(Script(delay=0.05, api_key=KEY)) as server:
         project.write_api({"judge": judge_entry([server], parallel=4, api_key=KEY)})
         proc = start_judging(project, "--client-processes", "2")
-        wait_for_records(project, "m1", 3)
+        wait_for_lines(project.bench_dir / "model_judgment" / "judge" / "m1.jsonl", 3, proc)
         children = children_of(proc.pid)
         assert len(children) == 2
         for child in children:
@@ -121,14 +108,13 @@ def test_ctrl_c_stops_the_children_and_the_rerun_does_exactly_the_rest(project):
     with FakeServer(Script(delay=0.05)) as server:
         project.write_api({"judge": judge_entry([server], parallel=4)})
         proc = start_judging(project, "--client-processes", "2")
-        wait_for_records(project, "m1", 3)
+        wait_for_lines(project.bench_dir / "model_judgment" / "judge" / "m1.jsonl", 3, proc)
         children = children_of(proc.pid)
         assert len(children) == 2
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode != 0 and "Traceback" not in stderr
-        time.sleep(0.5)
-        assert not any(Path(f"/proc/{child}").exists() for child in children)  # none left behind
+        wait_until(lambda: not any(alive(child) for child in children), 10, "the children gone")  # none left behind
         [first] = project.records("runs.jsonl")
         assert first["interrupted"] is True and 0 < first["done"] < 120
         stored = len(verdicts(project, "m1")) + len(verdicts(project, "m2"))

@@ -30,10 +30,33 @@ def test_show_prints_the_board_show_result_prints(tmp_path, console):
     assert "score:" in ours.stdout and ours.stdout == seed_named.stdout
 
 
-@pytest.mark.parametrize("command", ["answer", "judge", "show", "browse", "run", "download", "quickstart"])
-def test_every_command_has_its_flags(console, command):
-    proc = subprocess.run([str(console), command, "--help"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "--" in proc.stdout, proc.stderr
+def help_flags(help_text: str) -> list[str]:
+    """The flags argparse's --help lists under `options:`, as `--flag` / `-f`, in their order."""
+    options = help_text.split("\noptions:\n", 1)[1]
+    flags = []
+    for line in options.splitlines():
+        if line.startswith("  -"):  # an option's own line (its help text is indented further or follows)
+            names = line.strip().split("  ")[0]
+            flags += [part.split()[0] for part in names.split(", ")]
+    return flags
+
+
+@pytest.mark.parametrize(("command", "script"), [("answer", "gen_answer.py"), ("judge", "gen_judgment.py"),
+                                                  ("show", "show_result.py"), ("browse", "qa_browser.py"),
+                                                  ("run", "run_eval.py"), ("download", "download_data.py")])
+def test_every_command_has_its_scripts_flags(console, tmp_path, command, script):
+    ours = subprocess.run([str(console), command, "--help"], capture_output=True, text=True, timeout=120)
+    seed_named = run_script(script, "--help", cwd=tmp_path)
+    assert ours.returncode == seed_named.returncode == 0, ours.stderr + seed_named.stderr
+    flags = help_flags(ours.stdout)
+    assert flags == help_flags(seed_named.stdout)
+    assert flags[0] == "-h" and len(flags) > 5, flags  # argparse's own flag and the script's
+
+
+def test_the_quickstart_command_has_its_flags(console):
+    proc = subprocess.run([str(console), "quickstart", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert {"--model", "--judge-model", "--serving-python", "--dir"} <= set(help_flags(proc.stdout))
 
 
 def test_unknown_command_is_one_line_and_exit_2(console):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import run_script, start_script, wait_for_lines
 
 from arenajudge.cli import run_eval
 from arenajudge.config.models import load_api_config
@@ -86,17 +86,7 @@ def stored_ids(project: Project) -> list[str]:
 
 
 def start(project: Project, script: str, *flags: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(ROOT / script), *flags], cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_lines(path: Path, at_least: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.time() + 60
-    while time.time() < deadline and process.poll() is None:
-        if path.exists() and path.read_text(encoding="utf-8").count("\n") >= at_least:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {at_least} records in {path}")
+    return start_script(script, *flags, cwd=project.root, stdout=subprocess.PIPE)
 
 
 def no_traceback(stderr: str) -> None:
@@ -227,10 +217,10 @@ def test_run_eval_judging_as_the_answers_come_stops_its_judge_and_finishes_the_a
         judged = project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl"
 
         def kill_after_three() -> None:
-            deadline = time.time() + 60
-            while time.time() < deadline and (not judged.exists() or judged.read_text().count("\n") < 3):
-                time.sleep(0.02)
-            dying.kill()
+            try:
+                wait_for_lines(judged, 3)
+            finally:
+                dying.kill()
 
         killer = threading.Thread(target=kill_after_three, daemon=True)
         killer.start()

@@ -6,8 +6,8 @@ import random
 from itertools import combinations
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import battles_in_copies
 from sklearn.metrics import cohen_kappa_score
 
 from arenajudge.rating import diagnostics
@@ -130,12 +130,7 @@ def test_mean_score_and_its_per_model_bootstrap(tmp_path):
 
 def test_mean_score_question_bootstrap_moves_whole_questions():
     # each question carries 4 identical battles, so resampling questions doubles the width
-    rng = np.random.default_rng(0)
-    rows = []
-    for q in range(200):
-        winner = "model_b" if rng.random() < 0.6 else "model_a"
-        rows += [(f"q{q}", "base", "m", winner)] * 4
-    battles = pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"])
+    battles = battles_in_copies()
     by_battle = mean_scores(battles, "base", rounds=2000, unit="battles")
     by_question = mean_scores(battles, "base", rounds=2000, unit="questions")
     ratio = ((by_question.upper("m") - by_question.lower("m"))

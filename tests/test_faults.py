@@ -11,13 +11,13 @@ import email.utils
 import json
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, free_port, run_script
 
 from arenajudge.config.models import load_api_config
 from arenajudge.endpoints.client import ModelClient, RequestPolicy
@@ -40,12 +40,6 @@ def _one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answer_records(project: Project, model: str = "cand") -> list[dict]:
@@ -119,12 +113,18 @@ def _break_first_turn(path, line: int, content: object = _NO_CONTENT) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_answer_file_with_null_content_is_a_file_line_error_before_any_request(project):
+def _answers_with_a_null_turn(project: Project, models: tuple[str, ...], line: int) -> Path:
+    """Answers of `models` to 3 questions; in the last model's file, record `line`'s first turn has content null."""
     qs = project.simple_questions(3)
-    project.write_answers("base", qs)
-    project.write_answers("m1", qs)
-    path = project.bench_dir / "model_answer" / "m1.jsonl"
-    _break_first_turn(path, 1, content=None)
+    for model in models:
+        project.write_answers(model, qs)
+    path = project.bench_dir / "model_answer" / f"{models[-1]}.jsonl"
+    _break_first_turn(path, line, content=None)
+    return path
+
+
+def test_answer_file_with_null_content_is_a_file_line_error_before_any_request(project):
+    path = _answers_with_a_null_turn(project, ("base", "m1"), 1)
     with FakeServer() as server:
         project.write_api({"judge": entry(server.base_url, "j")})
         project.write_judge_config(["m1"])
@@ -137,10 +137,7 @@ def test_answer_file_with_null_content_is_a_file_line_error_before_any_request(p
 
 
 def test_gen_answer_asks_again_for_a_stored_answer_without_text(project):
-    qs = project.simple_questions(3)
-    project.write_answers("cand", qs)
-    path = project.bench_dir / "model_answer" / "cand.jsonl"
-    _break_first_turn(path, 2, content=None)
+    _answers_with_a_null_turn(project, ("cand",), 2)
     with FakeServer() as server:
         project.write_api({"cand": entry(server.base_url, "c")})
         project.write_answer_config(["cand"])
@@ -182,7 +179,7 @@ def test_retry_after_is_honoured_without_holding_a_slot(project, status):
 
 def test_dead_endpoint_is_found_before_the_run(project):
     project.simple_questions(50)
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     project.write_api({"cand": entry(f"http://127.0.0.1:{port}/v1", "c")})
     project.write_answer_config(["cand"])
     start = time.time()
@@ -293,7 +290,7 @@ def test_a_misspelled_mt_bench_prompt_is_refused(project):
 def test_a_password_in_api_base_is_redacted_everywhere(project):
     secret = "s3cret-pw-42"
     project.simple_questions(3)
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     project.write_api({"cand": entry(f"http://alice:{secret}@127.0.0.1:{port}/v1", "c")})
     project.write_answer_config(["cand"])
     proc = run_script("gen_answer.py", "--quiet", cwd=project.root)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, line_count, run_script, signal_after_lines, start_script
 
 from arenajudge.core.tokens import token_len
 from arenajudge_testkit.fake_openai import FakeServer, Script
@@ -369,15 +367,9 @@ def test_kill_minus_nine_then_rerun_leaves_every_record_once(project):
             project.write_answers(m, qs)
         project.write_api({"judge": entry(url, "j", parallel=8)})
         project.write_judge_config(["m1", "m2"])
-        proc = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path = project.bench_dir / "model_judgment" / "judge" / "m1.jsonl"
-        deadline = time.time() + 30
-        while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 15):
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        partial = sum(p.read_text().count("\n") for p in path.parent.glob("*.jsonl"))
+        signal_after_lines(start_script("gen_judgment.py", "--quiet", cwd=project.root), path, 15)
+        partial = sum(line_count(p) for p in path.parent.glob("*.jsonl"))
         assert 15 <= partial < 240
         rerun = run_script("gen_judgment.py", "--quiet", cwd=project.root)
         assert rerun.returncode == 0, rerun.stderr

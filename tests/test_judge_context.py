@@ -4,16 +4,12 @@ advice, run-log time across server waves, interrupted runs."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, fake_vllm_entry, free_port, signal_after_lines, start_script
 
 from arenajudge.cli import gen_answer
 from arenajudge.core.errors import run_cli
@@ -204,27 +200,12 @@ def test_transient_failures_are_advised_a_rerun(project, capsys):
 
 # ---------------------------------------------------------------- the run log across server waves
 
-FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
-
-
-def managed(port: int, name: str, **server: object) -> dict:
-    return {"model_name": name, "endpoints": [{"api_base": f"http://127.0.0.1:{port}/v1"}], "parallel": 1,
-            "server": {"model": f"/ckpt/{name}", "command": FAKE, "startup_timeout": 30, **server}}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_wall_time_and_rate_cover_every_wave(project, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_DELAY", "0.25")
     project.simple_questions(4)
     # same GPU: served one after the other, each wave 4 requests of 0.25 s in a row
-    project.write_api({"a": managed(free_port(), "ma", gpus="0"), "b": managed(free_port(), "mb", gpus="0")})
+    project.write_api({"a": fake_vllm_entry(free_port(), "ma", parallel=1, gpus="0"),
+                   "b": fake_vllm_entry(free_port(), "mb", parallel=1, gpus="0")})
     project.write_answer_config(["a", "b"])
     assert run_cli(gen_answer.main, ["--quiet"]) == 0
     [run] = project.records("runs.jsonl")
@@ -238,13 +219,7 @@ def test_an_interrupted_run_is_logged_as_interrupted(project):
     with FakeServer(Script(delay=0.05)) as server:
         project.write_api({"cand": entry(server.base_url, "c", parallel=1)})
         project.write_answer_config(["cand"])
-        proc = subprocess.Popen([sys.executable, str(ROOT / "gen_answer.py"), "--quiet"], cwd=project.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-        answers = project.bench_dir / "model_answer" / "cand.jsonl"
-        deadline = time.time() + 30
-        while time.time() < deadline and (not answers.exists() or answers.read_text().count("\n") < 3):
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        signal_after_lines(start_script("gen_answer.py", "--quiet", cwd=project.root),
+                           project.bench_dir / "model_answer" / "cand.jsonl", 3, signal.SIGINT)
     [run] = project.records("runs.jsonl")
     assert run["interrupted"] is True and 0 < run["done"] < 200

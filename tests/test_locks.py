@@ -8,9 +8,10 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, wait_until
 
 from arenajudge.records import locks
 from arenajudge.records.storage import BenchPaths
@@ -43,10 +44,7 @@ def test_a_second_judging_run_refuses_then_waits_and_does_only_what_is_left(proj
         try:
             lock_file = locks.judgment_lock(BenchPaths(project.bench, project.root / "data"), "judge", "m1").file
             assert lock_file.is_relative_to(project.bench_dir / "locks")  # not among the records
-            deadline = time.time() + 30
-            while time.time() < deadline and not (lock_file.exists() and str(first.pid) in lock_file.read_text()):
-                time.sleep(0.05)
-            assert json.loads(lock_file.read_text())["pid"] == first.pid
+            _wait_for_holder(lock_file, first.pid)
 
             second = run_script("gen_judgment.py", "--quiet", cwd=project.root)
             line = _refusal(second, first.pid)
@@ -151,10 +149,9 @@ def _start_judging(project: Project, setting_file: str) -> subprocess.Popen:
                             cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_holder(lock_file, pid: int) -> None:
-    deadline = time.time() + 30
-    while time.time() < deadline and not (lock_file.exists() and f'"pid": {pid},' in lock_file.read_text()):
-        time.sleep(0.05)
+def _wait_for_holder(lock_file: Path, pid: int) -> None:
+    """Until the lock file names `pid` as its holder."""
+    wait_until(lambda: lock_file.exists() and f'"pid": {pid},' in lock_file.read_text(), 30, f"{lock_file} held by {pid}")
     assert json.loads(lock_file.read_text())["pid"] == pid
 
 

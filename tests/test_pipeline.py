@@ -6,13 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import yaml
-from conftest import ROOT
-from test_servers import alive, free_port, managed, pids
+from conftest import alive, fake_vllm_entry, fake_vllm_pids, free_port, line_count, signal_after_lines, start_script, wait_until
 
 from arenajudge.cli import run_eval as pipeline
 from arenajudge.core.errors import run_cli
@@ -22,12 +19,8 @@ from arenajudge_testkit.gen_project import Project, entry
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for knob in ("FAKE_VLLM_START_DELAY", "FAKE_VLLM_EXIT", "FAKE_VLLM_LEAK_KEY", "FAKE_VLLM_IGNORE_TERM"):
-        monkeypatch.delenv(knob, raising=False)
-    monkeypatch.setenv("FAKE_VLLM_PIDFILE", str(tmp_path / "pids"))
-    return Project(tmp_path)
+def project(fake_vllm_project: Project) -> Project:
+    return fake_vllm_project
 
 
 def run_eval(*args: str) -> int:
@@ -37,10 +30,10 @@ def run_eval(*args: str) -> int:
 def _setup(project: Project, n: int = 6) -> None:
     project.simple_questions(n)
     project.write_api({
-        "ckpt-a": managed(free_port(), "/ckpt/a", gpus="0"),
-        "ckpt-b": managed(free_port(), "/ckpt/b", gpus="1"),
-        "base": managed(free_port(), "/ckpt/base", gpus="0"),
-        "judge": managed(free_port(), "/models/judge-awq", gpus="0,1", tensor_parallel_size=2, quantization="awq"),
+        "ckpt-a": fake_vllm_entry(free_port(), "/ckpt/a", gpus="0"),
+        "ckpt-b": fake_vllm_entry(free_port(), "/ckpt/b", gpus="1"),
+        "base": fake_vllm_entry(free_port(), "/ckpt/base", gpus="0"),
+        "judge": fake_vllm_entry(free_port(), "/models/judge-awq", gpus="0,1", tensor_parallel_size=2, quantization="awq"),
     })
     project.write_judge_config(["unused"], judge="judge", baseline="base")
 
@@ -65,7 +58,7 @@ def test_one_command_from_checkpoints_to_leaderboard_then_a_rerun_skips_everythi
     runs = project.records("runs.jsonl")
     assert [r["command"] for r in runs] == ["gen_answer", "gen_judgment"]
     assert runs[1]["servers"][0]["gpus"] == "0,1" and "prefix_cache" in runs[1]
-    started = pids(project)
+    started = fake_vllm_pids(project)
     assert not any(alive(p) for p in started)
 
     assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
@@ -73,7 +66,7 @@ def test_one_command_from_checkpoints_to_leaderboard_then_a_rerun_skips_everythi
     assert "answers: all 3 models have answered the 6 questions; skipped" in err2
     assert "has judged every candidate; skipped" in err2
     assert [line for line in out2.splitlines() if "| score:" in line] == board
-    assert pids(project) == started  # no server started
+    assert fake_vllm_pids(project) == started  # no server started
     assert len(project.records("runs.jsonl")) == 2
 
 
@@ -128,10 +121,10 @@ def _overlap_setup(project: Project, n: int, judge_gpus: str, answer_delay: str 
     project.write_answers("base", qs)
     slow = {"env": {"FAKE_VLLM_DELAY": answer_delay}}
     project.write_api({
-        "ckpt-a": managed(free_port(), "/ckpt/a", gpus="0", **slow),
-        "ckpt-b": managed(free_port(), "/ckpt/b", gpus="0", **slow),
-        "base": managed(free_port(), "/ckpt/base", gpus="0"),
-        "judge": managed(free_port(), "/models/judge-awq", gpus=judge_gpus, tensor_parallel_size=2),
+        "ckpt-a": fake_vllm_entry(free_port(), "/ckpt/a", gpus="0", **slow),
+        "ckpt-b": fake_vllm_entry(free_port(), "/ckpt/b", gpus="0", **slow),
+        "base": fake_vllm_entry(free_port(), "/ckpt/base", gpus="0"),
+        "judge": fake_vllm_entry(free_port(), "/models/judge-awq", gpus=judge_gpus, tensor_parallel_size=2),
     })
     project.write_judge_config(["unused"], judge="judge", baseline="base")
 
@@ -158,7 +151,7 @@ def test_a_judge_on_its_own_gpus_judges_while_the_next_candidate_answers(project
         assert [r["question_id"] for r in records] == [f"q{i:03d}" for i in range(8)]
     assert [r["command"] for r in project.records("runs.jsonl")] == ["gen_answer", "gen_judgment"]
     assert sorted(line.split()[0] for line in out.splitlines() if "| score:" in line) == ["base", "ckpt-a", "ckpt-b"]
-    assert not any(alive(p) for p in pids(project))
+    assert not any(alive(p) for p in fake_vllm_pids(project))
 
     # a rerun finds everything done
     assert run_eval("--models", "ckpt-a", "ckpt-b", "--judge", "judge") == 0
@@ -191,22 +184,13 @@ def test_an_overlapped_run_killed_midway_resumes_without_judging_anything_twice(
     _overlap_setup(project, n=12, judge_gpus="1,2", answer_delay="0.3")
     judged_a = project.bench_dir / "model_judgment" / "judge" / "ckpt-a.jsonl"
     answers_b = project.bench_dir / "model_answer" / "ckpt-b.jsonl"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run_eval.py"), "--quiet", "--models", "ckpt-a", "ckpt-b",
-                             "--judge", "judge"], cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while not (judged_a.exists() and judged_a.read_bytes().count(b"\n") >= 2):
-            assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not answers_b.exists() or answers_b.read_bytes().count(b"\n") < 12  # killed while answering
-    started = pids(project)  # pairs: a server, its worker
-    deadline = time.time() + 10
-    while time.time() < deadline and any(alive(p) for p in started[::2]):
-        time.sleep(0.05)
-    assert not any(alive(p) for p in started[::2])  # its servers follow it out (PR_SET_PDEATHSIG)
+    proc = start_script("run_eval.py", "--quiet", "--models", "ckpt-a", "ckpt-b", "--judge", "judge", cwd=project.root,
+                        stderr=subprocess.DEVNULL)
+    signal_after_lines(proc, judged_a, 2)
+    assert line_count(answers_b) < 12  # killed while answering
+    started = fake_vllm_pids(project)  # pairs: a server, its worker
+    # its servers follow it out (PR_SET_PDEATHSIG)
+    wait_until(lambda: not any(alive(p) for p in started[::2]), 10, "the servers gone with run_eval.py")
     for pid in started[1::2]:  # their workers (not told by the kernel): cleaned up here, as in test_servers
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -229,8 +213,8 @@ def test_a_judge_that_refuses_stops_judging_while_the_answers_still_complete(pro
     project.write_answers("base", qs)
     with FakeServer(Script(models=("the-real-name",))) as judge_server:  # elsewhere, no `server` block
         project.write_api({
-            "ckpt-a": managed(free_port(), "/ckpt/a", gpus="0"),
-            "base": managed(free_port(), "/ckpt/base", gpus="0"),
+            "ckpt-a": fake_vllm_entry(free_port(), "/ckpt/a", gpus="0"),
+            "base": fake_vllm_entry(free_port(), "/ckpt/base", gpus="0"),
             "judge": entry(judge_server.base_url, "wrong-name"),
         })
         project.write_judge_config(["unused"], judge="judge", baseline="base")
@@ -252,21 +236,21 @@ def test_entries_sharing_one_server_block_start_it_once_and_judging_overlaps_ans
     block = {"env": {"FAKE_VLLM_DELAY": "0.1"}}
 
     def shared(system_prompt: str) -> dict:
-        return {**managed(port, "/models/small", parallel=2, **block), "system_prompt": system_prompt}
+        return {**fake_vllm_entry(port, "/models/small", parallel=2, **block), "system_prompt": system_prompt}
 
     project.write_api({"terse": shared("Answer in one sentence."), "plain": shared("Answer plainly."),
                        "detailed": shared("Answer in detail."), "base": shared("You are a helpful assistant."),
-                       "judge": {**managed(port, "/models/small", parallel=4, **block)}})
+                       "judge": {**fake_vllm_entry(port, "/models/small", parallel=4, **block)}})
     project.write_judge_config(["unused"], judge="judge", baseline="base")
     assert run_eval("--models", "terse", "plain", "detailed", "--judge", "judge") == 0
     out, err = capsys.readouterr()
     assert "as the answers come (on the server the answers use)" in err
     events = [line.split()[0] for line in err.splitlines() if line.startswith(("starting", "stopped"))]
     assert events == ["starting", "stopped"]  # one start, one stop: not once per entry or per step
-    assert len(pids(project)) == 2  # the stand-in and its worker, started once
+    assert len(fake_vllm_pids(project)) == 2  # the stand-in and its worker, started once
     answers = [r for m in ("terse", "plain", "detailed", "base") for r in project.records(f"model_answer/{m}.jsonl")]
     judged = [r for m in ("terse", "plain", "detailed") for r in project.records(f"model_judgment/judge/{m}.jsonl")]
     assert len(answers) == 48 and len(judged) == 36
     assert min(r["tstamp"] for r in judged) < max(r["tstamp"] for r in answers)  # judging overlapped answering
     assert sorted(line.split()[0] for line in out.splitlines() if "| score:" in line) == ["base", "detailed", "plain", "terse"]
-    assert not any(alive(p) for p in pids(project))
+    assert not any(alive(p) for p in fake_vllm_pids(project))

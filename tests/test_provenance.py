@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_script
+from conftest import line_count, run_script, signal_after_lines, start_script
 
 from arenajudge.cli import run_eval as pipeline
 from arenajudge.cli import show_result
@@ -546,25 +546,11 @@ def test_names_map_reversibly_and_seed_names_keep_theirs(shared):
 
 
 def test_kill_minus_nine_then_baseline_switch_scores_nothing_against_the_old_baseline(project):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import ROOT
-
     with FakeServer(Script(delay=0.05)) as server:
         qs = _setup(project, server, n=60, models=("m1",), baselines=("base", "other"))
-        proc = subprocess.Popen([sys.executable, str(ROOT / "gen_judgment.py"), "--quiet"], cwd=project.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path = project.bench_dir / "model_judgment" / "judge" / "m1.jsonl"
-        deadline = time.time() + 30
-        while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 10):
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        partial = path.read_text().count("\n")
+        signal_after_lines(start_script("gen_judgment.py", "--quiet", cwd=project.root), path, 10)
+        partial = line_count(path)
         assert 10 <= partial < 60
         project.write_judge_config(["m1"], baseline="other")
         rerun = run_script("gen_judgment.py", "--quiet", cwd=project.root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import battles_in_copies
 
 from arenajudge.present.report import average_tokens
 from arenajudge.rating.battles import battles_from_judgments, clean_label, label_from_judge
@@ -121,12 +122,7 @@ def test_bootstrap_is_deterministic_for_a_seed(tmp_path):
 def test_question_bootstrap_keeps_questions_together():
     # Every question carries 4 identical battles: resampling questions moves them as a block,
     # so the interval is wider than the one that treats the 4 copies as independent.
-    rng = np.random.default_rng(0)
-    rows = []
-    for q in range(200):
-        winner = "model_b" if rng.random() < 0.6 else "model_a"
-        rows += [(f"q{q}", "base", "m", winner)] * 4
-    battles = pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"])
+    battles = battles_in_copies()
     kinds = group_battles(battles)
     assert kinds.per_question.shape[0] == 200 and kinds.per_question.sum() == 800
     by_battle = rate(battles, "base", rounds=1000, unit="battles")

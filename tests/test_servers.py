@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import alive, fake_vllm_entry, fake_vllm_pids, free_port, signal_after_lines, start_script, wait_until
 
 from arenajudge.cli import gen_answer, gen_judgment
 from arenajudge.config.models import load_api_config
@@ -25,44 +24,10 @@ from arenajudge.judge.arena_hard import order_judge_items
 from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry
 
-FAKE = [sys.executable, "-m", "arenajudge_testkit.fake_vllm"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped by its parent) holds nothing
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def managed(port: int, name: str = "/models/cand", /, parallel: int = 4, **server: object) -> dict:
-    return {"model_name": name, "endpoints": [{"api_base": f"http://127.0.0.1:{port}/v1"}], "parallel": parallel,
-            "server": {"model": "/ckpt/cand", "command": FAKE, "startup_timeout": 30, **server}}
-
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for knob in ("FAKE_VLLM_START_DELAY", "FAKE_VLLM_EXIT", "FAKE_VLLM_LEAK_KEY", "FAKE_VLLM_IGNORE_TERM"):
-        monkeypatch.delenv(knob, raising=False)
-    monkeypatch.setenv("FAKE_VLLM_PIDFILE", str(tmp_path / "pids"))
-    return Project(tmp_path)
-
-
-def pids(project: Project) -> list[int]:
-    path = project.root / "pids"
-    return [int(x) for x in path.read_text().split()] if path.exists() else []
+def project(fake_vllm_project: Project) -> Project:
+    return fake_vllm_project
 
 
 def answer(*args: str) -> int:
@@ -93,11 +58,11 @@ def one_line_error(capsys, *fragments: str) -> str:
 ])
 def test_bad_server_blocks_are_one_line_errors_naming_file_and_key(project, capsys, server, fragments):
     project.simple_questions(1)
-    project.write_api({"cand": managed(8123, **server)})
+    project.write_api({"cand": fake_vllm_entry(8123, **server)})
     project.write_answer_config(["cand"])
     assert answer() == 2
     one_line_error(capsys, "api_config.yaml", *fragments)
-    assert pids(project) == []
+    assert fake_vllm_pids(project) == []
 
 
 def test_remote_api_base_cannot_be_managed(project, capsys):
@@ -161,7 +126,7 @@ def test_managed_server_is_started_used_stopped_and_logged_without_the_key(proje
     qs = project.simple_questions(5)
     port = free_port()
     monkeypatch.setenv("CAND_KEY", "sk-managed-secret-42")
-    api = managed(port, gpus="0,1", tensor_parallel_size=2, max_model_len=4096, extra_args=["--enforce-eager"],
+    api = fake_vllm_entry(port, gpus="0,1", tensor_parallel_size=2, max_model_len=4096, extra_args=["--enforce-eager"],
                   env={"HF_TOKEN": "hf-env-secret-9"})
     api["endpoints"][0]["api_key"] = "${CAND_KEY}"
     project.write_api({"cand": api})
@@ -170,7 +135,7 @@ def test_managed_server_is_started_used_stopped_and_logged_without_the_key(proje
     err = capsys.readouterr().err
     assert "starting the server of 'cand'" in err and "stopped the server of 'cand'" in err
     assert len(project.records("model_answer/cand.jsonl")) == len(qs)
-    started = pids(project)
+    started = fake_vllm_pids(project)
     assert len(started) == 2 and not any(alive(p) for p in started)  # the server and its worker
     [run] = project.records("runs.jsonl")
     [record] = run["servers"]
@@ -185,25 +150,25 @@ def test_managed_server_is_started_used_stopped_and_logged_without_the_key(proje
     assert "sk-managed-secret-42" not in err
     # a rerun has nothing to do and starts nothing
     assert answer() == 0
-    assert len(pids(project)) == 2
+    assert len(fake_vllm_pids(project)) == 2
 
 
 def test_a_server_already_answering_is_used_and_left_running(project, capsys):
     project.simple_questions(3)
     with FakeServer(Script(models=("/models/cand",))) as server:
-        project.write_api({"cand": managed(server.port)})
+        project.write_api({"cand": fake_vllm_entry(server.port)})
         project.write_answer_config(["cand"])
         assert answer() == 0
         assert server.ok_count() == 3
     assert "already running" in capsys.readouterr().err
-    assert pids(project) == []
+    assert fake_vllm_pids(project) == []
     assert "servers" not in project.records("runs.jsonl")[0]
 
 
 def test_a_port_serving_another_model_is_an_error(project, capsys):
     project.simple_questions(1)
     with FakeServer(Script(models=("someone-else",))) as server:
-        project.write_api({"cand": managed(server.port)})
+        project.write_api({"cand": fake_vllm_entry(server.port)})
         project.write_answer_config(["cand"])
         assert answer() == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
@@ -215,7 +180,7 @@ def test_a_dying_server_fails_fast_with_its_log_tail_and_no_secret(project, caps
     project.simple_questions(2)
     monkeypatch.setenv("FAKE_VLLM_EXIT", "3")
     monkeypatch.setenv("FAKE_VLLM_LEAK_KEY", "1")
-    api = managed(free_port(), startup_timeout=60)
+    api = fake_vllm_entry(free_port(), startup_timeout=60)
     api["endpoints"][0]["api_key"] = "sk-leaky-777"
     project.write_api({"cand": api})
     project.write_answer_config(["cand"])
@@ -225,7 +190,7 @@ def test_a_dying_server_fails_fast_with_its_log_tail_and_no_secret(project, caps
     err = capsys.readouterr().err
     assert "exited with code 3 during start-up" in err and "CUDA out of memory" in err
     assert "debug: api key is ***" in err and "sk-leaky-777" not in err
-    assert not any(alive(p) for p in pids(project))
+    assert not any(alive(p) for p in fake_vllm_pids(project))
     assert not (project.bench_dir / "model_answer" / "cand.jsonl").exists()
 
 
@@ -234,19 +199,19 @@ def test_a_server_that_never_answers_is_killed_after_startup_timeout(project, ca
     monkeypatch.setenv("FAKE_VLLM_START_DELAY", "60")
     monkeypatch.setenv("FAKE_VLLM_IGNORE_TERM", "1")
     monkeypatch.setattr(servers, "STOP_GRACE_SECONDS", 1.0)
-    project.write_api({"cand": managed(free_port(), startup_timeout=1.5)})
+    project.write_api({"cand": fake_vllm_entry(free_port(), startup_timeout=1.5)})
     project.write_answer_config(["cand"])
     assert answer() == 2
     assert "did not answer within 1.5 s" in capsys.readouterr().err
-    started = pids(project)
+    started = fake_vllm_pids(project)
     assert len(started) == 2 and not any(alive(p) for p in started)  # SIGKILL reached the group
 
 
 def test_servers_sharing_gpus_take_turns_disjoint_ones_overlap(project, capsys):
     project.simple_questions(2)
     p1, p2, p3 = free_port(), free_port(), free_port()
-    project.write_api({"a": managed(p1, "ma", gpus="0"), "b": managed(p2, "mb", gpus="0"),
-                       "c": managed(p3, "mc", gpus="1")})
+    project.write_api({"a": fake_vllm_entry(p1, "ma", gpus="0"), "b": fake_vllm_entry(p2, "mb", gpus="0"),
+                       "c": fake_vllm_entry(p3, "mc", gpus="1")})
     project.write_answer_config(["a", "b", "c"])
     assert answer() == 0
     events = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("starting", "stopped"))]
@@ -256,50 +221,34 @@ def test_servers_sharing_gpus_take_turns_disjoint_ones_overlap(project, capsys):
     assert order.index(("stopped", "a")) < order.index(("starting", "b"))
     for model in ("a", "b", "c"):
         assert len(project.records(f"model_answer/{model}.jsonl")) == 2
-    assert not any(alive(p) for p in pids(project))
+    assert not any(alive(p) for p in fake_vllm_pids(project))
+
+
+def _answering_slowly(project: Project) -> subprocess.Popen[str]:
+    """gen_answer.py started on 200 questions to a managed stand-in that takes 0.05 s an answer."""
+    project.simple_questions(200)
+    project.write_api({"cand": fake_vllm_entry(free_port(), parallel=1)})
+    project.write_answer_config(["cand"])
+    env = {**os.environ, "FAKE_VLLM_DELAY": "0.05", "FAKE_VLLM_PIDFILE": str(project.root / "pids")}
+    return start_script("gen_answer.py", "--quiet", cwd=project.root, env=env)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_stop_the_server(project, sig):
-    project.simple_questions(200)
-    project.write_api({"cand": managed(free_port(), parallel=1)})
-    project.write_answer_config(["cand"])
-    env = {**os.environ, "FAKE_VLLM_DELAY": "0.05", "FAKE_VLLM_PIDFILE": str(project.root / "pids")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "gen_answer.py"), "--quiet"], cwd=project.root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    answers = project.bench_dir / "model_answer" / "cand.jsonl"
-    deadline = time.time() + 30
-    while time.time() < deadline and (not answers.exists() or answers.read_text().count("\n") < 3):
-        time.sleep(0.05)
-    assert answers.exists()
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    proc = _answering_slowly(project)
+    _, err = signal_after_lines(proc, project.bench_dir / "model_answer" / "cand.jsonl", 3, sig)
     assert proc.returncode == 130, err
     assert "stopped the server of 'cand'" in err and "rerun to resume" in err
-    started = pids(project)
+    started = fake_vllm_pids(project)
     assert len(started) == 2 and not any(alive(p) for p in started)
 
 
 def test_the_server_dies_with_the_tool_even_on_kill_9(project):
-    project.simple_questions(200)
-    project.write_api({"cand": managed(free_port(), parallel=1)})
-    project.write_answer_config(["cand"])
-    env = {**os.environ, "FAKE_VLLM_DELAY": "0.05", "FAKE_VLLM_PIDFILE": str(project.root / "pids")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "gen_answer.py"), "--quiet"], cwd=project.root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    answers = project.bench_dir / "model_answer" / "cand.jsonl"
-    deadline = time.time() + 30
-    while time.time() < deadline and (not answers.exists() or answers.read_text().count("\n") < 2):
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    server_pid = pids(project)[0]
-    deadline = time.time() + 10
-    while time.time() < deadline and alive(server_pid):
-        time.sleep(0.05)
-    assert not alive(server_pid)
+    signal_after_lines(_answering_slowly(project), project.bench_dir / "model_answer" / "cand.jsonl", 2)
+    server_pid = fake_vllm_pids(project)[0]
+    wait_until(lambda: not alive(server_pid), 10, "the server gone with gen_answer.py")
     # its worker (in the server's group, not told by the kernel) is what a rerun's start-up finds; clean it up here
-    for pid in pids(project)[1:]:
+    for pid in fake_vllm_pids(project)[1:]:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
@@ -311,7 +260,7 @@ def test_max_tokens_is_capped_by_the_servers_token_count(project, capsys):
     longer = {"question_id": "long", "category": "c", "turns": [{"content": "x" * 280}]}
     huge = {"question_id": "huge", "category": "c", "turns": [{"content": "y" * 600}]}
     project.write_questions([short, longer, huge])
-    project.write_api({"cand": managed(free_port(), max_model_len=120)})
+    project.write_api({"cand": fake_vllm_entry(free_port(), max_model_len=120)})
     project.write_answer_config(["cand"], max_tokens=50)
     assert answer() == 1  # the huge question cannot fit at all
     err = capsys.readouterr().err
@@ -384,7 +333,7 @@ def test_judge_runs_report_a_higher_hit_rate_in_question_major_order(project, ca
         project.write_questions(qs)
         for model in ("m1", "m2", "m3", "m4", "base"):
             project.write_answers(model, qs, text="a long answer of {model} to {qid}. " * 12)
-        project.write_api({"judge": managed(free_port(), "j", parallel=2)})
+        project.write_api({"judge": fake_vllm_entry(free_port(), "j", parallel=2)})
         project.write_judge_config(["m1", "m2", "m3", "m4"])
         run = _judge_run(project, 0, order)
         assert run["servers"][0]["model"] == "judge"
@@ -402,12 +351,12 @@ def test_log_fields_are_json_serialisable(project):
     with pytest.raises(UserError):
         raise servers.ServerFailed("x")
     # a session that started a server (the stand-in) names it in what runs.jsonl keeps, and its cache counters
-    project.write_api({"cand": managed(free_port(), gpus="0,1", tensor_parallel_size=2)})
+    project.write_api({"cand": fake_vllm_entry(free_port(), gpus="0,1", tensor_parallel_size=2)})
     cand = load_api_config(project.root / "config" / "api_config.yaml")["cand"].with_secrets()
     said: list[str] = []
     session = servers.ServerSession(project.root / "logs", prefix_cache=True, say=said.append)
     with session.serving([cand]):
-        assert pids(project) and all(alive(pid) for pid in pids(project))
+        assert fake_vllm_pids(project) and all(alive(pid) for pid in fake_vllm_pids(project))
     fields = session.log_fields()
     assert json.loads(json.dumps(fields)) == fields
     [server] = fields["servers"]
@@ -416,4 +365,4 @@ def test_log_fields_are_json_serialisable(project):
     assert 0 <= server["startup_seconds"] <= server["held_seconds"]
     assert fields["prefix_cache"] == {"queries": 0, "hits": 0, "hit_rate": None}
     assert any("starting the server of 'cand'" in line for line in said)
-    assert not any(alive(pid) for pid in pids(project))
+    assert not any(alive(pid) for pid in fake_vllm_pids(project))

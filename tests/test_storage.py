@@ -32,10 +32,17 @@ def test_sort_by_question_keeps_the_last_record_per_question_in_order(tmp_path):
 
 def test_sort_by_question_does_not_rewrite_a_sorted_file(tmp_path):
     path = tmp_path / "m.jsonl"
-    path.write_text('{"question_id": "a"}\n{"question_id": "b"}\n')
-    before = path.stat().st_mtime_ns
+    content = b'{"question_id": "a"}\n{"question_id": "b"}\n'
+    path.write_bytes(content)
+    inode = path.stat().st_ino
+    # a rewrite goes through a file put in its place, a new inode (a modification time can be too coarse to tell)
     sort_by_question(path, ["a", "b"])
-    assert path.stat().st_mtime_ns == before
+    assert path.stat().st_ino == inode and path.read_bytes() == content
+    # the same check sees a file that needed sorting rewritten
+    path.write_bytes(content + b'{"question_id": "a"}\n')
+    inode = path.stat().st_ino
+    sort_by_question(path, ["a", "b"])
+    assert path.stat().st_ino != inode and path.read_bytes() == b'{"question_id": "a"}\n{"question_id": "b"}\n'
 
 
 def test_records_with_other_key_order_still_sort(tmp_path):
