@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import SHARED
-from test_servers import managed, pids
+from conftest import fake_vllm_entry as managed
+from conftest import fake_vllm_pids as pids
 
 from arenajudge.cli import run_eval, show_result
 from arenajudge.cli.main import main as arenajudge_main

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-from test_servers import alive, free_port
+from conftest import ROOT, alive, free_port
 
 from arenajudge.cli import main as cli_main
 from arenajudge.cli import quickstart
