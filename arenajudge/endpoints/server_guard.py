@@ -41,7 +41,8 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group `pgid` is still there (one we may not signal counts)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -64,7 +65,7 @@ def end_group(pgid: int, grace: float) -> None:
                 os.waitpid(-pgid, os.WNOHANG)  # reap our child (the leader) so it does not linger as a zombie
             except ChildProcessError:
                 pass
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 return
             time.sleep(0.05)
 

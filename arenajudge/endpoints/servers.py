@@ -44,6 +44,7 @@ from arenajudge.core.errors import UserError
 from arenajudge.core.urls import redact_url
 from arenajudge.endpoints.prefix_cache import PrefixCacheProbe
 from arenajudge.endpoints.ray_servers import RayServers, RaySettings
+from arenajudge.endpoints.server_guard import group_alive
 from arenajudge.endpoints.vllm_http import http_get, server_root
 
 # vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated; the module it
@@ -87,16 +88,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the thread that started it ends (Linux; PR_SET_PDEATHSIG)."""
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGTERM)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def default_vllm_module() -> str:
@@ -249,16 +240,16 @@ class ManagedServer:
         except subprocess.TimeoutExpired:
             leader_gone = False
         deadline = time.time() + 5.0
-        while leader_gone and _group_alive(pgid) and time.time() < deadline:  # its workers follow it out
+        while leader_gone and group_alive(pgid) and time.time() < deadline:  # its workers follow it out
             time.sleep(0.1)
-        if not leader_gone or _group_alive(pgid):
+        if not leader_gone or group_alive(pgid):
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.process.wait()
             deadline = time.time() + 10.0
-            while _group_alive(pgid) and time.time() < deadline:
+            while group_alive(pgid) and time.time() < deadline:
                 time.sleep(0.05)
         self.stopped_at = time.time()
         _LIVE.discard(self)
@@ -356,17 +347,8 @@ class ServerSession:
         with _stop_on_sigterm():
             try:
                 self._start(list(servers.values()))
-                probes = [PrefixCacheProbe(entry) for entry in entries] if self.prefix_cache else []
-                for probe in probes:
-                    probe.begin()
-                try:
+                with self._probing(entries):
                     yield
-                finally:
-                    for probe in probes:
-                        probe.end()
-                        self.probes.append(probe)
-                        if probe.available:
-                            self.say(probe.summary())
             finally:
                 for server in servers.values():
                     if server.started_by_us and server.stopped_at is None:
@@ -378,20 +360,25 @@ class ServerSession:
         assert self.ray is not None
         with _stop_on_sigterm():
             try:
-                with self.ray.serving(entries):
-                    probes = [PrefixCacheProbe(entry) for entry in entries] if self.prefix_cache else []
-                    for probe in probes:
-                        probe.begin()
-                    try:
-                        yield
-                    finally:
-                        for probe in probes:
-                            probe.end()
-                            self.probes.append(probe)
-                            if probe.available:
-                                self.say(probe.summary())
+                with self.ray.serving(entries), self._probing(entries):
+                    yield
             finally:
                 self.close()
+
+    @contextmanager
+    def _probing(self, entries: Sequence[ModelEntry]) -> Iterator[None]:
+        """The servers' prefix-cache counters read before and after the body (with `prefix_cache`), and said."""
+        probes = [PrefixCacheProbe(entry) for entry in entries] if self.prefix_cache else []
+        for probe in probes:
+            probe.begin()
+        try:
+            yield
+        finally:
+            for probe in probes:
+                probe.end()
+                self.probes.append(probe)
+                if probe.available:
+                    self.say(probe.summary())
 
     def _start(self, servers: list[ManagedServer]) -> None:
         if not servers:
