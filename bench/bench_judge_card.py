@@ -35,6 +35,9 @@ from arenajudge.present.leaderboard import BoardSpec, build_board
 from arenajudge.rating.battles import battles_from_judgments
 from arenajudge.records.storage import BenchPaths, load_answers, load_judgments, load_questions
 from arenajudge_testkit import seed_way
+from arenajudge_testkit.plain_stats import plain_kendall as kendall
+from arenajudge_testkit.plain_stats import plain_percentile as percentile
+from arenajudge_testkit.plain_stats import plain_spearman as spearman
 from arenajudge_testkit.standin_judge import StandinJudge
 from arenajudge_testkit.synth import make_bench, write_jsonl
 
@@ -50,42 +53,8 @@ SWAP = {"base": "model", "model": "base", "tie": "tie"}
 # ---------------------------------------------------------------- the plain card
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def percent(elo: float) -> float:
     return round(100 / (1 + 10 ** ((1000 - float(elo)) / 400)), 2)
-
-
-def ranks(values: list[float]) -> list[float]:
-    out = []
-    for v in values:
-        out.append(sum(w < v for w in values) + (sum(w == v for w in values) + 1) / 2)
-    return out
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    rx, ry = ranks(x), ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
-
-
-def kendall(x: list[float], y: list[float]) -> float:
-    pairs = concordant = tied_x = tied_y = 0
-    for i, j in combinations(range(len(x)), 2):
-        pairs += 1
-        dx, dy = x[i] - x[j], y[i] - y[j]
-        tied_x += dx == 0
-        tied_y += dy == 0
-        concordant += (dx * dy > 0) - (dx * dy < 0)
-    return concordant / math.sqrt((pairs - tied_x) * (pairs - tied_y))
 
 
 def apart(a: tuple[float, float], b: tuple[float, float]) -> int:
