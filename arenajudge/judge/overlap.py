@@ -69,8 +69,17 @@ def shared_server(judge: ModelEntry, log_dir: Path, shared: bool) -> Iterator[No
     if not shared:
         yield
         return
-    with ServerSession(log_dir).serving([judge]):
-        yield
+    session = ServerSession(log_dir)
+    started = False
+    try:
+        with session.serving([judge]):
+            started = True
+            yield
+    except BaseException:
+        if not started:  # stopped while the server started, before any step (which logs its own stop): on record
+            log_run(log_dir.parent / "runs.jsonl", "run_eval", RunReport(),
+                    {"models": [judge.name], **session.log_fields()}, interrupted=True)
+        raise
 
 
 class AnswerTail:
