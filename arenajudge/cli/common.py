@@ -1,7 +1,7 @@
 """What gen_answer.py and gen_judgment.py share: the engine flags and their checks.
 
 The commands that send no requests (show_result.py, qa_browser.py, ...) import this module too:
-the HTTP client (`..client`) is imported where a request policy is made, not here.
+the HTTP client is imported where a request policy is made (RunOptions.policy), not here.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from arenajudge.config.models import require_entry as require_entry  # the comma
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
 from arenajudge.endpoints.run_options import RunOptions
-from arenajudge.records.storage import Appenders as Appenders  # the commands' name for it
 
 if TYPE_CHECKING:
-    from arenajudge.endpoints.client import RequestPolicy
     from arenajudge.endpoints.ray_servers import RaySettings
 
 
@@ -78,8 +76,6 @@ def run_options(args: argparse.Namespace) -> RunOptions:
                       dead_after=args.dead_after, quiet=args.quiet, wait=args.wait, ray=ray_settings(args)).check()
 
 
-def request_policy(args: argparse.Namespace) -> RequestPolicy:
-    return run_options(args).policy()
 
 
 def add_dead_after_flag(parser: argparse.ArgumentParser) -> None:
@@ -90,18 +86,8 @@ def add_dead_after_flag(parser: argparse.ArgumentParser) -> None:
                              "stops the run (what is stored stays; a rerun resumes) (default: %(default)g)")
 
 
-def dead_after(args: argparse.Namespace) -> float:
-    """--dead-after, checked."""
-    if not args.dead_after > 0:  # also NaN
-        raise UserError(f"--dead-after must be a positive number of seconds, got {args.dead_after:g}")
-    return args.dead_after
 
 
-def client_processes(args: argparse.Namespace) -> int:
-    """--client-processes, checked (also run_eval.py's, which passes it on)."""
-    if args.client_processes < 1:
-        raise UserError(f"--client-processes must be at least 1, got {args.client_processes}")
-    return args.client_processes
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
