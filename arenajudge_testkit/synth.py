@@ -173,3 +173,13 @@ def write_constant_judge(sb: SynthBench, judge: str, label: str = "A>B", *, flip
                 games.append({"user_prompt": f"prompt {q}", "judgment": f"[[{this}]]", "score": this})
             records.append({"question_id": q, "model": model, "judge": judge, "games": games})
         write_jsonl(bench_dir / "model_judgment" / judge / f"{model}.jsonl", records)
+
+
+def copy_real_bench(source: Path, bench: Path) -> None:
+    """A real bench's question.jsonl and answer files (e.g. ../shared's Russian bench) copied into `bench`."""
+    import shutil
+
+    (bench / "model_answer").mkdir(parents=True)
+    shutil.copy(source / "question.jsonl", bench / "question.jsonl")
+    for path in (source / "model_answer").glob("*.jsonl"):
+        shutil.copy(path, bench / "model_answer" / path.name)

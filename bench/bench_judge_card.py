@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from arenajudge_testkit.plain_stats import plain_kendall as kendall
 from arenajudge_testkit.plain_stats import plain_percentile as percentile
 from arenajudge_testkit.plain_stats import plain_spearman as spearman
 from arenajudge_testkit.standin_judge import StandinJudge
-from arenajudge_testkit.synth import make_bench, write_jsonl
+from arenajudge_testkit.synth import copy_real_bench, make_bench, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSSIAN = ROOT.parent / "shared" / "data" / "arena-hard-v0.1-ru"
@@ -138,10 +137,7 @@ def make_data(root: Path, synthetic: bool, questions: int, models: int) -> tuple
                         missing_rate=0.01, include_baseline_self=False)
         return sb.bench, sb.baseline, [str(q) for q in sb.question_ids], "a generated bench (synthetic judges)"
     bench = root / "data" / "ru"
-    (bench / "model_answer").mkdir(parents=True)
-    shutil.copy(RUSSIAN / "question.jsonl", bench / "question.jsonl")
-    for path in (RUSSIAN / "model_answer").glob("*.jsonl"):
-        shutil.copy(path, bench / "model_answer" / path.name)
+    copy_real_bench(RUSSIAN, bench)
     answers = load_answers(bench / "model_answer")
     ids = [q["question_id"] for q in load_questions(bench / "question.jsonl")]
     for standin in JUDGES:

@@ -8,7 +8,6 @@ import json
 import math
 import random
 import re
-import shutil
 from itertools import combinations
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from arenajudge_testkit.fake_openai import FakeServer, Script
 from arenajudge_testkit.gen_project import Project, entry, judge
 from arenajudge_testkit.plain_stats import plain_kendall, plain_percentile, plain_spearman
 from arenajudge_testkit.standin_judge import StandinJudge, judgebench_judge
-from arenajudge_testkit.synth import make_bench, write_jsonl
+from arenajudge_testkit.synth import copy_real_bench, make_bench, write_jsonl
 
 CHROMIUM = Path("/usr/bin/chromium")
 SIDE_OF_GAME1 = {"A>>B": "base", "A>B": "base", "A=B": "tie", "B>A": "model", "B>>A": "model"}
@@ -496,10 +495,7 @@ def ru_project(shared, tmp_path, monkeypatch):
     """The Russian bench's real questions and answers (10 models), judged by two stand-in judges."""
     data = shared / "data" / "arena-hard-v0.1-ru"
     bench = tmp_path / "data" / "ru"
-    (bench / "model_answer").mkdir(parents=True)
-    shutil.copy(data / "question.jsonl", bench / "question.jsonl")
-    for path in (data / "model_answer").glob("*.jsonl"):
-        shutil.copy(path, bench / "model_answer" / path.name)
+    copy_real_bench(data, bench)
     answers = load_answers(bench / "model_answer")
     models = sorted(m for m in answers if m != RU_BASELINE)
     ids = [q["question_id"] for q in load_questions(bench / "question.jsonl")]
