@@ -105,8 +105,18 @@ def test_a_failed_build_is_one_line_with_the_fix_and_is_not_reused(tmp_path):
     message = str(failed.value)
     assert "installing arenajudge-no-such-package==0 failed" in message and "--serving-python" in message
     assert "\n" not in message
-    assert said[0].startswith("serving venv: building") and "creating the venv" in said[1]
+    assert said[0].startswith("serving venv: building") and said[1] == "serving venv: creating the venv ..."
+    assert said[-1] == "serving venv: installing arenajudge-no-such-package==0 ..."  # said before it ran
     assert not (serving_venv.venv_dir(plan, tmp_path) / serving_venv.DONE_MARK).exists()
+
+
+def test_a_long_install_step_says_it_is_still_going_and_keeps_its_output_for_the_error():
+    beats: list[float] = []
+    code, output = serving_venv._run_with_heartbeat(
+        [sys.executable, "-c", "import time; print('first', flush=True); time.sleep(0.75); print('last')"],
+        beats.append, every=0.2)
+    assert code == 0 and output.split() == ["first", "last"]
+    assert len(beats) >= 2 and beats == sorted(beats) and 0.15 < beats[0] < 0.6
 
 
 def test_a_finished_venv_is_reused_and_a_given_python_is_checked(tmp_path, monkeypatch):

@@ -3,7 +3,9 @@ server command the quickstart writes: board, comparison, report, one server, rer
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +67,8 @@ def test_the_quickstart_runs_the_whole_job_and_a_rerun_reuses_it(stand_in, capsy
                   "quickstart: done in"):
         assert stage in err, stage
     assert [line.split()[0] for line in err.splitlines() if line.startswith(("starting", "stopped"))] == ["starting", "stopped"]
+    # whether the verdicts follow the answers or their positions: counted over the 18 pairs of games
+    assert re.search(r"verdicts: 36/36 games[^;\n]*; the same winner with the answers swapped in \d+/18 judgments", err)
     assert len(started(stand_in["pids"])) == 2 and not any(alive(p) for p in started(stand_in["pids"]))
     # the candidates really differ: one model under three system prompts, all on one server block
     api = yaml.safe_load((project / "config" / "api_config.yaml").read_text())
@@ -73,6 +77,12 @@ def test_the_quickstart_runs_the_whole_job_and_a_rerun_reuses_it(stand_in, capsy
     assert api[quickstart.JUDGE]["server"]["command"] == [sys.executable, "-m", serving_venv.SERVER_MODULE]
     judge_config = yaml.safe_load((project / "config" / "judge_config.yaml").read_text())
     assert judge_config["structured_verdicts"] is True
+    # the one server's start-up is on record: a line of its own, as the steps found it answering
+    runs = [json.loads(line) for line in (project / "data" / "quickstart" / "runs.jsonl").read_text().splitlines()]
+    assert [r["command"] for r in runs] == ["gen_answer", "gen_judgment", "run_eval"]
+    [server] = runs[-1]["servers"]
+    assert runs[-1]["shared_server"] and runs[-1]["status"] == "ok" and server["model"] == quickstart.JUDGE
+    assert 0 < server["startup_seconds"] <= server["held_seconds"] and not any("servers" in r for r in runs[:2])
 
     before = time.monotonic()
     assert cli_main.main(args) == 0

@@ -237,3 +237,39 @@ def test_run_eval_with_a_pipeline_ray_section_answers_and_judges_on_the_cluster(
     assert placed == {("cand", 1), ("base", 1), ("judge", 1), ("judge", 2)}
     assert "starting replica 2/2 of 'judge'" in err
     assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 8
+
+
+# ---------------------------------------------------------------- a real vLLM (CPU build) as a Ray actor
+
+@pytest.mark.vllm
+def test_a_real_vllm_server_runs_as_a_ray_actor_and_leaves_nothing(cluster, smol, project):
+    """vLLM's own OpenAI server (SmolLM2) placed by Ray: real answers stored, its log brought back, its
+    placement on record, and every process of it gone once gen_answer.py ends."""
+    from conftest import free_port, live_processes, vllm_server_block
+
+    questions = project.simple_questions(3)
+    name = "smol-on-ray"  # in every process of this server's command line (the shared test server has another)
+    block = vllm_server_block(smol, project.root, free_port(), 1024, dtype="float32")
+    project.write_api({name: {"model_name": name, "endpoints": [{"api_base": "http://127.0.0.1:8000/v1"}],
+                              "parallel": 4, "server": block}})
+    project.write_answer_config([name], max_tokens=24)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "gen_answer.py"), "--quiet", "--ray", cluster.address],
+                            cwd=project.root, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    groups: set[int] = set()  # the server's process groups, seen while it runs (the engine core's name is vLLM's)
+    while proc.poll() is None:
+        groups |= {p.group for p in live_processes() if name in p.args}
+        time.sleep(0.5)
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, err[-3000:]
+    answers = project.records(f"model_answer/{name}.jsonl")
+    assert sorted(a["question_id"] for a in answers) == sorted(q["question_id"] for q in questions)
+    assert all(a["choices"][0]["turns"][0]["content"].strip() for a in answers)  # the model's words, not errors
+    [run] = project.records("runs.jsonl")
+    [server] = run["servers"]
+    assert server["model"] == name and server["replica"] == 1 and server["node"] and not server.get("lost")
+    log = (project.bench_dir / "server_logs" / f"{name}.replica1.log").read_text()
+    assert "/v1/chat/completions" in log  # vLLM's access log, brought back from the actor's node
+    assert groups, "the server's processes were never seen"
+    left = lambda: [p for p in live_processes() if p.group in groups]  # noqa: E731
+    assert wait_until(lambda: not left(), 40), [" ".join(p.args)[:120] for p in left()]

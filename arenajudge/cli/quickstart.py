@@ -26,6 +26,7 @@ import yaml
 from arenajudge.cli.common import settings
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints import embedded_model, serving_venv
+from arenajudge.rating import diagnostics
 from arenajudge.records.storage import load_questions
 
 BENCH = "quickstart"
@@ -201,13 +202,17 @@ def _stage_lines(runs: list[dict[str, Any]], files: dict[str, Path]) -> tuple[li
                          + (f", {skipped} reused" if skipped else ""))
         else:
             lines.append(f"{noun}: all reused from {files['data']}")
-    games = [g for name in CANDIDATES if (path := files["data"] / BENCH / "model_judgment" / JUDGE / f"{name}.jsonl").exists()
-             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-             for g in json.loads(line)["games"]]
+    judgments = {name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                 for name in CANDIDATES
+                 if (path := files["data"] / BENCH / "model_judgment" / JUDGE / f"{name}.jsonl").exists()}
+    games = [g for records in judgments.values() for record in records for g in record["games"]]
     if games:
         verdicts = sum(g.get("score") is not None for g in games)
         constrained = sum(g.get("constrained") is True for g in games)
-        lines.append(f"verdicts: {verdicts}/{len(games)} games" + (f" ({constrained} constrained)" if constrained else ""))
+        overall = diagnostics.position_consistency(judgments)[-1]
+        # what tells whether the judge's verdicts follow the answers or their order (the flat-board question)
+        lines.append(f"verdicts: {verdicts}/{len(games)} games" + (f" ({constrained} constrained)" if constrained else "")
+                     + f"; the same winner with the answers swapped in {overall.consistent}/{overall.paired} judgments")
     return lines, judge_requests
 
 

@@ -14,6 +14,11 @@ node needs neither arenajudge nor its dependencies, only Ray (for the actor) and
 Usage: python server_guard.py --watch PID --pidfile PATH [--grace SECONDS] -- COMMAND ...
 The pidfile gets "<guard pid> <server pid>" once the server started, and a third field, its exit code,
 once it exited by itself.
+
+The local launcher (servers.py) uses it as a reaper only: `--watch PID --group PGID` starts nothing and
+ends the group PGID when PID is gone, and ends itself when the group is empty. Why: the kernel's
+PR_SET_PDEATHSIG signals the server's first process only, and once vLLM's engine process runs beside it,
+a `kill -9` of ours left both running for minutes; the reaper signals the whole group.
 """
 
 from __future__ import annotations
@@ -78,10 +83,21 @@ def _die_with_guard() -> None:
         pass
 
 
+def reap(watch: int, watched_since: str | None, pgid: int, grace: float) -> int:
+    """Wait until the group is empty (its owner stopped it) or `watch` is gone (then end the group)."""
+    while group_alive(pgid):
+        if watched_since is None or _start_time(watch) != watched_since:
+            end_group(pgid, grace)
+            break
+        time.sleep(POLL_SECONDS)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="server_guard")
     parser.add_argument("--watch", type=int, required=True, help="pid whose end ends the server")
-    parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--pidfile", help="where to write the guard's and the server's pids")
+    parser.add_argument("--group", type=int, help="start nothing: end this process group when --watch's pid is gone")
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--remove-when-orphaned", metavar="DIR",
                         help="a directory to remove when the watched pid ended (no one is left to read it)")
@@ -89,6 +105,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     watched_since = _start_time(args.watch)
+    if args.group is not None:
+        return reap(args.watch, watched_since, args.group, args.grace)
+    if not args.pidfile or not command:
+        parser.error("--pidfile and a command are needed unless --group is given")
     # leave the actor's process tree: Ray kills an ending worker's children, and this process must outlive it
     if os.fork():
         return 0  # the actor waits for this first process, which ends at once

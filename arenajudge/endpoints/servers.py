@@ -4,8 +4,10 @@ answers, use it, stop it on success, error, Ctrl-C or SIGTERM.
 - A server is started only when nothing answers at its api_base; a server already running
   there (and serving the entry's model_name) is used and left running.
 - The process runs in its own process group and session, its output goes to a log file
-  (`data/<bench>/server_logs/<entry>.log`, appended), and it is told by the kernel to end
-  when our process dies (PR_SET_PDEATHSIG), so not even `kill -9` of ours leaves it holding a GPU.
+  (`data/<bench>/server_logs/<entry>.log`, appended). It is told by the kernel to end when our
+  process dies (PR_SET_PDEATHSIG), and a reaper (server_guard in `--group` mode, in a session of its
+  own) ends its whole group then, engine processes included, so not even `kill -9` of ours leaves it
+  holding a GPU.
 - Start-up fails fast when the process exits, with the tail of its log.
 - The endpoint's api_key reaches vLLM through VLLM_API_KEY, never the command line, so it
   shows neither in `ps`, in the log's header nor in errors (the log tail is redacted too).
@@ -42,6 +44,7 @@ from arenajudge.config.models import ModelEntry
 from arenajudge.config.server_spec import ServerSpec
 from arenajudge.core.errors import UserError
 from arenajudge.core.urls import redact_url
+from arenajudge.endpoints import server_guard
 from arenajudge.endpoints.prefix_cache import PrefixCacheProbe
 from arenajudge.endpoints.ray_servers import RayServers, RaySettings
 from arenajudge.endpoints.server_guard import group_alive
@@ -124,6 +127,7 @@ class ManagedServer:
     entry: ModelEntry
     log_dir: Path
     process: subprocess.Popen[bytes] | None = None
+    reaper: subprocess.Popen[bytes] | None = None
     started_by_us: bool = False
     launched_at: float = 0.0
     ready_at: float | None = None
@@ -187,6 +191,10 @@ class ManagedServer:
             except OSError as exc:
                 raise ServerFailed(f"{self.entry.source}: key '{self.entry.name}.server': cannot start "
                                    f"{cmd[0]!r}: {exc.strerror or exc}") from None
+        self.reaper = subprocess.Popen(  # outside our session: neither Ctrl-C nor our end reaches it
+            [sys.executable, server_guard.__file__, "--watch", str(os.getpid()), "--group", str(self.process.pid),
+             "--grace", str(STOP_GRACE_SECONDS)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.started_by_us = True
         self.launched_at = time.time()
         _LIVE.add(self)
@@ -251,6 +259,12 @@ class ManagedServer:
             deadline = time.time() + 10.0
             while group_alive(pgid) and time.time() < deadline:
                 time.sleep(0.05)
+        if self.reaper is not None:  # it ends by itself once the group is empty
+            try:
+                self.reaper.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                self.reaper.kill()
+                self.reaper.wait()
         self.stopped_at = time.time()
         _LIVE.discard(self)
 

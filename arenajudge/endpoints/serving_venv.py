@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 LOCAL_WHEELS = Path("/opt/wheels")
 DONE_MARK = "arenajudge-serving-venv.txt"  # written last: a venv without it is incomplete
 SERVING_PYTHON_ENV = "ARENAJUDGE_SERVING_PYTHON"
+HEARTBEAT_SECONDS = 30.0  # how often a long install step says it is still going
 # vLLM's server module: `python -m` of it takes vLLM's flags (servers.py explains why not `vllm serve`)
 SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 
@@ -122,7 +124,8 @@ def serving_python(given: str | None, say: Callable[[str], None], *, root: Path 
 
 def build_serving_venv(folder: Path, plan: InstallPlan, say: Callable[[str], None],
                        base_python: str | None = None) -> None:
-    """Make the venv at `folder` by `plan`; each step said as it starts; a failure is one line with the fix."""
+    """Make the venv at `folder` by `plan`; each step said as it starts, every 30 s while it runs and when it ends;
+    a failure is one line with the fix."""
     started = time.monotonic()
     say(f"serving venv: building {folder} (once; later runs reuse it): {plan.describe()}; "
         "about 3 GB and a few minutes (longer where torch is downloaded)")
@@ -138,10 +141,12 @@ def build_serving_venv(folder: Path, plan: InstallPlan, say: Callable[[str], Non
     steps.append((f"installing {', '.join(plan.extras)}", [python, "-m", "pip", "install", "-q", *plan.pip_source_args,
                                                            *plan.extras]))
     for what, command in steps:
+        say(f"serving venv: {what} ...")
         step_start = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        code, output = _run_with_heartbeat(command, lambda elapsed, what=what: say(
+            f"serving venv: {what}: {elapsed:.0f} s so far, venv {folder_size(folder) / 1e9:.1f} GB"))
+        if code != 0:
+            last = (output.strip().splitlines() or ["no output"])[-1]
             fix = (f"check the network or pip's index (a CPU torch comes from {TORCH_CPU_INDEX}), or pass "
                    "--serving-python with a Python whose venv has vLLM")
             raise UserError(f"serving venv: {what} failed: {last}; {fix}")
@@ -150,6 +155,28 @@ def build_serving_venv(folder: Path, plan: InstallPlan, say: Callable[[str], Non
     seconds = time.monotonic() - started
     (folder / DONE_MARK).write_text(f"{plan.vllm}, {size_gb:.1f} GB, built in {seconds:.0f} s\n")
     say(f"serving venv: ready, {size_gb:.1f} GB in {seconds:.0f} s")
+
+
+def _run_with_heartbeat(command: list[str], heartbeat: Callable[[float], None], every: float = HEARTBEAT_SECONDS,
+                        ) -> tuple[int, str]:
+    """Run `command` (its output kept for the error line), calling `heartbeat(seconds so far)` every `every` seconds:
+    a pip install of vLLM is minutes without a word, and a user should see it is still going."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as output:
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, text=True)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=every)
+                    break
+                except subprocess.TimeoutExpired:
+                    heartbeat(time.monotonic() - started)
+        except BaseException:  # Ctrl-C: pip ends with us (same group); do not leave it writing into the venv
+            proc.kill()
+            proc.wait()
+            raise
+        output.seek(0)
+        return code, output.read()
 
 
 def _base_python() -> str:

@@ -70,16 +70,16 @@ def shared_server(judge: ModelEntry, log_dir: Path, shared: bool) -> Iterator[No
         yield
         return
     session = ServerSession(log_dir)
-    started = False
+    report, interrupted = RunReport(), True
     try:
         with session.serving([judge]):
-            started = True
             yield
-    except BaseException:
-        if not started:  # stopped while the server started, before any step (which logs its own stop): on record
-            log_run(log_dir.parent / "runs.jsonl", "run_eval", RunReport(),
-                    {"models": [judge.name], **session.log_fields()}, interrupted=True)
-        raise
+        interrupted = False
+    finally:
+        # one line of its own in runs.jsonl: the steps found the server answering and record no start-up;
+        # also when stopped while it started, before any step (which would log its own stop)
+        log_run(log_dir.parent / "runs.jsonl", "run_eval", report,
+                {"models": [judge.name], "shared_server": True, **session.log_fields()}, interrupted=interrupted)
 
 
 class AnswerTail:
