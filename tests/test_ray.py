@@ -249,8 +249,9 @@ def test_a_real_vllm_server_runs_as_a_ray_actor_and_leaves_nothing(cluster, smol
 
     questions = project.simple_questions(3)
     name = "smol-on-ray"  # in every process of this server's command line (the shared test server has another)
-    block = vllm_server_block(smol, project.root, free_port(), 1024, dtype="float32")
-    project.write_api({name: {"model_name": name, "endpoints": [{"api_base": "http://127.0.0.1:8000/v1"}],
+    port = free_port()  # what the block says; under Ray the actor takes a free port on its node
+    block = vllm_server_block(smol, project.root, port, 1024, dtype="float32")
+    project.write_api({name: {"model_name": name, "endpoints": [{"api_base": f"http://127.0.0.1:{port}/v1"}],
                               "parallel": 4, "server": block}})
     project.write_answer_config([name], max_tokens=24)
     proc = subprocess.Popen([sys.executable, str(ROOT / "gen_answer.py"), "--quiet", "--ray", cluster.address],
@@ -267,7 +268,7 @@ def test_a_real_vllm_server_runs_as_a_ray_actor_and_leaves_nothing(cluster, smol
     assert all(a["choices"][0]["turns"][0]["content"].strip() for a in answers)  # the model's words, not errors
     [run] = project.records("runs.jsonl")
     [server] = run["servers"]
-    assert server["model"] == name and server["replica"] == 1 and server["node"] and not server.get("lost")
+    assert server["model"] == name and server["replica"] == 1 and server["ray_node"] and not server.get("lost")
     log = (project.bench_dir / "server_logs" / f"{name}.replica1.log").read_text()
     assert "/v1/chat/completions" in log  # vLLM's access log, brought back from the actor's node
     assert groups, "the server's processes were never seen"

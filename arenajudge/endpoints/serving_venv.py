@@ -128,7 +128,7 @@ def build_serving_venv(folder: Path, plan: InstallPlan, say: Callable[[str], Non
     a failure is one line with the fix."""
     started = time.monotonic()
     say(f"serving venv: building {folder} (once; later runs reuse it): {plan.describe()}; "
-        "about 3 GB and a few minutes (longer where torch is downloaded)")
+        "about 2.5 GB and two minutes or more (longer where torch is downloaded)")
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished build starts over
     folder.parent.mkdir(parents=True, exist_ok=True)
     python = str(venv_python(folder))
