@@ -176,6 +176,7 @@ def test_a_node_lost_mid_run_completes_every_judgment_once(cluster, project):
     proc = start_judging(project, cluster.address, "--ray-replicas", "2")
     try:
         assert wait_until(lambda: len(judgments(project)) >= 5, 60), proc.stderr
+        removed = worker_node(cluster).node_id
         cluster.remove_node(worker_node(cluster))
         _, err = proc.communicate(timeout=120)
     finally:
@@ -186,6 +187,7 @@ def test_a_node_lost_mid_run_completes_every_judgment_once(cluster, project):
     done = judgments(project)
     assert len(done) == 60 and sorted(set(done)) == [f"q{i:03d}" for i in range(60)]  # all, none twice
     assert "warning: model 'judge': endpoint http://" in err and "Ray replica" in err and "of 'judge' on node" in err
+    assert f"({removed[:8]})" in err  # which node: on one host every node has the same address
     [run] = project.records("runs.jsonl")
     lost = [r for r in run["servers"] if "lost" in r]
     assert len(lost) == 1 and run["dead_endpoints"][0]["model"] == "judge"
@@ -274,3 +276,49 @@ def test_a_real_vllm_server_runs_as_a_ray_actor_and_leaves_nothing(cluster, smol
     assert groups, "the server's processes were never seen"
     left = lambda: [p for p in live_processes() if p.group in groups]  # noqa: E731
     assert wait_until(lambda: not left(), 40), [" ".join(p.args)[:120] for p in left()]
+
+
+# ---------------------------------------------------------------- `--ray auto` with no cluster: a Ray of our own
+
+def _marked(pid: int) -> list[int]:
+    """Live processes of the Ray that the command with this pid started (they carry its mark in their environment)."""
+    from arenajudge.endpoints.ray_servers import OWN_RAY_MARK
+
+    mark = f"{OWN_RAY_MARK}={pid}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and alive(int(proc.name)):
+            try:
+                if mark in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_ray_started_for_the_run_ends_with_it_even_on_kill_9(project):
+    """`--ray auto` without $RAY_ADDRESS starts a one-node Ray; after a kill -9 of the command nothing of that Ray
+    (whose dashboard and runtime-env agents `ray.init()` left behind) nor of the server is left, and a rerun
+    resumes and ends as cleanly."""
+    _ray_or_skip()
+    judging_project(project.root, 60, delay=0.1, parallel=1)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(ROOT)
+    command = [sys.executable, str(ROOT / "gen_judgment.py"), "--quiet", "--ray", "auto"]
+    proc = subprocess.Popen(command, cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert wait_until(lambda: len(judgments(project)) >= 2, 120), proc.stderr
+        ours = _marked(proc.pid)
+        assert len(ours) >= 3  # the head's GCS, its raylet and more
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_until(lambda: not _marked(proc.pid), 40), _marked(proc.pid)
+    assert wait_until(lambda: no_server_left(project), 20)
+    rerun = subprocess.Popen(command, cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-2000:]
+    assert sorted(judgments(project)) == [f"q{i:03d}" for i in range(60)]  # resumed: all, none twice
+    assert wait_until(lambda: not _marked(rerun.pid) and no_server_left(project), 20), _marked(rerun.pid)

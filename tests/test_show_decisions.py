@@ -139,3 +139,16 @@ def test_runs_table_shows_servers_and_cache_hit_rate(tmp_path):
     [row] = table_rows(proc.stdout)
     assert (row["servers"], row["cache_hit_rate"], row["models"]) == ("j@0,1 (61.5 s)", "0.4", "m1,m2")
     assert (row["command"], row["judge"], row["done"], row["requests"]) == ("gen_judgment", "j", "4", "8")
+
+
+def test_runs_table_names_ray_replicas_by_node_and_says_which_was_lost(tmp_path):
+    runs = tmp_path / "data" / "b" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    replicas = [{"model": "j", "replica": 1, "ray_node": "fbfc20284550", "gpus": "none", "held_seconds": 169.2},
+                {"model": "j", "replica": 2, "ray_node": "6ac9df62d25a", "gpus": "0", "held_seconds": 93.8,
+                 "lost": "was lost with its node"}]
+    runs.write_text(json.dumps({"command": "gen_judgment", "start": "2026-12-07T20:32:00+00:00", "judge": "j",
+                                "models": ["m1"], "done": 24, "requests": 96, "servers": replicas}) + "\n")
+    proc = run_script("show_result.py", "--bench-name", "b", "--runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "j#1@fbfc2028:none (169.2 s); j#2@6ac9df62:0 (93.8 s, lost)" in proc.stdout

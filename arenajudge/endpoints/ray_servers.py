@@ -8,15 +8,23 @@
   with none left the run stops and a rerun resumes). At the end, on error and on Ctrl-C every replica is
   stopped; the server logs are copied to data/<bench>/server_logs/ as they grow, from whichever node.
 - When this process is killed outright, Ray ends its (non-detached) actors and each server's guard
-  (server_guard) ends the server's process group.
+  (server_guard) ends the server's process group; a Ray started here for the run (`--ray auto` without
+  $RAY_ADDRESS) runs under a guard of its own too.
 
 Ray is imported only here, and only when --ray or `pipeline.ray` asks for it.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib.util
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -84,19 +92,96 @@ def _ray() -> Any:
 
 def connect(address: str) -> Any:
     """Join the cluster (once per process); returns the ray module."""
-    ray = _ray()
-    if ray.is_initialized():
-        return ray
+    joined = sys.modules.get("ray")
+    if joined is not None and joined.is_initialized():
+        return joined
     target = os.environ.get("RAY_ADDRESS") if address == "auto" else address
+    if not target:
+        if importlib.util.find_spec("ray") is None:
+            raise UserError(f"--ray needs Ray: {INSTALL_HINT}")
+        target = _own_ray()  # before Ray is imported: it reads its token settings then
+    ray = _ray()
     try:
-        if target:
-            ray.init(address=target, log_to_driver=False, logging_level="WARNING")
-        else:  # a Ray of our own on this machine, for this run
-            ray.init(log_to_driver=False, logging_level="WARNING", include_dashboard=False)
+        ray.init(address=target, log_to_driver=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--ray {address}: cannot join a Ray cluster at {target or 'this machine'}: {first}") from None
     return ray
+
+
+OWN_RAY_MARK = "ARENAJUDGE_OWN_RAY"  # in the environment of every process of a Ray started by `_own_ray`
+_OWN_RAY: dict[str, Any] = {}  # the guard of the Ray this process started: its pidfile and pid
+
+
+def _own_ray() -> str:
+    """Start a one-node Ray for this run and return its address.
+
+    Why not `ray.init()` with no address: the Ray it starts dies with us, but not all of it: after a `kill -9` of
+    ours its dashboard and runtime-env agents were left running. So the head is `ray start --head --block` under
+    the server guard, in a process group of its own, which the guard ends when this process is gone (or when
+    `stop_own_ray` asks). Its processes carry OWN_RAY_MARK=<our pid> in their environment."""
+    import secrets
+    import socket
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tempfile.mkdtemp(prefix="arenajudge-ray-")
+    pidfile = os.path.join(folder, "guard.pid")
+    cli = Path(sys.executable).with_name("ray")
+    head = [str(cli)] if cli.exists() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+    head += ["start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
+             "--disable-usage-stats"]
+    # Ray >= 2.59 turns token authentication on for a cluster `ray start` makes; give it a token of its own
+    # (environment only, never argv or a log) and use the same one here: the driver finds no other
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    log_path = Path(folder, "ray-start.log")
+    with log_path.open("wb") as log:  # the head's own output, read to know it is up (or why not)
+        subprocess.run([sys.executable, server_guard.__file__, "--watch", str(os.getpid()), "--pidfile", pidfile,
+                        "--grace", "10", "--remove-when-orphaned", folder, "--", *head],
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                       env={**os.environ, **auth, OWN_RAY_MARK: str(os.getpid())})  # returns once the guard left our tree
+    _OWN_RAY.update(folder=folder, pidfile=pidfile)
+    atexit.register(stop_own_ray)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if "Ray runtime started" in log_path.read_text(errors="replace"):
+            os.environ.update(auth)  # read when Ray is imported, so before that (connect imports it after)
+            return f"127.0.0.1:{port}"
+        pids = _guard_pids(pidfile)
+        if pids is not None and len(pids) > 2:  # `ray start` exited
+            break
+        time.sleep(0.2)
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    stop_own_ray()
+    raise UserError(f"--ray auto: the Ray started on this machine for the run did not come up ({tail[0]}); "
+                    "set RAY_ADDRESS or --ray ADDRESS to use a running cluster")
+
+
+def _guard_pids(pidfile: str) -> list[int] | None:
+    try:
+        return [int(x) for x in Path(pidfile).read_text().split()]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop_own_ray() -> None:
+    """End the Ray `_own_ray` started (after `ray.shutdown()`): SIGTERM to its guard, which ends its group."""
+    if not _OWN_RAY:
+        return
+    ray = _ray()
+    if ray.is_initialized():
+        ray.shutdown()
+    pids = _guard_pids(_OWN_RAY["pidfile"])
+    if pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[0], signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server_guard.group_alive(pids[1]):
+            time.sleep(0.1)
+    shutil.rmtree(_OWN_RAY["folder"], ignore_errors=True)
+    _OWN_RAY.clear()
 
 
 def _register_by_value(ray: Any) -> None:
@@ -134,7 +219,9 @@ class RayReplica:
 
     def describe(self) -> str:
         node = self.where.get("host", "?")
-        return f"replica {self.index + 1}/{self.count} of {self.entry.name!r} on node {node}"
+        node_id = self.where.get("node_id", "")[:8]  # nodes may share an address (several on one host)
+        return f"replica {self.index + 1}/{self.count} of {self.entry.name!r} on node {node}" + (
+            f" ({node_id})" if node_id else "")
 
     def redact(self, text: str) -> str:
         return text.replace(self.secret, "***") if self.secret else text

@@ -362,10 +362,16 @@ RUN_COLUMNS = ["start", "command", "models", "judge", "status", "done", "skipped
 
 
 def _servers(started: Any) -> str:
-    """The servers a run started, as `model@gpus (held seconds)`."""
+    """The servers a run started, as `model@gpus (held seconds)`; a Ray replica as `model#N@node:gpus (...)`, and
+    `lost` for one the run lost."""
     if not isinstance(started, list):
         return ""
-    return "; ".join(f"{s.get('model')}@{s.get('gpus')} ({s.get('held_seconds')} s)" for s in started)
+    shown = []
+    for s in started:
+        name = f"{s.get('model')}#{s['replica']}" if "replica" in s else str(s.get("model"))
+        where = f"{s['ray_node'][:8]}:{s.get('gpus')}" if s.get("ray_node") else str(s.get("gpus"))
+        shown.append(f"{name}@{where} ({s.get('held_seconds')} s{', lost' if s.get('lost') else ''})")
+    return "; ".join(shown)
 
 
 def runs_table(paths: BenchPaths) -> str:
