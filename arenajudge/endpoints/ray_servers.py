@@ -119,7 +119,9 @@ def _own_ray() -> str:
     Why not `ray.init()` with no address: the Ray it starts dies with us, but not all of it: after a `kill -9` of
     ours its dashboard and runtime-env agents were left running. So the head is `ray start --head --block` under
     the server guard, in a process group of its own, which the guard ends when this process is gone (or when
-    `stop_own_ray` asks). Its processes carry OWN_RAY_MARK=<our pid> in their environment."""
+    `stop_own_ray` asks), SIGKILL 2 s after SIGTERM (Ray's own processes took over 10 s to heed SIGTERM, and a
+    Ray made for one run keeps nothing worth a graceful end). Its processes carry OWN_RAY_MARK=<our pid> in their
+    environment."""
     import secrets
     import socket
     import tempfile
@@ -139,7 +141,7 @@ def _own_ray() -> str:
     log_path = Path(folder, "ray-start.log")
     with log_path.open("wb") as log:  # the head's own output, read to know it is up (or why not)
         subprocess.run([sys.executable, server_guard.__file__, "--watch", str(os.getpid()), "--pidfile", pidfile,
-                        "--grace", "10", "--remove-when-orphaned", folder, "--", *head],
+                        "--grace", "2", "--remove-when-orphaned", folder, "--", *head],
                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                        env={**os.environ, **auth, OWN_RAY_MARK: str(os.getpid())})  # returns once the guard left our tree
     _OWN_RAY.update(folder=folder, pidfile=pidfile)
