@@ -241,6 +241,26 @@ def test_run_eval_with_a_pipeline_ray_section_answers_and_judges_on_the_cluster(
     assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 8
 
 
+def test_the_replica_watcher_keeps_live_clients_only(project):
+    """until_decided makes a judge client per batch: the watcher forgets each once it is closed."""
+    import asyncio
+
+    from arenajudge.config.models import load_api_config
+    from arenajudge.endpoints.client import ModelClient
+    from arenajudge.endpoints.ray_servers import RaySettings
+    from arenajudge.endpoints.servers import ServerSession
+    from arenajudge_testkit.gen_project import entry
+
+    project.write_api({"judge": entry("http://127.0.0.1:9/v1", "j")})
+    judge = load_api_config(project.root / "config" / "api_config.yaml")["judge"].with_secrets()
+    session = ServerSession(project.root / "logs", ray=RaySettings("auto"))  # no cluster is joined for this
+    first = session.watch(ModelClient(judge))
+    asyncio.run(first.close())
+    second = session.watch(ModelClient(judge))
+    third = session.watch(ModelClient(judge))
+    assert session.ray is not None and session.ray.clients == [second, third]
+
+
 # ---------------------------------------------------------------- a real vLLM (CPU build) as a Ray actor
 
 @pytest.mark.vllm

@@ -152,6 +152,7 @@ class ModelClient:
         self._endpoints: dict[int, ChatEndpoint] = {}  # chat clients in this process, by endpoint index
         self._server_client: openai.AsyncOpenAI | None = None  # for server_request, made on its first use
         self._server_index = -1  # the endpoint _server_client talks to
+        self.closed = False  # set by close(): a watcher of servers forgets the client then
         if n <= 1:
             self._processes = None
             self._endpoints = {i: ChatEndpoint(ep.api_base, ep.api_key, self.timeout)
@@ -422,6 +423,7 @@ class ModelClient:
         return await self._server_client.post(root + path, body=body, cast_to=object)
 
     async def close(self) -> None:
+        self.closed = True
         for endpoint in self._endpoints.values():
             await endpoint.close()
         if self._server_client is not None:

@@ -337,8 +337,8 @@ class ServerSession:
 
     def watch(self, client: ModelClient) -> ModelClient:
         """Under Ray: a replica of the client's model that is lost is dropped from it (`mark_dead`)."""
-        if self.ray is not None:
-            self.ray.clients.append(client)
+        if self.ray is not None:  # a new list, not an append: the watcher thread may be reading the old one
+            self.ray.clients = [c for c in self.ray.clients if not c.closed] + [client]
         return client
 
     def close(self) -> None:
