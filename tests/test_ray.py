@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 
 from arenajudge.cli import gen_judgment, run_eval
@@ -160,6 +161,29 @@ def test_judging_through_ray_placed_replicas_completes_and_leaves_nothing(cluste
     assert err.count("answers at http://") == 2 and err.count("stopped replica") == 2
     assert wait_until(lambda: no_server_left(project), 10) and len(server_pids(project)) == 4  # 2 servers, 2 workers
     assert set(Path(tempfile.gettempdir()).glob("arenajudge-server-*")) == node_files  # removed once copied
+
+
+def test_the_endpoint_key_reaches_each_replica_and_no_file(cluster, project, capsys, monkeypatch):
+    """The server gets the key as VLLM_API_KEY (it refuses requests without it); logs brought back hide it."""
+    secret = "sk-ray-test-0123456789"
+    monkeypatch.setenv("RAY_TEST_KEY", secret)
+    judging_project(project.root, 4)
+    api = project.root / "config" / "api_config.yaml"
+    entries = yaml.safe_load(api.read_text())
+    entries["judge"]["endpoints"][0]["api_key"] = "${RAY_TEST_KEY}"  # as users write it: the key stays out of the file
+    entries["judge"]["server"]["env"]["FAKE_VLLM_LEAK_KEY"] = "1"  # a server that prints the key it got
+    api.write_text(yaml.safe_dump(entries))
+    assert run_cli(gen_judgment.main, ["--quiet", "--ray", cluster.address, "--ray-replicas", "2"]) == 0
+    err = capsys.readouterr().err
+    assert sorted(judgments(project)) == [f"q{i:03d}" for i in range(4)]
+    logs = sorted((project.bench_dir / "server_logs").glob("judge.replica*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        text = log.read_text()
+        assert "api key set" in text and "debug: api key is ***" in text
+    leaks = [f for f in project.root.rglob("*") if f.is_file() and secret in f.read_text(errors="replace")]
+    assert not leaks and secret not in err
+    assert wait_until(lambda: no_server_left(project), 10)
 
 
 def test_a_model_too_big_for_one_node_is_a_one_line_error(cluster, project, capsys):

@@ -37,9 +37,11 @@ def free_port(host: str) -> int:
 
 
 class ServerReplica:
-    """Lives as long as its server: constructed = server started (not yet answering); `stop` ends it."""
+    """Lives as long as its server: `start` starts it (not yet answering), `stop` ends it."""
 
     def __init__(self, command: list[str], env: dict[str, str], guard_source: str, grace: float, host: str | None = None) -> None:
+        """Where the server will run; `start` starts it (the secrets come with that call: a constructor's arguments
+        stay in Ray's record of the actor for its whole life)."""
         import ray  # on the node, inside the worker
 
         context = ray.get_runtime_context()
@@ -51,6 +53,12 @@ class ServerReplica:
         self.log_path = os.path.join(self.dir, "server.log")
         self.pidfile = os.path.join(self.dir, "pids")
         self.grace = grace
+        self.command, self.env, self.guard_source = command, env, guard_source
+        self.guard_pid = self.server_pid = 0  # until `start`
+
+    def start(self, secret_env: dict[str, str]) -> dict[str, Any]:
+        """Start the server through the guard (not yet answering); returns `where`."""
+        grace, command, guard_source, env = self.grace, self.command, self.guard_source, {**self.env, **secret_env}
         filled = [a.replace(HOST_MARK, self.node_ip).replace(PORT_MARK, str(self.port)).replace(PYTHON_MARK, sys.executable)
                   for a in command]
         guard_file = os.path.join(self.dir, "server_guard.py")  # a file, so `ps` shows a short command line
@@ -72,6 +80,7 @@ class ServerReplica:
             time.sleep(0.02)
         guard, server = open(self.pidfile).read().split()[:2]
         self.guard_pid, self.server_pid = int(guard), int(server)
+        return self.where()
 
     def where(self) -> dict[str, Any]:
         """Where it runs: URL parts, node, devices, pids (the tests look for leftovers by pid)."""
@@ -107,6 +116,8 @@ class ServerReplica:
 
     def stop(self) -> None:
         """End the server's process group through its guard (SIGTERM, then SIGKILL after the grace period)."""
+        if not self.server_pid:  # never started (pid 0 would mean our own group below)
+            return
         if _alive(self.guard_pid):
             try:
                 os.kill(self.guard_pid, signal.SIGTERM)

@@ -305,8 +305,7 @@ class RayServers:
         api_key = entry.endpoints[0].api_key
         secret = api_key if api_key and api_key != "EMPTY" else None
         env = {k: v for k, v in spec.env if k not in ("CUDA_VISIBLE_DEVICES", "VLLM_API_KEY")}  # Ray picks the devices
-        if secret:
-            env["VLLM_API_KEY"] = secret
+        secret_env = {"VLLM_API_KEY": secret} if secret else {}  # sent with `start`, not to the constructor
         remote = ray.remote(ray_replica.ServerReplica).options(
             num_gpus=gpus, num_cpus=0 if gpus else 1, scheduling_strategy="SPREAD", max_concurrency=4, max_restarts=0)
         guard = Path(server_guard.__file__).read_text(encoding="utf-8")
@@ -319,7 +318,7 @@ class RayServers:
         self.replicas[entry.name] = replicas
         wait = spec.startup_timeout
         try:
-            found = ray.get([r.actor.where.remote() for r in replicas], timeout=wait)
+            found = ray.get([r.actor.start.remote(secret_env) for r in replicas], timeout=wait)
         except ray.exceptions.GetTimeoutError:
             self.stop(entry.name)
             free = ray.available_resources()
