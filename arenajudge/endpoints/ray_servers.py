@@ -110,7 +110,7 @@ def connect(address: str) -> Any:
 
 
 OWN_RAY_MARK = "ARENAJUDGE_OWN_RAY"  # in the environment of every process of a Ray started by `_own_ray`
-_OWN_RAY: dict[str, Any] = {}  # the guard of the Ray this process started: its pidfile and pid
+_OWN_RAY: dict[str, Any] = {}  # the Ray this process started: its folder and its guard's pidfile
 
 
 def _own_ray() -> str:
@@ -148,7 +148,7 @@ def _own_ray() -> str:
     atexit.register(stop_own_ray)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if "Ray runtime started" in log_path.read_text(errors="replace"):
+        if "Ray runtime started" in log_path.read_text(errors="replace"):  # `ray start`'s line once all is up
             os.environ.update(auth)  # read when Ray is imported, so before that (connect imports it after)
             return f"127.0.0.1:{port}"
         pids = _guard_pids(pidfile)
