@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -36,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 from arenajudge.config.models import Endpoint, ModelEntry
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints import ray_replica, server_guard
-from arenajudge.endpoints.vllm_http import http_get, server_root
+from arenajudge.endpoints.vllm_http import serves
 
 if TYPE_CHECKING:
     from arenajudge.endpoints.client import ModelClient
 
 POLL_SECONDS = 0.25
 LOG_COPY_SECONDS = 2.0
-STOP_GRACE_SECONDS = 30.0
+STOP_GRACE_SECONDS = server_guard.STOP_GRACE_SECONDS
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray>=2.40') on this machine"
 
 
@@ -254,20 +253,6 @@ def replica_command(entry: ModelEntry, command: list[str]) -> list[str]:
     return cmd
 
 
-def _answers(url: str, api_key: str | None, served_name: str) -> bool:
-    """True when the server at `url` answers /health and lists `served_name` in /v1/models (as servers.py checks)."""
-    health = http_get(f"{server_root(url)}/health", timeout=2.0)
-    if health is None or health[0] != 200:
-        return False
-    listed = http_get(f"{url.rstrip('/')}/models", api_key=api_key, timeout=2.0)
-    if listed is None or listed[0] != 200:
-        return False
-    try:
-        return served_name in [str(m["id"]) for m in json.loads(listed[1])["data"]]
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
 class RayServers:
     """The Ray-placed replicas of one command run."""
 
@@ -379,7 +364,7 @@ class RayServers:
                     self._copy_log(replica)
                     raise ReplicaFailed(f"{replica.describe()} did not answer within {spec.startup_timeout:g} s "
                                         f"(server.startup_timeout); log: {replica.log_file}\n{self._tail(replica)}")
-                if _answers(replica.url, replica.secret, spec.served_model_name):
+                if serves(replica.url, replica.secret, spec.served_model_name):
                     replica.ready_at = time.time()
                     self.say(f"{replica.describe()} answers at {replica.url} after "
                              f"{replica.ready_at - replica.launched_at:.1f} s")

@@ -33,6 +33,7 @@ import sys
 import time
 
 POLL_SECONDS = 0.2
+STOP_GRACE_SECONDS = 30.0  # a server's time to end after SIGTERM before its group gets SIGKILL
 
 
 def _start_time(pid: int) -> str | None:
@@ -44,6 +45,11 @@ def _start_time(pid: int) -> str | None:
     if fields[0] in ("Z", "X"):
         return None
     return fields[19]
+
+
+def watched_gone(pid: int, since: str | None) -> bool:
+    """Whether the watched process (started at `since`) has ended: gone, a zombie, or its pid reused."""
+    return since is None or _start_time(pid) != since
 
 
 def group_alive(pgid: int) -> bool:
@@ -86,7 +92,7 @@ def _die_with_guard() -> None:
 def reap(watch: int, watched_since: str | None, pgid: int, grace: float) -> int:
     """Wait until the group is empty (its owner stopped it) or `watch` is gone (then end the group)."""
     while group_alive(pgid):
-        if watched_since is None or _start_time(watch) != watched_since:
+        if watched_gone(watch, watched_since):
             end_group(pgid, grace)
             break
         time.sleep(POLL_SECONDS)
@@ -98,7 +104,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--watch", type=int, required=True, help="pid whose end ends the server")
     parser.add_argument("--pidfile", help="where to write the guard's and the server's pids")
     parser.add_argument("--group", type=int, help="start nothing: end this process group when --watch's pid is gone")
-    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--grace", type=float, default=STOP_GRACE_SECONDS)
     parser.add_argument("--remove-when-orphaned", metavar="DIR",
                         help="a directory to remove when the watched pid ended (no one is left to read it)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -136,7 +142,7 @@ def main(argv: list[str]) -> int:
             with open(args.pidfile, "a") as f:
                 f.write(f"{code}\n")
             return 0
-        orphaned = watched_since is None or _start_time(args.watch) != watched_since
+        orphaned = watched_gone(args.watch, watched_since)
         if stopping or orphaned:
             end_group(server.pid, args.grace)
             if orphaned and args.remove_when_orphaned:

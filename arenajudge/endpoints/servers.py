@@ -25,7 +25,6 @@ import collections
 import ctypes
 import datetime
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -47,8 +46,7 @@ from arenajudge.core.urls import redact_url
 from arenajudge.endpoints import server_guard
 from arenajudge.endpoints.prefix_cache import PrefixCacheProbe
 from arenajudge.endpoints.ray_servers import RayServers, RaySettings
-from arenajudge.endpoints.server_guard import group_alive
-from arenajudge.endpoints.vllm_http import http_get, server_root
+from arenajudge.endpoints.vllm_http import http_get, served_models, server_root, serves
 
 # vLLM 0.32 warns in every log that `-m vllm.entrypoints.openai.api_server` is deprecated; the module it
 # forwards to takes the same flags. (`vllm serve`, i.e. `-m vllm.entrypoints.cli.main serve`, fails where
@@ -56,7 +54,7 @@ from arenajudge.endpoints.vllm_http import http_get, server_root
 VLLM_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 LEGACY_VLLM_MODULE = "vllm.entrypoints.openai.api_server"  # vLLM before the launchers package
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.I)  # env values the log header does not show
-STOP_GRACE_SECONDS = 30.0  # SIGTERM, then SIGKILL for the whole process group
+STOP_GRACE_SECONDS = server_guard.STOP_GRACE_SECONDS  # SIGTERM, then SIGKILL for the whole process group
 POLL_SECONDS = 0.25
 LOG_TAIL_LINES = 25
 
@@ -68,17 +66,6 @@ if TYPE_CHECKING:
 
 class ServerFailed(UserError):
     """A managed server that died or never answered during start-up."""
-
-
-def served_models(api_base: str, api_key: str | None, timeout: float = 2.0) -> list[str] | None:
-    """The model names /v1/models lists, or None when it does not answer 200 with a list."""
-    answer = http_get(f"{api_base.rstrip('/')}/models", api_key=api_key, timeout=timeout)
-    if answer is None or answer[0] != 200:
-        return None
-    try:
-        return [str(m["id"]) for m in json.loads(answer[1])["data"]]
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 try:  # loaded here, in the parent: the child only makes the call
@@ -213,12 +200,7 @@ class ManagedServer:
             self.stop()
             raise ServerFailed(f"{self.describe()} did not answer within {self.spec.startup_timeout:g} s "
                                f"(server.startup_timeout); log: {self.log_file}\n{self.log_tail()}")
-        root = server_root(self.api_base)
-        health = http_get(f"{root}/health", timeout=2.0)
-        if health is None or health[0] != 200:
-            return False
-        names = served_models(self.api_base, self.api_key)
-        if names is None or self.spec.served_model_name not in names:
+        if not serves(self.api_base, self.api_key, self.spec.served_model_name):
             return False
         self.ready_at = time.time()
         return True
@@ -237,28 +219,8 @@ class ManagedServer:
         """End our process group: SIGTERM, then SIGKILL after STOP_GRACE_SECONDS. Servers we did not start stay."""
         if self.process is None or self.stopped_at is not None:
             return
-        pgid = self.process.pid  # start_new_session: the process leads its own group
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=STOP_GRACE_SECONDS)
-            leader_gone = True
-        except subprocess.TimeoutExpired:
-            leader_gone = False
-        deadline = time.time() + 5.0
-        while leader_gone and group_alive(pgid) and time.time() < deadline:  # its workers follow it out
-            time.sleep(0.1)
-        if not leader_gone or group_alive(pgid):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
-            deadline = time.time() + 10.0
-            while group_alive(pgid) and time.time() < deadline:
-                time.sleep(0.05)
+        server_guard.end_group(self.process.pid, STOP_GRACE_SECONDS)  # start_new_session: it leads its own group
+        self.process.wait()
         if self.reaper is not None:  # it ends by itself once the group is empty
             try:
                 self.reaper.wait(timeout=2.0)

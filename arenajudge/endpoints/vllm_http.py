@@ -7,6 +7,7 @@ the run's event loop and its connection pool.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx2
@@ -39,3 +40,23 @@ def http_get(url: str, *, api_key: str | None = None, timeout: float = 2.0) -> t
     except (httpx2.HTTPError, httpx2.InvalidURL, OSError, ValueError):
         return None
     return response.status_code, response.content
+
+
+def served_models(api_base: str, api_key: str | None, timeout: float = 2.0) -> list[str] | None:
+    """The model names /v1/models lists, or None when it does not answer 200 with a list."""
+    answer = http_get(f"{api_base.rstrip('/')}/models", api_key=api_key, timeout=timeout)
+    if answer is None or answer[0] != 200:
+        return None
+    try:
+        return [str(m["id"]) for m in json.loads(answer[1])["data"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def serves(api_base: str, api_key: str | None, served_name: str) -> bool:
+    """True once the server answers /health and lists `served_name` in /v1/models: ready for requests."""
+    health = http_get(f"{server_root(api_base)}/health", timeout=2.0)
+    if health is None or health[0] != 200:
+        return False
+    names = served_models(api_base, api_key)
+    return names is not None and served_name in names
