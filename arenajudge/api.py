@@ -80,6 +80,13 @@ def _entries(api_config: Entries | str | Path) -> tuple[Entries, Path]:
     return load_api_config(Path(api_config)), Path(api_config)
 
 
+def _judging(config: JudgeConfig | str | Path, api_config: Entries | str | Path) -> tuple[JudgeConfig, ModelEntry]:
+    """The judge config (loaded when a path) and its judge's entry, with its keys."""
+    config = config if isinstance(config, JudgeConfig) else load_judge_config(Path(config))
+    entries, api_file = _entries(api_config)
+    return config, require_entry(entries, config.judge_model, config.path, "judge_model", api_file)
+
+
 def answer(config: AnswerConfig | str | Path = DEFAULT_ANSWER_CONFIG, *, api_config: Entries | str | Path = DEFAULT_API_CONFIG,
            data_dir: str | Path = "data", options: RunOptions | None = None) -> RunReport:
     """Every model of the answer config answers every question of its bench (gen_answer.py).
@@ -99,9 +106,7 @@ def judge(config: JudgeConfig | str | Path = DEFAULT_JUDGE_CONFIG, *, api_config
     """Judge the answers under the judge config (gen_judgment.py): Arena-Hard pairs against the baseline, or
     its MT-Bench `mode:`. Judgments that still count are kept and skipped; `sample` judges a fixed random
     sample of that many questions; `rejudge_missing` judges again the games without a verdict."""
-    config = config if isinstance(config, JudgeConfig) else load_judge_config(Path(config))
-    entries, api_file = _entries(api_config)
-    judge_entry = require_entry(entries, config.judge_model, config.path, "judge_model", api_file)
+    config, judge_entry = _judging(config, api_config)
     return judge_bench(config, judge_entry, data_dir=Path(data_dir), options=options, sample=sample,
                        sample_seed=sample_seed, rejudge_missing=rejudge_missing)
 
@@ -111,9 +116,7 @@ def until_decided(until: UntilDecided, config: JudgeConfig | str | Path = DEFAUL
                   options: RunOptions | None = None, rejudge_missing: bool = False) -> UntilDecidedResult:
     """Judge `until.models` in batches until every pair is decided (gen_judgment.py --until-decided); the result
     holds each pair's decision (`decisions`) and the lines gen_judgment.py prints (`lines()`)."""
-    config = config if isinstance(config, JudgeConfig) else load_judge_config(Path(config))
-    entries, api_file = _entries(api_config)
-    judge_entry = require_entry(entries, config.judge_model, config.path, "judge_model", api_file)
+    config, judge_entry = _judging(config, api_config)
     return judge_until_decided(config, judge_entry, until, data_dir=Path(data_dir),
                                options=options, rejudge_missing=rejudge_missing)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, alive, free_port, live_processes, vllm_server_block
 
 from arenajudge.cli import gen_judgment, run_eval
 from arenajudge.core.errors import run_cli
@@ -30,13 +30,6 @@ GPUS_PER_NODE = 2
 
 def _ray_or_skip():
     return pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def wait_until(condition, seconds: float, step: float = 0.1) -> bool:
@@ -291,8 +284,6 @@ def test_the_replica_watcher_keeps_live_clients_only(project):
 def test_a_real_vllm_server_runs_as_a_ray_actor_and_leaves_nothing(cluster, smol, project):
     """vLLM's own OpenAI server (SmolLM2) placed by Ray: real answers stored, its log brought back, its
     placement on record, and every process of it gone once gen_answer.py ends."""
-    from conftest import free_port, live_processes, vllm_server_block
-
     questions = project.simple_questions(3)
     name = "smol-on-ray"  # in every process of this server's command line (the shared test server has another)
     port = free_port()  # what the block says; under Ray the actor takes a free port on its node

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arenajudge.config.models import require_entry as require_entry  # the commands' name for it
-from arenajudge.core.errors import UserError
 from arenajudge.endpoints.endpoint_health import DEFAULT_DEAD_AFTER
 from arenajudge.endpoints.run_options import RunOptions
 
@@ -39,16 +38,9 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
 
 def ray_settings(args: argparse.Namespace) -> RaySettings | None:
     """--ray and --ray-replicas, checked (None: servers start on this machine)."""
-    from arenajudge.endpoints.ray_servers import RaySettings, parse_replicas
+    from arenajudge.endpoints.ray_servers import ray_settings
 
-    replicas = parse_replicas(args.ray_replicas)
-    if args.ray is None:
-        if args.ray_replicas != "1":
-            raise UserError("--ray-replicas needs --ray ADDRESS")
-        return None
-    if not args.ray.strip():
-        raise UserError("--ray: expected a Ray address such as auto, 10.0.0.5:6379 or ray://head:10001")
-    return RaySettings(args.ray.strip(), replicas)
+    return ray_settings(args.ray, args.ray_replicas)
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -76,18 +68,12 @@ def run_options(args: argparse.Namespace) -> RunOptions:
                       dead_after=args.dead_after, quiet=args.quiet, wait=args.wait, ray=ray_settings(args)).check()
 
 
-
-
 def add_dead_after_flag(parser: argparse.ArgumentParser) -> None:
     """--dead-after, as gen_answer.py, gen_judgment.py and run_eval.py spell it."""
     parser.add_argument("--dead-after", type=float, default=DEFAULT_DEAD_AFTER, metavar="SECONDS",
                         help="drop an endpoint that has not answered for SECONDS while its requests fail to connect or "
                              "time out: its requests go to the model's other endpoints, and a model with none left "
                              "stops the run (what is stored stays; a rerun resumes) (default: %(default)g)")
-
-
-
-
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from arenajudge.cli.common import settings
 from arenajudge.core.errors import UserError
 from arenajudge.endpoints import embedded_model, serving_venv
 from arenajudge.rating import diagnostics
-from arenajudge.records.storage import load_questions
+from arenajudge.records.storage import BenchPaths, load_judgment_file, load_questions
 
 BENCH = "quickstart"
 DEFAULT_DIR = Path("arenajudge-quickstart")
@@ -202,9 +202,9 @@ def _stage_lines(runs: list[dict[str, Any]], files: dict[str, Path]) -> tuple[li
                          + (f", {skipped} reused" if skipped else ""))
         else:
             lines.append(f"{noun}: all reused from {files['data']}")
-    judgments = {name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-                 for name in CANDIDATES
-                 if (path := files["data"] / BENCH / "model_judgment" / JUDGE / f"{name}.jsonl").exists()}
+    paths = BenchPaths(BENCH, files["data"])
+    judgments = {name: load_judgment_file(path) for name in CANDIDATES
+                 if (path := paths.judgment_file(JUDGE, name)).exists()}
     games = [g for records in judgments.values() for record in records for g in record["games"]]
     if games:
         verdicts = sum(g.get("score") is not None for g in games)

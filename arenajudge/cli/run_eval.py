@@ -45,7 +45,7 @@ from arenajudge.config.models import (
 )
 from arenajudge.core.errors import UserError, run_cli
 from arenajudge.core.names import check_name
-from arenajudge.endpoints.ray_servers import RaySettings, format_replicas, parse_replicas
+from arenajudge.endpoints.ray_servers import RaySettings, format_replicas, ray_settings
 from arenajudge.endpoints.run_options import RunOptions
 from arenajudge.judge.judge_run import judgment_basis
 from arenajudge.records.storage import BenchPaths, load_answer_file, load_judgment_file, load_questions
@@ -145,9 +145,7 @@ class Plan:
         self.work_dir = self.paths.bench_dir / "pipeline"
 
     def ray_settings(self) -> RaySettings | None:
-        if not self.ray and self.ray_replicas != "1":
-            raise UserError("--ray-replicas needs --ray ADDRESS or a `pipeline.ray` section")
-        return RaySettings(self.ray, parse_replicas(self.ray_replicas)) if self.ray else None
+        return ray_settings(self.ray, self.ray_replicas, needs="--ray ADDRESS or a `pipeline.ray` section")
 
     def judge_overrides(self, models: list[str]) -> dict[str, Any]:
         """What the derived judge config says instead of the user's."""
@@ -307,9 +305,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     """The pipeline once its settings are known (the quickstart calls it with settings of its own, not argv)."""
     # checked before any step starts; the steps get the library's options, not flags
     options = RunOptions(client_processes=args.client_processes, dead_after=args.dead_after, quiet=args.quiet,
-                         wait=args.wait)
-    options.check_client_processes()
-    options.check_dead_after()
+                         wait=args.wait).check()
     plan = Plan(args)
     options = replace(options, ray=plan.ray_settings())  # --ray, else `pipeline.ray`; checked before any step starts
     questions = load_questions(plan.paths.question_file)

@@ -77,6 +77,19 @@ def parse_replicas(text: str) -> int | dict[str, int]:
     return counts
 
 
+def ray_settings(address: str | None, replicas: str, needs: str = "--ray ADDRESS") -> RaySettings | None:
+    """`--ray` and `--ray-replicas` (run_eval: or its `pipeline.ray` section, named by `needs`), checked;
+    None: the servers start on this machine."""
+    counts = parse_replicas(replicas)
+    if address is None:
+        if replicas != "1":
+            raise UserError(f"--ray-replicas needs {needs}")
+        return None
+    if not address.strip():
+        raise UserError("--ray: expected a Ray address such as auto, 10.0.0.5:6379 or ray://head:10001")
+    return RaySettings(address.strip(), counts)
+
+
 def format_replicas(replicas: int | dict[str, int]) -> str:
     return str(replicas) if isinstance(replicas, int) else ",".join(f"{m}={n}" for m, n in replicas.items())
 

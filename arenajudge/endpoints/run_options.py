@@ -36,17 +36,11 @@ class RunOptions:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if self.timeout is not None and self.timeout <= 0:
             raise UserError(f"--timeout must be positive, got {self.timeout}")
-        self.check_client_processes()
-        self.check_dead_after()
-        return self
-
-    def check_client_processes(self) -> None:
         if self.client_processes < 1:
             raise UserError(f"--client-processes must be at least 1, got {self.client_processes}")
-
-    def check_dead_after(self) -> None:
         if not self.dead_after > 0:  # also NaN
             raise UserError(f"--dead-after must be a positive number of seconds, got {self.dead_after:g}")
+        return self
 
     def policy(self) -> RequestPolicy:
         """The request policy of these options (checked)."""

@@ -191,7 +191,7 @@ def judge_until_decided(config: JudgeConfig, judge: ModelEntry, until: UntilDeci
         done: dict[str, set[str]] = {}
         for model in models:
             done[model] = {str(qid) for qid in resume(paths, config.judge_model, model, questions, basis,
-                                                                    rejudge_missing, report)}
+                                                      rejudge_missing, report)}
             path = paths.judgment_file(config.judge_model, model)
             judged[model] = {str(r["question_id"]): r for r in (load_judgment_file(path) if path.exists() else [])}
 
@@ -231,8 +231,7 @@ def judge_until_decided(config: JudgeConfig, judge: ModelEntry, until: UntilDeci
                         if qid in done[model]:
                             report.skipped += 1
                             continue
-                        items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers,
-                                                                 baseline, []))
+                        items.append(judge_item_for(config, judge, basis, by_id[qid], model, answers, baseline, []))
                 if items:
                     part = await judge_batch(items)
                     report.merge(part)
@@ -291,7 +290,6 @@ def judge_until_decided(config: JudgeConfig, judge: ModelEntry, until: UntilDeci
         assert config.baseline_model is not None
         return UntilDecidedResult(report, config.judge_model, config.baseline_model, models,
                                   {p: decisions[p] for p in pairs if p in decisions}, covered, total, needed)
-
 
 
 def design_line(design: Design) -> str:
